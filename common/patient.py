@@ -7,8 +7,13 @@ patient is changed the same way whichever path touches it.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
+
+from common.outcomes import Status
+from common.phones import Phone, PhoneFormat, same_number
 
 NIK_SYSTEM = "https://fhir.kemkes.go.id/id/nik"
 
@@ -48,3 +53,63 @@ def patient_niks(resource: Resource) -> list[str]:
         for ident in resource.get("identifier") or ()
         if isinstance(ident, dict) and ident.get("system") == NIK_SYSTEM and "value" in ident
     ]
+
+
+def mobile_phone_entry(resource: Resource) -> dict[str, Any] | None:
+    """The first ``telecom`` entry with ``system=phone, use=mobile``, if any."""
+    for entry in resource.get("telecom") or ():
+        if isinstance(entry, dict) and entry.get("system") == "phone" and entry.get("use") == "mobile":
+            return entry
+    return None
+
+
+def with_mobile_phone(resource: Resource, value: str, last_updated: str) -> Resource:
+    """A copy of ``resource`` whose mobile phone is ``value``, version bumped.
+
+    An existing ``phone/mobile`` entry keeps its other keys and its place; otherwise one is
+    appended. Every other telecom entry and every other field stays as it was. Only the parts
+    that change are copied, so an unchanged subtree is shared with the input.
+    """
+    telecom = [dict(e) if isinstance(e, dict) else e for e in resource.get("telecom") or ()]
+    updated = {**resource, "telecom": telecom}
+    entry = mobile_phone_entry(updated)
+    if entry is None:
+        telecom.append({"system": "phone", "use": "mobile", "value": value})
+    else:
+        entry["value"] = value
+    meta = dict(resource.get("meta") or {})
+    meta["versionId"] = bump_version_id(meta.get("versionId"))
+    meta["lastUpdated"] = last_updated
+    updated["meta"] = meta
+    return updated
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What to do with the patients a NIK search found. ``resource`` is set only to write."""
+
+    status: Status
+    reason: str = ""
+    patient_id: str | None = None
+    resource: Resource | None = None
+
+
+def decide(
+    matches: Sequence[Resource], phone: Phone, fmt: PhoneFormat, last_updated: str
+) -> Decision:
+    """The one rule every mode applies to a winning row and the patients carrying its NIK."""
+    if not matches:
+        return Decision(Status.NOT_FOUND, "no patient in the registry has this NIK")
+    if len(matches) > 1:
+        ids = ", ".join(str(m.get("id")) for m in matches)
+        return Decision(
+            Status.AMBIGUOUS, f"{len(matches)} patients carry this NIK ({ids}); none updated"
+        )
+    patient = matches[0]
+    patient_id = str(patient.get("id")) if patient.get("id") is not None else None
+    current = mobile_phone_entry(patient)
+    if current is not None and same_number(str(current.get("value", "")), phone.e164):
+        return Decision(Status.UNCHANGED, "the patient already has this number", patient_id)
+    updated = with_mobile_phone(patient, phone.formatted(fmt), last_updated)
+    reason = "mobile phone replaced" if current is not None else "mobile phone added"
+    return Decision(Status.UPDATED, reason, patient_id, updated)

@@ -1,0 +1,75 @@
+"""What happened to a sheet row: the closed set of statuses and one row's recorded outcome."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    # The number is now in the registry.
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+    ALREADY_APPLIED = "already_applied"
+    # The row did not take part (decided from the sheet alone).
+    SUPERSEDED = "superseded"
+    OTHER_DATE = "other_date"
+    INVALID_DATE = "invalid_date"
+    INVALID_NIK = "invalid_nik"
+    INVALID_PHONE = "invalid_phone"
+    # The registry could not take the number.
+    NOT_FOUND = "not_found"
+    AMBIGUOUS = "ambiguous"
+    ERROR = "error"
+    # Transient failure after retries: published for replay, not lost.
+    DEFERRED = "deferred"
+    # A replayed failure that a newer applied number made obsolete.
+    STALE = "stale"
+
+
+#: Outcomes that leave the patient holding the row's number.
+APPLIED = frozenset({Status.UPDATED, Status.UNCHANGED, Status.ALREADY_APPLIED})
+#: Outcomes a field officer must act on (fix the sheet or the registry).
+NEEDS_ATTENTION = frozenset(
+    {
+        Status.INVALID_DATE,
+        Status.INVALID_NIK,
+        Status.INVALID_PHONE,
+        Status.NOT_FOUND,
+        Status.AMBIGUOUS,
+        Status.ERROR,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RowOutcome:
+    """The recorded end of one sheet row. ``nik_masked`` never holds the full NIK."""
+
+    row: int
+    status: Status
+    reason: str = ""
+    patient_id: str | None = None
+    nik_masked: str = ""
+    warning: str = ""
+
+    def as_report_row(self) -> dict[str, object]:
+        out: dict[str, object] = {
+            "row": self.row,
+            "status": self.status.value,
+            "reason": self.reason,
+            "patient_id": self.patient_id,
+        }
+        if self.nik_masked:
+            out["nik"] = self.nik_masked
+        if self.warning:
+            out["warning"] = self.warning
+        return out
+
+
+def summarize(outcomes: list[RowOutcome]) -> dict[str, int]:
+    """Counts by status, in the enum's order, zero counts left out."""
+    counts = {s.value: 0 for s in Status}
+    for outcome in outcomes:
+        counts[outcome.status.value] += 1
+    return {k: v for k, v in counts.items() if v}

@@ -1,0 +1,125 @@
+"""Which sheet rows take part in a run, and which one wins for each patient.
+
+Everything here is decided from the sheet alone, before any registry call: invalid cells,
+rows of other dates and rows replaced by a later one end here with a recorded outcome; the
+winners go on as :class:`Candidate` rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date
+
+from common.outcomes import RowOutcome, Status
+from common.phones import InvalidPhone, Phone, normalize_phone
+from common.privacy import mask_nik
+from common.sheet import PHONE_COLUMN, InvalidCell, SheetRow, parse_date, parse_nik
+
+UNASSIGNED_RANGE_WARNING = "phone_number: number range not assigned to any operator (applied anyway)"
+
+
+@dataclass(frozen=True, slots=True)
+class DateWindow:
+    """Rows dated ``first``..``last`` inclusive take part; ``None`` bounds are open."""
+
+    first: date | None = None
+    last: date | None = None
+
+    @classmethod
+    def exactly(cls, day: date) -> DateWindow:
+        return cls(day, day)
+
+    def __contains__(self, day: date) -> bool:
+        return (self.first is None or day >= self.first) and (self.last is None or day <= self.last)
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A winning row: the number its NIK's patient should hold."""
+
+    row: int
+    date: date
+    nik: str
+    phone: Phone
+
+    @property
+    def warning(self) -> str:
+        return "" if self.phone.assigned else UNASSIGNED_RANGE_WARNING
+
+
+@dataclass(slots=True)
+class Plan:
+    candidates: list[Candidate] = field(default_factory=list)
+    #: Rows whose outcome is known from the sheet alone.
+    decided: list[RowOutcome] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Parsed:
+    row: int
+    date: date
+    nik: str
+    phone_raw: str
+
+
+def plan_rows(rows: Iterable[SheetRow], window: DateWindow | None = None) -> Plan:
+    """Apply the sheet rules: per NIK the latest date wins, then the last row in sheet order.
+
+    A winner whose phone is invalid applies nothing: never fall back to an older number the
+    officer already replaced.
+    """
+    window = window or DateWindow()
+    plan = Plan()
+    winners: dict[str, _Parsed] = {}
+    for sheet_row in rows:
+        try:
+            day = parse_date(sheet_row.date)
+        except InvalidCell as exc:
+            plan.decided.append(_rejected(sheet_row, Status.INVALID_DATE, str(exc)))
+            continue
+        if day not in window:
+            plan.decided.append(
+                RowOutcome(sheet_row.row, Status.OTHER_DATE, f"dated {day.isoformat()}, not in this run")
+            )
+            continue
+        try:
+            nik = parse_nik(sheet_row.nik)
+        except InvalidCell as exc:
+            plan.decided.append(_rejected(sheet_row, Status.INVALID_NIK, str(exc)))
+            continue
+        parsed = _Parsed(sheet_row.row, day, nik, sheet_row.phone)
+        previous = winners.get(nik)
+        if previous is None:
+            winners[nik] = parsed
+            continue
+        loser, winner = (previous, parsed) if parsed.date >= previous.date else (parsed, previous)
+        winners[nik] = winner
+        plan.decided.append(
+            RowOutcome(
+                loser.row,
+                Status.SUPERSEDED,
+                f"row {winner.row} gives a newer number for this NIK",
+                nik_masked=mask_nik(nik),
+            )
+        )
+    for parsed in sorted(winners.values(), key=lambda p: p.row):
+        try:
+            phone = normalize_phone(parsed.phone_raw)
+        except InvalidPhone as exc:
+            plan.decided.append(
+                RowOutcome(
+                    parsed.row,
+                    Status.INVALID_PHONE,
+                    f"{PHONE_COLUMN}: {exc}; nothing applied for this NIK",
+                    nik_masked=mask_nik(parsed.nik),
+                )
+            )
+            continue
+        plan.candidates.append(Candidate(parsed.row, parsed.date, parsed.nik, phone))
+    plan.decided.sort(key=lambda o: o.row)
+    return plan
+
+
+def _rejected(sheet_row: SheetRow, status: Status, reason: str) -> RowOutcome:
+    return RowOutcome(sheet_row.row, status, reason, nik_masked=mask_nik(sheet_row.nik))

@@ -1,0 +1,160 @@
+"""Reading the field officers' sheet: columns by header name, cells as typed, rows as numbered.
+
+Row numbers are the ones a sheet user sees (header = row 1, first data row = row 2), so every
+error and report line can be found in the sheet directly.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from common.errors import InputError
+
+DATE_COLUMN = "last_updated_date"
+NIK_COLUMN = "nik_identifier"
+NAME_COLUMN = "name"
+PHONE_COLUMN = "phone_number"
+REQUIRED_COLUMNS = (DATE_COLUMN, NIK_COLUMN, PHONE_COLUMN)
+
+_HEADER_SEPARATORS = re.compile(r"[\s_\-]+")
+_DATE_FORMATS = (
+    (re.compile(r"(\d{1,2})-(\d{1,2})-(\d{4})"), "dmy"),  # DD-MM-YYYY, the canonical form
+    (re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})"), "dmy"),
+    (re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})"), "ymd"),
+)
+_NIK = re.compile(r"\d{16}")
+_WHITESPACE = re.compile(r"\s+")
+
+
+class SheetError(InputError):
+    """The sheet as a whole is unusable (e.g. a required column is missing)."""
+
+
+class InvalidCell(ValueError):
+    """One cell is unusable; the message names the column and the reason, never the value."""
+
+    def __init__(self, column: str, reason: str) -> None:
+        super().__init__(f"{column}: {reason}")
+        self.column = column
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class SheetRow:
+    """One data row, cells exactly as typed (validation happens in :mod:`common.planning`)."""
+
+    row: int
+    date: str
+    nik: str
+    name: str
+    phone: str
+
+
+def read_csv(path: str | Path) -> list[SheetRow]:
+    """Rows of a CSV export of the sheet (UTF-8, optional BOM, any line endings)."""
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        raise InputError(f"sheet file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read sheet file {path}: {exc}") from None
+    return parse_csv(text)
+
+
+def parse_csv(text: str) -> list[SheetRow]:
+    return rows_from_values(list(csv.reader(io.StringIO(text.lstrip("\ufeff")))))
+
+
+def rows_from_values(values: Sequence[Sequence[object]]) -> list[SheetRow]:
+    """Rows from a grid of cells: a CSV, or the Sheets API's ``values`` (ragged rows allowed)."""
+    if not values:
+        raise SheetError("the sheet is empty: expected a header row with " + _column_list())
+    columns = _locate_columns(values[0])
+    name_index = columns.get(NAME_COLUMN)
+    rows: list[SheetRow] = []
+    for offset, cells in enumerate(values[1:]):
+        texts = [str(c) if c is not None else "" for c in cells]
+        if not any(t.strip() for t in texts):
+            continue  # blank rows are skipped, not reported
+
+        def cell(index: int | None, texts: list[str] = texts) -> str:
+            return texts[index] if index is not None and index < len(texts) else ""
+
+        rows.append(
+            SheetRow(
+                row=offset + 2,
+                date=cell(columns[DATE_COLUMN]),
+                nik=cell(columns[NIK_COLUMN]),
+                name=cell(name_index),
+                phone=cell(columns[PHONE_COLUMN]),
+            )
+        )
+    return rows
+
+
+def parse_date(raw: str) -> date:
+    """``DD-MM-YYYY`` (canonical), ``DD/MM/YYYY`` or ``YYYY-MM-DD``; impossible dates rejected."""
+    text = raw.strip()
+    for pattern, order in _DATE_FORMATS:
+        match = pattern.fullmatch(text)
+        if match:
+            a, b, c = (int(g) for g in match.groups())
+            day, month, year = (a, b, c) if order == "dmy" else (c, b, a)
+            try:
+                return date(year, month, day)
+            except ValueError:
+                raise InvalidCell(DATE_COLUMN, "is not a real calendar date") from None
+    if not text:
+        raise InvalidCell(DATE_COLUMN, "is empty")
+    raise InvalidCell(DATE_COLUMN, "is not a date in DD-MM-YYYY form")
+
+
+def parse_nik(raw: str) -> str:
+    """The NIK without whitespace; exactly 16 digits."""
+    text = _WHITESPACE.sub("", raw)
+    if _NIK.fullmatch(text):
+        return text
+    if not text:
+        raise InvalidCell(NIK_COLUMN, "is empty")
+    if "E+" in text.upper() or "." in text or "," in text:
+        raise InvalidCell(
+            NIK_COLUMN,
+            "was turned into a number by the sheet (format the column as plain text "
+            "and retype the 16 digits)",
+        )
+    digits = sum(ch.isdigit() for ch in text)
+    if digits == len(text):
+        raise InvalidCell(NIK_COLUMN, f"has {digits} digits, expected 16")
+    raise InvalidCell(NIK_COLUMN, "must be 16 digits and nothing else")
+
+
+def _normal_header(cell: object) -> str:
+    return _HEADER_SEPARATORS.sub("_", str(cell).strip().lstrip("\ufeff").lower()).strip("_")
+
+
+def _locate_columns(header: Iterable[object]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for index, cell in enumerate(header):
+        name = _normal_header(cell)
+        if name in (*REQUIRED_COLUMNS, NAME_COLUMN):
+            if name in found:
+                raise SheetError(f"column {name!r} appears twice in the header row")
+            found[name] = index
+    missing = [c for c in REQUIRED_COLUMNS if c not in found]
+    if missing:
+        raise SheetError(
+            "missing required column" + ("s " if len(missing) > 1 else " ")
+            + ", ".join(repr(m) for m in missing) + " in the header row (row 1)"
+        )
+    return found
+
+
+def _column_list() -> str:
+    return ", ".join(REQUIRED_COLUMNS)
