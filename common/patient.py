@@ -58,7 +58,9 @@ def patient_niks(resource: Resource) -> list[str]:
 def mobile_phone_entry(resource: Resource) -> dict[str, Any] | None:
     """The first ``telecom`` entry with ``system=phone, use=mobile``, if any."""
     for entry in resource.get("telecom") or ():
-        if isinstance(entry, dict) and entry.get("system") == "phone" and entry.get("use") == "mobile":
+        if not isinstance(entry, dict):
+            continue
+        if entry.get("system") == "phone" and entry.get("use") == "mobile":
             return entry
     return None
 

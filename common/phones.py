@@ -64,7 +64,7 @@ def _normalize(compact: str) -> Phone:
     if not _DIGITS.fullmatch(compact):
         if any(ch.isalpha() for ch in compact):
             raise InvalidPhone("contains letters (a typo such as o for 0, or an extension)")
-        raise InvalidPhone("contains characters other than digits, spaces, - . ( ) / and a leading +")
+        raise InvalidPhone("has characters other than digits, spaces, - . ( ) / and a leading +")
     nsn = _national_significant_number(compact)
     if not nsn.startswith("8"):
         raise InvalidPhone("is not a mobile number (Indonesian mobiles start with 08 or +62 8)")

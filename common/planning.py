@@ -16,7 +16,9 @@ from common.phones import InvalidPhone, Phone, normalize_phone
 from common.privacy import mask_nik
 from common.sheet import PHONE_COLUMN, InvalidCell, SheetRow, parse_date, parse_nik
 
-UNASSIGNED_RANGE_WARNING = "phone_number: number range not assigned to any operator (applied anyway)"
+UNASSIGNED_RANGE_WARNING = (
+    "phone_number: number range not assigned to any operator (applied anyway)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +82,7 @@ def plan_rows(rows: Iterable[SheetRow], window: DateWindow | None = None) -> Pla
             continue
         if day not in window:
             plan.decided.append(
-                RowOutcome(sheet_row.row, Status.OTHER_DATE, f"dated {day.isoformat()}, not in this run")
+                RowOutcome(sheet_row.row, Status.OTHER_DATE, f"dated {day}, not in this run")
             )
             continue
         try:

@@ -150,8 +150,10 @@ def _locate_columns(header: Iterable[object]) -> dict[str, int]:
     missing = [c for c in REQUIRED_COLUMNS if c not in found]
     if missing:
         raise SheetError(
-            "missing required column" + ("s " if len(missing) > 1 else " ")
-            + ", ".join(repr(m) for m in missing) + " in the header row (row 1)"
+            "missing required column"
+            + ("s " if len(missing) > 1 else " ")
+            + ", ".join(repr(m) for m in missing)
+            + " in the header row (row 1)"
         )
     return found
 

@@ -55,7 +55,7 @@ def entries_of(data: object, source: str) -> list[Entry]:
         isinstance(e, dict) and isinstance(e.get("resource"), dict) for e in data
     ):
         raise InputError(
-            f"{source}: expected patients as a list of {{\"resource\": …}} entries under "
+            f'{source}: expected patients as a list of {{"resource": …}} entries under '
             f"{INPUT_KEYS[0]!r}, {INPUT_KEYS[1]!r} or a Bundle's 'entry'"
         )
     return data
