@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 from pathlib import Path
 
 from common.errors import InputError
@@ -99,6 +100,7 @@ def rows_from_values(values: Sequence[Sequence[object]]) -> list[SheetRow]:
     return rows
 
 
+@lru_cache(maxsize=4096)  # a sheet holds few distinct dates and many rows
 def parse_date(raw: str) -> date:
     """``DD-MM-YYYY`` (canonical), ``DD/MM/YYYY`` or ``YYYY-MM-DD``; impossible dates rejected."""
     text = raw.strip()

@@ -114,3 +114,25 @@ def test_any_text_either_normalises_to_an_indonesian_mobile_or_is_rejected(cell:
     if result is not None:
         assert result.startswith("+628")
         assert 12 <= len(result) <= 15
+
+
+@given(st.text("0123456789", min_size=8, max_size=11))
+def test_classification_agrees_with_phonenumbers_number_type(rest: str) -> None:
+    import phonenumbers
+    from phonenumbers import PhoneNumberType
+
+    from common.phones import classify_nsn
+
+    nsn = "8" + rest
+    number = phonenumbers.parse("+62" + nsn, None)
+    expected = phonenumbers.number_type(number)
+    kind = classify_nsn(nsn)
+    if expected in (PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE):
+        assert kind == "mobile"
+    elif expected == PhoneNumberType.FIXED_LINE:
+        assert kind == "fixed"
+    elif expected == PhoneNumberType.UNKNOWN:
+        assert kind == "unknown"
+    else:
+        assert kind == "service"
+    assert (kind != "unknown") == phonenumbers.is_valid_number(number)
