@@ -96,7 +96,9 @@ class _Desc:
         return self.pattern.fullmatch(nsn) is not None
 
 
-_ID = phonenumbers.PhoneMetadata.metadata_for_region("ID")
+_ID_METADATA = phonenumbers.PhoneMetadata.metadata_for_region("ID")
+assert _ID_METADATA is not None, "phonenumbers ships no metadata for Indonesia"
+_ID = _ID_METADATA
 _GENERAL = _Desc(_ID.general_desc)
 # phonenumbers.number_type checks these before fixed line / mobile, in this order.
 _SERVICES = tuple(
