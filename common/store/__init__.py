@@ -1,0 +1,32 @@
+"""Where a run keeps its state: the lock, the manifest, outcomes, progress and the ledger."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from common.store._base import StateStore
+from common.store._model import (
+    LedgerEntry,
+    LockResult,
+    RunState,
+    RunStatus,
+    TaskProgress,
+    WorkItem,
+    final_status,
+)
+from common.store._sqlite import SqliteStore
+
+DEFAULT_SQLITE_PATH = Path(".phonesync") / "state.sqlite3"
+
+__all__ = [
+    "DEFAULT_SQLITE_PATH",
+    "LedgerEntry",
+    "LockResult",
+    "RunState",
+    "RunStatus",
+    "SqliteStore",
+    "StateStore",
+    "TaskProgress",
+    "WorkItem",
+    "final_status",
+]

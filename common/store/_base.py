@@ -1,0 +1,95 @@
+"""The contract every state backend (SQLite locally, Firestore in production) fulfils."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+from common.outcomes import RowOutcome
+from common.store._model import LedgerEntry, LockResult, RunState, TaskProgress, WorkItem
+
+
+class StateStore(Protocol):
+    """Run lock, manifest, row outcomes, per-task progress and the ledger.
+
+    Every method is synchronous and safe to call from several processes at once; callers in
+    async code run them in a thread. Writes of many records are batched by the backend.
+    """
+
+    # -- which date an execution works on -------------------------------------------------
+    def bind_execution_date(self, execution: str, run_date: str) -> str:
+        """The date ``execution`` works on: the first caller's ``run_date`` wins, for good.
+
+        So a task started, or retried, after midnight works on the same date as task 0.
+        """
+        ...
+
+    # -- run lock ----------------------------------------------------------------------------
+    def acquire_run(
+        self, run_date: str, execution: str, task_count: int, lease_seconds: float, now: float
+    ) -> LockResult:
+        """Take the lock on ``run_date`` for ``execution`` (task 0 only).
+
+        Free, finished by an earlier execution, or held under an expired lease → ACQUIRED (a
+        new run: status running, manifest not ready, counts and progress cleared). Held by
+        this execution → RESUMED. Held by another execution whose lease is live → HELD.
+        """
+        ...
+
+    def renew_lease(self, run_date: str, execution: str, lease_seconds: float, now: float) -> bool:
+        """Extend the lease; False when another execution has taken the date over."""
+        ...
+
+    def get_run(self, run_date: str) -> RunState | None: ...
+
+    def fail_run(self, run_date: str, execution: str, reason: str, now: float) -> None:
+        """Mark the run failed: it could not proceed (nothing to replay, rerun the date)."""
+        ...
+
+    # -- manifest: task 0 writes it once, every task reads its shard -----------------------
+    def write_manifest(
+        self,
+        run_date: str,
+        execution: str,
+        shards: Mapping[int, Sequence[WorkItem]],
+        decided: Sequence[RowOutcome],
+    ) -> None:
+        """Store each shard's work and the outcomes decided from the sheet alone, then mark
+        the manifest ready (in that order, so a reader never sees a half-written manifest)."""
+        ...
+
+    def read_shard(self, run_date: str, execution: str, task_index: int) -> list[WorkItem] | None:
+        """This task's work, or None while the manifest of ``execution`` is not ready."""
+        ...
+
+    # -- row outcomes ------------------------------------------------------------------------
+    def record_outcomes(self, run_date: str, outcomes: Sequence[RowOutcome]) -> None:
+        """Upsert outcomes by sheet row (a later outcome for a row replaces the earlier)."""
+        ...
+
+    def outcomes(self, run_date: str) -> list[RowOutcome]:
+        """Every recorded outcome of the date, by row."""
+        ...
+
+    # -- progress ----------------------------------------------------------------------------
+    def put_progress(self, run_date: str, progress: TaskProgress) -> None:
+        """Each task writes only its own document: no hot spot shared by all tasks."""
+        ...
+
+    def progress(self, run_date: str) -> list[TaskProgress]: ...
+
+    def finish_task(
+        self, run_date: str, execution: str, task_index: int, now: float
+    ) -> RunState | None:
+        """Mark a task finished. The call that finishes the last task gives the run its final
+        status and counts (from the recorded outcomes) and returns it; others return None."""
+        ...
+
+    # -- ledger ------------------------------------------------------------------------------
+    def ledger_get(self, keys: Sequence[str]) -> dict[str, LedgerEntry]: ...
+
+    def ledger_put(self, entries: Sequence[LedgerEntry]) -> None:
+        """Write entries, keeping an existing entry set by a newer sheet row."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,78 @@
+"""The records a state store keeps. Plain data: backends translate them to rows or documents."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class LockResult(StrEnum):
+    ACQUIRED = "acquired"  # this execution now owns the run date (new, rerun, or lease taken over)
+    RESUMED = "resumed"  # this execution already owned it (a retried task 0)
+    HELD = "held"  # another live execution owns it: stop, do not overlap
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"  # every row reached a final outcome, none deferred or errored
+    PARTIAL = "partial"  # finished, but some rows are deferred (replayable) or errored
+    FAILED = "failed"  # the run could not proceed (e.g. the sheet could not be read)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkItem:
+    """A winning sheet row waiting for the registry. Holds PII: lives only in the manifest."""
+
+    row: int
+    date: str  # ISO date of the sheet row
+    nik: str
+    phone: str  # E.164
+    assigned: bool = True  # False: number range not assigned to an operator (applied, warned)
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    """The last number applied to a patient, keyed by HMAC(NIK); the number itself is hashed."""
+
+    key: str
+    phone_hash: str
+    run_date: str
+    row: int
+    applied_at: str
+
+    def is_newer_than(self, run_date: str, row: int) -> bool:
+        """Whether this entry was set by a later sheet row than (run_date, row)."""
+        return (self.run_date, self.row) > (run_date, row)
+
+
+@dataclass(slots=True)
+class RunState:
+    run_date: str
+    execution: str
+    status: RunStatus
+    task_count: int
+    started_at: float
+    lease_until: float
+    finished_at: float | None = None
+    manifest_ready: bool = False
+    counts: dict[str, int] = field(default_factory=dict)
+    total_rows: int = 0
+    reason: str = ""
+
+
+@dataclass(slots=True)
+class TaskProgress:
+    task_index: int
+    execution: str
+    total: int = 0
+    done: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    updated_at: float = 0.0
+    finished: bool = False
+
+
+def final_status(counts: dict[str, int]) -> RunStatus:
+    """A finished run is partial when any row still needs a replay or a registry fix."""
+    return (
+        RunStatus.PARTIAL if counts.get("deferred") or counts.get("error") else RunStatus.SUCCEEDED
+    )

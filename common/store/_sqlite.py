@@ -1,0 +1,298 @@
+"""The embedded state store for local runs: one SQLite file shared by the worker processes."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+
+from common.outcomes import RowOutcome, Status, summarize
+from common.store._model import (
+    LedgerEntry,
+    LockResult,
+    RunState,
+    RunStatus,
+    TaskProgress,
+    WorkItem,
+    final_status,
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS executions (execution TEXT PRIMARY KEY, run_date TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+  run_date TEXT PRIMARY KEY, execution TEXT NOT NULL, status TEXT NOT NULL,
+  task_count INTEGER NOT NULL, started_at REAL NOT NULL, lease_until REAL NOT NULL,
+  finished_at REAL, manifest_ready INTEGER NOT NULL DEFAULT 0, counts TEXT NOT NULL DEFAULT '{}',
+  total_rows INTEGER NOT NULL DEFAULT 0, reason TEXT NOT NULL DEFAULT '');
+CREATE TABLE IF NOT EXISTS shards (
+  run_date TEXT, execution TEXT, task_index INTEGER, items TEXT NOT NULL,
+  PRIMARY KEY (run_date, execution, task_index));
+CREATE TABLE IF NOT EXISTS outcomes (
+  run_date TEXT, row INTEGER, status TEXT NOT NULL, reason TEXT NOT NULL,
+  patient_id TEXT, nik_masked TEXT NOT NULL, warning TEXT NOT NULL,
+  PRIMARY KEY (run_date, row));
+CREATE TABLE IF NOT EXISTS progress (
+  run_date TEXT, task_index INTEGER, execution TEXT NOT NULL, total INTEGER NOT NULL,
+  done INTEGER NOT NULL, counts TEXT NOT NULL, updated_at REAL NOT NULL, finished INTEGER NOT NULL,
+  PRIMARY KEY (run_date, task_index));
+CREATE TABLE IF NOT EXISTS ledger (
+  key TEXT PRIMARY KEY, phone_hash TEXT NOT NULL, run_date TEXT NOT NULL, row INTEGER NOT NULL,
+  applied_at TEXT NOT NULL);
+"""
+
+
+class SqliteStore:
+    """:class:`~common.store.StateStore` on one SQLite file (WAL; safe across processes)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """A transaction that takes the write lock up front, so read-then-write is atomic."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def bind_execution_date(self, execution: str, run_date: str) -> str:
+        with self._write() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO executions (execution, run_date) VALUES (?, ?)",
+                (execution, run_date),
+            )
+            (bound,) = db.execute(
+                "SELECT run_date FROM executions WHERE execution = ?", (execution,)
+            ).fetchone()
+        return str(bound)
+
+    def acquire_run(
+        self, run_date: str, execution: str, task_count: int, lease_seconds: float, now: float
+    ) -> LockResult:
+        with self._write() as db:
+            current = db.execute(
+                "SELECT execution, status, lease_until FROM runs WHERE run_date = ?", (run_date,)
+            ).fetchone()
+            if current is not None:
+                owner, status, lease_until = current
+                if owner == execution:
+                    db.execute(
+                        "UPDATE runs SET lease_until = ? WHERE run_date = ?",
+                        (now + lease_seconds, run_date),
+                    )
+                    return LockResult.RESUMED
+                if status == RunStatus.RUNNING and lease_until > now:
+                    return LockResult.HELD
+            db.execute(
+                "INSERT OR REPLACE INTO runs (run_date, execution, status, task_count, started_at,"
+                " lease_until) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    run_date,
+                    execution,
+                    RunStatus.RUNNING.value,
+                    task_count,
+                    now,
+                    now + lease_seconds,
+                ),
+            )
+            db.execute("DELETE FROM progress WHERE run_date = ?", (run_date,))
+            db.execute("DELETE FROM outcomes WHERE run_date = ?", (run_date,))
+            db.execute("DELETE FROM shards WHERE run_date = ?", (run_date,))
+            return LockResult.ACQUIRED
+
+    def renew_lease(self, run_date: str, execution: str, lease_seconds: float, now: float) -> bool:
+        with self._write() as db:
+            cursor = db.execute(
+                "UPDATE runs SET lease_until = MAX(lease_until, ?) WHERE run_date = ? AND execution = ?",
+                (now + lease_seconds, run_date, execution),
+            )
+            return cursor.rowcount == 1
+
+    def get_run(self, run_date: str) -> RunState | None:
+        row = self._db.execute(
+            "SELECT run_date, execution, status, task_count, started_at, lease_until, finished_at,"
+            " manifest_ready, counts, total_rows, reason FROM runs WHERE run_date = ?",
+            (run_date,),
+        ).fetchone()
+        if row is None:
+            return None
+        return RunState(
+            run_date=row[0],
+            execution=row[1],
+            status=RunStatus(row[2]),
+            task_count=row[3],
+            started_at=row[4],
+            lease_until=row[5],
+            finished_at=row[6],
+            manifest_ready=bool(row[7]),
+            counts=json.loads(row[8]),
+            total_rows=row[9],
+            reason=row[10],
+        )
+
+    def fail_run(self, run_date: str, execution: str, reason: str, now: float) -> None:
+        with self._write() as db:
+            db.execute(
+                "UPDATE runs SET status = ?, reason = ?, finished_at = ?"
+                " WHERE run_date = ? AND execution = ?",
+                (RunStatus.FAILED.value, reason, now, run_date, execution),
+            )
+
+    def write_manifest(
+        self,
+        run_date: str,
+        execution: str,
+        shards: Mapping[int, Sequence[WorkItem]],
+        decided: Sequence[RowOutcome],
+    ) -> None:
+        self.record_outcomes(run_date, decided)
+        total = len(decided) + sum(len(items) for items in shards.values())
+        with self._write() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO shards (run_date, execution, task_index, items)"
+                " VALUES (?, ?, ?, ?)",
+                [
+                    (run_date, execution, index, json.dumps([asdict(i) for i in items]))
+                    for index, items in shards.items()
+                ],
+            )
+            db.execute(
+                "UPDATE runs SET manifest_ready = 1, total_rows = ? WHERE run_date = ? AND execution = ?",
+                (total, run_date, execution),
+            )
+
+    def read_shard(self, run_date: str, execution: str, task_index: int) -> list[WorkItem] | None:
+        ready = self._db.execute(
+            "SELECT manifest_ready FROM runs WHERE run_date = ? AND execution = ?",
+            (run_date, execution),
+        ).fetchone()
+        if not ready or not ready[0]:
+            return None
+        row = self._db.execute(
+            "SELECT items FROM shards WHERE run_date = ? AND execution = ? AND task_index = ?",
+            (run_date, execution, task_index),
+        ).fetchone()
+        return [WorkItem(**item) for item in json.loads(row[0])] if row else []
+
+    def record_outcomes(self, run_date: str, outcomes: Sequence[RowOutcome]) -> None:
+        if not outcomes:
+            return
+        with self._write() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO outcomes (run_date, row, status, reason, patient_id,"
+                " nik_masked, warning) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        run_date,
+                        o.row,
+                        o.status.value,
+                        o.reason,
+                        o.patient_id,
+                        o.nik_masked,
+                        o.warning,
+                    )
+                    for o in outcomes
+                ],
+            )
+
+    def outcomes(self, run_date: str) -> list[RowOutcome]:
+        rows = self._db.execute(
+            "SELECT row, status, reason, patient_id, nik_masked, warning FROM outcomes"
+            " WHERE run_date = ? ORDER BY row",
+            (run_date,),
+        ).fetchall()
+        return [RowOutcome(r[0], Status(r[1]), r[2], r[3], r[4], r[5]) for r in rows]
+
+    def put_progress(self, run_date: str, progress: TaskProgress) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO progress (run_date, task_index, execution, total, done,"
+                " counts, updated_at, finished) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run_date,
+                    progress.task_index,
+                    progress.execution,
+                    progress.total,
+                    progress.done,
+                    json.dumps(progress.counts),
+                    progress.updated_at,
+                    int(progress.finished),
+                ),
+            )
+
+    def progress(self, run_date: str) -> list[TaskProgress]:
+        rows = self._db.execute(
+            "SELECT task_index, execution, total, done, counts, updated_at, finished FROM progress"
+            " WHERE run_date = ? ORDER BY task_index",
+            (run_date,),
+        ).fetchall()
+        return [
+            TaskProgress(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], bool(r[6])) for r in rows
+        ]
+
+    def finish_task(
+        self, run_date: str, execution: str, task_index: int, now: float
+    ) -> RunState | None:
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO progress (run_date, task_index, execution, total, done, counts,"
+                " updated_at, finished) VALUES (?, ?, ?, 0, 0, '{}', ?, 1)"
+                " ON CONFLICT (run_date, task_index) DO UPDATE SET finished = 1, updated_at = ?",
+                (run_date, task_index, execution, now, now),
+            )
+            run = db.execute(
+                "SELECT task_count, status FROM runs WHERE run_date = ? AND execution = ?",
+                (run_date, execution),
+            ).fetchone()
+            if run is None or run[1] != RunStatus.RUNNING:
+                return None
+            (finished,) = db.execute(
+                "SELECT COUNT(*) FROM progress WHERE run_date = ? AND execution = ? AND finished = 1",
+                (run_date, execution),
+            ).fetchone()
+            if finished < run[0]:
+                return None
+            counts = summarize(self.outcomes(run_date))
+            db.execute(
+                "UPDATE runs SET status = ?, counts = ?, finished_at = ? WHERE run_date = ?",
+                (final_status(counts).value, json.dumps(counts), now, run_date),
+            )
+        return self.get_run(run_date)
+
+    def ledger_get(self, keys: Sequence[str]) -> dict[str, LedgerEntry]:
+        found: dict[str, LedgerEntry] = {}
+        for start in range(0, len(keys), 500):
+            chunk = list(keys[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            for row in self._db.execute(
+                f"SELECT key, phone_hash, run_date, row, applied_at FROM ledger WHERE key IN ({marks})",
+                chunk,
+            ):
+                found[row[0]] = LedgerEntry(*row)
+        return found
+
+    def ledger_put(self, entries: Sequence[LedgerEntry]) -> None:
+        if not entries:
+            return
+        with self._write() as db:
+            db.executemany(
+                "INSERT INTO ledger (key, phone_hash, run_date, row, applied_at) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET phone_hash = excluded.phone_hash,"
+                " run_date = excluded.run_date, row = excluded.row, applied_at = excluded.applied_at"
+                " WHERE (excluded.run_date, excluded.row) >= (ledger.run_date, ledger.row)",
+                [(e.key, e.phone_hash, e.run_date, e.row, e.applied_at) for e in entries],
+            )
+
+    def close(self) -> None:
+        self._db.close()

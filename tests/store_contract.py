@@ -1,0 +1,170 @@
+"""Behaviour every StateStore backend must show. Backends' test modules run these functions.
+
+Kept in a plain module (not a test module) so each backend's test file parametrises it with its
+own fixture: tests/test_store_sqlite.py, tests/test_store_firestore.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from common.outcomes import RowOutcome, Status
+from common.store import LedgerEntry, LockResult, RunStatus, StateStore, TaskProgress, WorkItem
+
+DATE = "2025-09-23"
+LEASE = 60.0
+T0 = 1_000_000.0
+
+
+def item(row: int) -> WorkItem:
+    return WorkItem(row=row, date=DATE, nik=f"31710442039200{row:02d}", phone="+6281234567890")
+
+
+def check_execution_date_is_fixed_by_the_first_caller(store: StateStore) -> None:
+    assert store.bind_execution_date("exec-1", "2025-09-23") == "2025-09-23"
+    # task 3 starts after midnight: it still works on task 0's date
+    assert store.bind_execution_date("exec-1", "2025-09-24") == "2025-09-23"
+    assert store.bind_execution_date("exec-2", "2025-09-24") == "2025-09-24"
+
+
+def check_one_execution_holds_a_date(store: StateStore) -> None:
+    assert store.acquire_run(DATE, "exec-a", 2, LEASE, T0) is LockResult.ACQUIRED
+    assert store.acquire_run(DATE, "exec-b", 2, LEASE, T0 + 1) is LockResult.HELD
+    assert store.acquire_run(DATE, "exec-a", 2, LEASE, T0 + 2) is LockResult.RESUMED
+    run = store.get_run(DATE)
+    assert run is not None
+    assert (run.execution, run.status, run.task_count) == ("exec-a", RunStatus.RUNNING, 2)
+
+
+def check_an_expired_lease_is_taken_over(store: StateStore) -> None:
+    assert store.acquire_run(DATE, "exec-a", 1, LEASE, T0) is LockResult.ACQUIRED
+    assert store.renew_lease(DATE, "exec-a", LEASE, T0 + 50)
+    assert store.acquire_run(DATE, "exec-b", 1, LEASE, T0 + 100) is LockResult.HELD
+    assert store.acquire_run(DATE, "exec-b", 1, LEASE, T0 + 111) is LockResult.ACQUIRED
+    assert not store.renew_lease(DATE, "exec-a", LEASE, T0 + 112)
+    run = store.get_run(DATE)
+    assert run is not None and run.execution == "exec-b"
+
+
+def check_a_finished_date_can_be_rerun(store: StateStore) -> None:
+    store.acquire_run(DATE, "exec-a", 1, LEASE, T0)
+    store.write_manifest(DATE, "exec-a", {0: []}, [RowOutcome(2, Status.INVALID_NIK, "x")])
+    assert store.finish_task(DATE, "exec-a", 0, T0 + 5) is not None
+    assert store.acquire_run(DATE, "exec-b", 1, LEASE, T0 + 10) is LockResult.ACQUIRED
+    run = store.get_run(DATE)
+    assert run is not None
+    assert (run.execution, run.status, run.manifest_ready) == ("exec-b", RunStatus.RUNNING, False)
+    assert store.outcomes(DATE) == []  # the rerun records its own outcomes
+
+
+def check_manifest_is_invisible_until_ready_then_sharded(store: StateStore) -> None:
+    store.acquire_run(DATE, "exec-a", 3, LEASE, T0)
+    assert store.read_shard(DATE, "exec-a", 0) is None
+    decided = [
+        RowOutcome(
+            5, Status.SUPERSEDED, "row 6 gives a newer number", nik_masked="3171********0001"
+        )
+    ]
+    store.write_manifest(DATE, "exec-a", {0: [item(2), item(3)], 1: [item(4)], 2: []}, decided)
+    assert store.read_shard(DATE, "exec-a", 0) == [item(2), item(3)]
+    assert store.read_shard(DATE, "exec-a", 1) == [item(4)]
+    assert store.read_shard(DATE, "exec-a", 2) == []
+    assert store.read_shard(DATE, "exec-other", 0) is None
+    assert store.outcomes(DATE) == decided
+    run = store.get_run(DATE)
+    assert run is not None and run.manifest_ready and run.total_rows == 4
+
+
+def check_a_large_manifest_round_trips(store: StateStore) -> None:
+    store.acquire_run(DATE, "exec-a", 1, LEASE, T0)
+    items = [
+        WorkItem(row=r, date=DATE, nik=f"{r:016d}", phone="+6281234567890")
+        for r in range(2, 12_002)
+    ]
+    store.write_manifest(DATE, "exec-a", {0: items}, [])
+    assert store.read_shard(DATE, "exec-a", 0) == items
+
+
+def check_outcomes_are_upserted_by_row(store: StateStore) -> None:
+    store.record_outcomes(
+        DATE, [RowOutcome(3, Status.DEFERRED, "503"), RowOutcome(2, Status.UPDATED)]
+    )
+    store.record_outcomes(DATE, [RowOutcome(3, Status.UPDATED, "replayed", "p-3")])
+    assert store.outcomes(DATE) == [
+        RowOutcome(2, Status.UPDATED),
+        RowOutcome(3, Status.UPDATED, "replayed", "p-3"),
+    ]
+
+
+def check_the_last_task_to_finish_closes_the_run(store: StateStore) -> None:
+    store.acquire_run(DATE, "exec-a", 2, LEASE, T0)
+    store.write_manifest(
+        DATE, "exec-a", {0: [item(2)], 1: [item(3)]}, [RowOutcome(4, Status.INVALID_PHONE)]
+    )
+    store.put_progress(
+        DATE, TaskProgress(0, "exec-a", total=1, done=1, counts={"updated": 1}, updated_at=T0)
+    )
+    store.record_outcomes(DATE, [RowOutcome(2, Status.UPDATED)])
+    assert store.finish_task(DATE, "exec-a", 0, T0 + 1) is None
+    store.record_outcomes(DATE, [RowOutcome(3, Status.DEFERRED, "FHIR down")])
+    final = store.finish_task(DATE, "exec-a", 1, T0 + 2)
+    assert final is not None
+    assert final.status is RunStatus.PARTIAL
+    assert final.counts == {"updated": 1, "invalid_phone": 1, "deferred": 1}
+    assert final.finished_at == T0 + 2
+    assert [p.finished for p in store.progress(DATE)] == [True, True]
+    # a retried task finishing again does not reopen or recount the run
+    assert store.finish_task(DATE, "exec-a", 1, T0 + 3) is None
+
+
+def check_a_run_without_failures_succeeds_and_a_failed_run_says_why(store: StateStore) -> None:
+    store.acquire_run(DATE, "exec-a", 1, LEASE, T0)
+    store.write_manifest(DATE, "exec-a", {0: [item(2)]}, [])
+    store.record_outcomes(DATE, [RowOutcome(2, Status.NOT_FOUND)])
+    final = store.finish_task(DATE, "exec-a", 0, T0 + 1)
+    assert final is not None and final.status is RunStatus.SUCCEEDED
+    store.acquire_run("2025-09-24", "exec-b", 1, LEASE, T0)
+    store.fail_run("2025-09-24", "exec-b", "sheet unreadable: 403", T0 + 1)
+    failed = store.get_run("2025-09-24")
+    assert failed is not None and failed.status is RunStatus.FAILED and "403" in failed.reason
+
+
+def check_progress_is_one_record_per_task(store: StateStore) -> None:
+    store.put_progress(
+        DATE, TaskProgress(1, "e", total=10, done=3, counts={"updated": 3}, updated_at=T0)
+    )
+    store.put_progress(
+        DATE, TaskProgress(0, "e", total=5, done=5, counts={"unchanged": 5}, updated_at=T0)
+    )
+    store.put_progress(
+        DATE, TaskProgress(1, "e", total=10, done=7, counts={"updated": 7}, updated_at=T0 + 1)
+    )
+    assert [(p.task_index, p.done, p.counts) for p in store.progress(DATE)] == [
+        (0, 5, {"unchanged": 5}),
+        (1, 7, {"updated": 7}),
+    ]
+
+
+def check_ledger_keeps_the_newest_row(store: StateStore) -> None:
+    newer = LedgerEntry("k1", "h-new", "2025-09-23", 7, "t2")
+    store.ledger_put([newer, LedgerEntry("k2", "h2", "2025-09-22", 3, "t1")])
+    store.ledger_put([LedgerEntry("k1", "h-old", "2025-09-22", 9, "t3")])  # an older date: ignored
+    got = store.ledger_get(["k1", "k2", "missing"])
+    assert got == {"k1": newer, "k2": LedgerEntry("k2", "h2", "2025-09-22", 3, "t1")}
+    store.ledger_put([LedgerEntry("k1", "h-later-row", "2025-09-23", 8, "t4")])
+    assert store.ledger_get(["k1"])["k1"].phone_hash == "h-later-row"
+    assert newer.is_newer_than("2025-09-23", 6) and not newer.is_newer_than("2025-09-23", 7)
+
+
+def check_ledger_handles_many_keys(store: StateStore) -> None:
+    entries = [LedgerEntry(f"k{i}", f"h{i}", DATE, i, "t") for i in range(1_200)]
+    store.ledger_put(entries)
+    got = store.ledger_get([e.key for e in entries] + ["absent"])
+    assert len(got) == 1_200 and got["k1199"].row == 1199
+
+
+CHECKS: list[Callable[[StateStore], None]] = [
+    value
+    for name, value in sorted(globals().items())
+    if name.startswith("check_") and callable(value)
+]
