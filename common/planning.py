@@ -7,6 +7,7 @@ winners go on as :class:`Candidate` rows.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
@@ -125,3 +126,9 @@ def plan_rows(rows: Iterable[SheetRow], window: DateWindow | None = None) -> Pla
 
 def _rejected(sheet_row: SheetRow, status: Status, reason: str) -> RowOutcome:
     return RowOutcome(sheet_row.row, status, reason, nik_masked=mask_nik(sheet_row.nik))
+
+
+def shard_of(nik: str, task_count: int) -> int:
+    """The task that owns a NIK: a stable hash (not Python's salted ``hash``) modulo the count."""
+    digest = hashlib.sha256(nik.encode()).digest()
+    return int.from_bytes(digest[:8], "big") % task_count

@@ -127,6 +127,10 @@ def check_a_run_without_failures_succeeds_and_a_failed_run_says_why(store: State
     store.fail_run("2025-09-24", "exec-b", "sheet unreadable: 403", T0 + 1)
     failed = store.get_run("2025-09-24")
     assert failed is not None and failed.status is RunStatus.FAILED and "403" in failed.reason
+    # Cloud Run retries task 0 of the same execution: the run is running again
+    assert store.acquire_run("2025-09-24", "exec-b", 1, LEASE, T0 + 2) is LockResult.RESUMED
+    retried = store.get_run("2025-09-24")
+    assert retried is not None and retried.status is RunStatus.RUNNING and retried.finished_at is None
 
 
 def check_progress_is_one_record_per_task(store: StateStore) -> None:

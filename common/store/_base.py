@@ -32,7 +32,8 @@ class StateStore(Protocol):
 
         Free, finished by an earlier execution, or held under an expired lease → ACQUIRED (a
         new run: status running, manifest not ready, counts and progress cleared). Held by
-        this execution → RESUMED. Held by another execution whose lease is live → HELD.
+        this execution → RESUMED (a retried task 0; a run it had marked failed is running
+        again). Held by another execution whose lease is live → HELD.
         """
         ...
 

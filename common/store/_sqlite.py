@@ -88,7 +88,10 @@ class SqliteStore:
                 owner, status, lease_until = current
                 if owner == execution:
                     db.execute(
-                        "UPDATE runs SET lease_until = ? WHERE run_date = ?",
+                        "UPDATE runs SET lease_until = ?,"
+                        " status = CASE status WHEN 'failed' THEN 'running' ELSE status END,"
+                        " finished_at = CASE status WHEN 'failed' THEN NULL ELSE finished_at END"
+                        " WHERE run_date = ?",
                         (now + lease_seconds, run_date),
                     )
                     return LockResult.RESUMED
