@@ -1,0 +1,113 @@
+"""``phonesync run --tasks N`` on a laptop: N task processes, split exactly as Cloud Run splits.
+
+Each child gets ``CLOUD_RUN_TASK_INDEX`` / ``CLOUD_RUN_TASK_COUNT`` / ``CLOUD_RUN_EXECUTION``
+and runs the same code as a Cloud Run task; their JSON logs go to files under the state
+folder. The parent only watches the shared store and draws progress.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TextIO
+
+from common.config import JobConfig, jakarta_today
+from common.store import RunState, StateStore
+
+
+def run_tasks(config: JobConfig, tasks: int, store: StateStore, out: TextIO = sys.stderr) -> int:
+    run_date = store.bind_execution_date(
+        config.execution, (config.run_date or jakarta_today()).isoformat()
+    )
+    log_dir = Path(config.state_path).parent / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        **_env_of(config),
+        "CLOUD_RUN_TASK_COUNT": str(tasks),
+        "RUN_DATE": run_date,
+    }
+    children: list[tuple[subprocess.Popen[bytes], TextIO]] = []
+    for index in range(tasks):
+        log = open(log_dir / f"{config.execution}-task-{index}.jsonl", "w")  # noqa: SIM115 (closed below)
+        child_env = {**env, "CLOUD_RUN_TASK_INDEX": str(index)}
+        process = subprocess.Popen(
+            [sys.executable, "-m", "jobs.cli", "run"],
+            env=child_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        children.append((process, log))
+    print(
+        f"phonesync run {run_date}: {tasks} task(s), execution {config.execution}, logs in {log_dir}/",
+        file=out,
+    )
+    started = time.monotonic()
+    interactive = out.isatty()
+    last_line = 0.0
+    while any(p.poll() is None for p, _ in children):
+        time.sleep(0.5)
+        if interactive or time.monotonic() - last_line >= 5:
+            last_line = time.monotonic()
+            _draw(store, run_date, started, out, interactive)
+    _draw(store, run_date, started, out, interactive)
+    if interactive:
+        print(file=out)
+    codes = [p.wait() for p, _ in children]
+    for _, log in children:
+        log.close()
+    run = store.get_run(run_date)
+    print(summary(run, codes), file=out)
+    return max(codes) if codes else 0
+
+
+def _env_of(config: JobConfig) -> dict[str, str]:
+    """The config as the env vars a Cloud Run task would get (unset values left out)."""
+    env: dict[str, str] = {}
+    for name, value in config.redacted().items():
+        if value is None or name.startswith("cloud_run_") or name == "fhir_api_key":
+            continue
+        env[name.upper()] = str(value)
+    if config.fhir_api_key:
+        env["FHIR_API_KEY"] = config.fhir_api_key
+    env["CLOUD_RUN_EXECUTION"] = config.execution
+    return env
+
+
+def _draw(store: StateStore, run_date: str, started: float, out: TextIO, interactive: bool) -> None:
+    tasks = store.progress(run_date)
+    run = store.get_run(run_date)
+    total = run.total_rows if run and run.total_rows else sum(t.total for t in tasks)
+    decided = total - sum(t.total for t in tasks) if run and run.manifest_ready else 0
+    done = decided + sum(t.done for t in tasks)
+    counts: dict[str, int] = {}
+    for t in tasks:
+        for status, n in t.counts.items():
+            counts[status] = counts.get(status, 0) + n
+    ok = sum(counts.get(s, 0) for s in ("updated", "unchanged", "already_applied"))
+    failed = sum(counts.get(s, 0) for s in ("deferred", "error"))
+    elapsed = time.monotonic() - started
+    synced = sum(t.done for t in tasks)
+    rate = synced / elapsed if elapsed > 0 else 0.0
+    remaining = total - done
+    eta = f"{remaining / rate:.0f} s" if rate > 0 and remaining > 0 else "-"
+    line = f"{done}/{total} rows | ok {ok} | failed {failed} | {rate:.0f} rows/s | ETA {eta}"
+    print(
+        ("\r" + line.ljust(78)) if interactive else line,
+        end="" if interactive else "\n",
+        file=out,
+        flush=True,
+    )
+
+
+def summary(run: RunState | None, codes: list[int]) -> str:
+    if run is None:
+        return "no run recorded (see the task logs)"
+    lines = [f"run {run.run_date}: {run.status.value}" + (f" ({run.reason})" if run.reason else "")]
+    lines += [f"  {status:<16} {count}" for status, count in run.counts.items()]
+    if any(codes):
+        lines.append(f"  task exit codes: {codes}")
+    return "\n".join(lines)

@@ -1,0 +1,72 @@
+"""The operator's read-only views of a run: ``phonesync status`` and ``phonesync report``."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from collections.abc import Sequence
+
+import orjson
+
+from common.outcomes import RowOutcome
+from common.store import RunState, TaskProgress
+
+REPORT_COLUMNS = ("row", "nik", "status", "reason", "warning", "patient_id")
+
+
+def render_status(
+    run: RunState | None, tasks: Sequence[TaskProgress], run_date: str, bars: bool
+) -> str:
+    if run is None:
+        return f"no run recorded for {run_date}"
+    end = run.finished_at or time.time()
+    lines = [
+        f"run {run.run_date}: {run.status.value}" + (f" — {run.reason}" if run.reason else ""),
+        f"  execution  {run.execution}",
+        f"  started    {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(run.started_at))}"
+        f" ({end - run.started_at:.0f} s {'in total' if run.finished_at else 'so far'})",
+        f"  rows       {run.total_rows}"
+        + ("" if run.manifest_ready else " (manifest not written yet)"),
+        f"  tasks      {sum(t.finished for t in tasks)}/{run.task_count} finished",
+    ]
+    for t in tasks:
+        share = t.done / t.total if t.total else 1.0
+        state = "done" if t.finished else f"updated {time.time() - t.updated_at:.0f} s ago"
+        bar = f"[{'#' * round(share * 30):<30}] " if bars else ""
+        lines.append(f"  task {t.task_index:>3}  {bar}{t.done}/{t.total} ({share:.0%}) {state}")
+    counts = run.counts if run.finished_at else _sum_counts(tasks)
+    if counts:
+        lines.append("  by status" + ("" if run.finished_at else " (so far, synced rows only)"))
+        lines += [f"    {status:<16} {count}" for status, count in counts.items()]
+    return "\n".join(lines)
+
+
+def _sum_counts(tasks: Sequence[TaskProgress]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for t in tasks:
+        for status, n in t.counts.items():
+            counts[status] = counts.get(status, 0) + n
+    return counts
+
+
+def render_report(outcomes: Sequence[RowOutcome], fmt: str) -> bytes:
+    """One line per sheet row: what a field officer needs to find and fix it (no full NIK)."""
+    rows = [
+        {
+            "row": o.row,
+            "nik": o.nik_masked,
+            "status": o.status.value,
+            "reason": o.reason,
+            "warning": o.warning,
+            "patient_id": o.patient_id or "",
+        }
+        for o in outcomes
+    ]
+    if fmt == "json":
+        return orjson.dumps(rows, option=orjson.OPT_INDENT_2) + b"\n"
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=REPORT_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue().encode()
