@@ -16,6 +16,7 @@ from common.patient import jakarta_now_iso
 from common.phones import PhoneFormat
 from common.planning import DateWindow
 from common.sheet import read_csv
+from common.store import StateStore
 from common.transform import dump_bundle, load_entries, report, transform
 
 EXIT_OK = 0
@@ -64,7 +65,119 @@ def build_parser() -> argparse.ArgumentParser:
         "--phone-format", choices=[f.value for f in PhoneFormat], default=PhoneFormat.NATIONAL.value
     )
     t.set_defaults(handler=cmd_transform)
+
+    r = sub.add_parser("run", help="the nightly job (one Cloud Run task, or --tasks N locally)")
+    r.add_argument(
+        "--date", type=iso_date, help="run date YYYY-MM-DD (env RUN_DATE; default today, WIB)"
+    )
+    r.add_argument(
+        "--sheet", type=Path, help="a CSV export instead of the Sheets API (env SHEET_CSV)"
+    )
+    r.add_argument("--sheet-id", help="Google Sheet id (env SHEET_ID)")
+    r.add_argument("--fhir-url", help="FHIR base URL (env FHIR_BASE_URL)")
+    r.add_argument("--tasks", type=int, help="run N task processes locally, split as on Cloud Run")
+    r.add_argument(
+        "--state", help="sqlite, firestore, or a SQLite file path (env STATE_BACKEND / STATE_PATH)"
+    )
+    r.add_argument(
+        "--concurrency", type=int, help="concurrent FHIR requests per task (env FHIR_CONCURRENCY)"
+    )
+    r.add_argument(
+        "--rate-limit",
+        type=float,
+        help="FHIR requests/s per task, 0 = unlimited (env FHIR_RATE_LIMIT)",
+    )
+    r.add_argument(
+        "--timeout", type=float, help="FHIR request timeout, s (env FHIR_TIMEOUT_SECONDS)"
+    )
+    r.add_argument(
+        "--deadline",
+        type=float,
+        help="how long a down FHIR server is waited for, s (env FHIR_DEADLINE_SECONDS)",
+    )
+    r.add_argument(
+        "--lookback-days",
+        type=int,
+        help="also take unapplied rows of the previous N days (env LOOKBACK_DAYS)",
+    )
+    r.add_argument("--phone-format", choices=[f.value for f in PhoneFormat])
+    r.set_defaults(handler=cmd_run)
+
+    st = sub.add_parser("status", help="a run's state and per-task progress (works mid-run)")
+    st.add_argument("--date", type=iso_date, help="run date (default: today, WIB)")
+    add_state_flags(st)
+    st.set_defaults(handler=cmd_status)
+
+    rp = sub.add_parser("report", help="one line per sheet row: row, masked NIK, status, reason")
+    rp.add_argument("--date", type=iso_date, required=True, help="run date YYYY-MM-DD")
+    rp.add_argument("--format", choices=["csv", "json"], default="csv")
+    rp.add_argument("--out", type=Path, help="write here (default: stdout)")
+    add_state_flags(rp)
+    rp.set_defaults(handler=cmd_report)
     return parser
+
+
+def add_state_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--state", help="sqlite, firestore, or a SQLite file path (env STATE_BACKEND / STATE_PATH)"
+    )
+    parser.add_argument(
+        "--project", help="Google Cloud project for firestore (env GOOGLE_CLOUD_PROJECT)"
+    )
+
+
+def open_state_from(args: argparse.Namespace) -> StateStore:
+    """The store the job uses, from --state/--project or the same env vars as the job."""
+    import os
+
+    from common.config import JobConfig
+    from jobs.state import open_state
+
+    chosen = state_overrides(args.state)
+    backend = str(chosen.get("state_backend") or os.environ.get("STATE_BACKEND") or "sqlite")
+    default_path = os.environ.get("STATE_PATH") or str(JobConfig().state_path)
+    path = Path(str(chosen.get("state_path") or default_path))
+    project = args.project or os.environ.get("GOOGLE_CLOUD_PROJECT")
+    if backend == "firestore" and not project:
+        raise InputError("--project or GOOGLE_CLOUD_PROJECT is required with --state firestore")
+    if backend == "sqlite" and not path.exists():
+        raise InputError(f"no local state at {path}: run `phonesync run` first, or pass --state")
+    return open_state(backend, path, project)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from common.config import jakarta_today
+    from jobs.operator import render_status
+
+    run_date = (args.date or jakarta_today()).isoformat()
+    store = open_state_from(args)
+    try:
+        print(
+            render_status(
+                store.get_run(run_date), store.progress(run_date), run_date, sys.stdout.isatty()
+            )
+        )
+    finally:
+        store.close()
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from jobs.operator import render_report
+
+    store = open_state_from(args)
+    try:
+        outcomes = store.outcomes(args.date.isoformat())
+    finally:
+        store.close()
+    if not outcomes:
+        raise InputError(f"no outcomes recorded for {args.date.isoformat()}")
+    payload = render_report(outcomes, args.format)
+    if args.out:
+        write_file(args.out, payload)
+    else:
+        sys.stdout.buffer.write(payload)
+    return EXIT_OK
 
 
 def cmd_transform(args: argparse.Namespace) -> int:
@@ -92,6 +205,51 @@ def cmd_transform(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return EXIT_OK
+
+
+def state_overrides(state: str | None) -> dict[str, object]:
+    if state is None:
+        return {}
+    if state in ("sqlite", "firestore"):
+        return {"state_backend": state}
+    return {"state_backend": "sqlite", "state_path": Path(state)}
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from common.config import load_config
+    from common.telemetry import configure_logging
+
+    overrides: dict[str, object] = {
+        "run_date": args.date,
+        "sheet_csv": args.sheet,
+        "sheet_id": args.sheet_id,
+        "fhir_base_url": args.fhir_url,
+        "fhir_concurrency": args.concurrency,
+        "fhir_rate_limit": args.rate_limit,
+        "fhir_timeout_seconds": args.timeout,
+        "fhir_deadline_seconds": args.deadline,
+        "lookback_days": args.lookback_days,
+        "phone_format": PhoneFormat(args.phone_format) if args.phone_format else None,
+        **state_overrides(args.state),
+    }
+    if args.tasks is not None:
+        if args.tasks < 1:
+            raise InputError("--tasks must be at least 1")
+        overrides["cloud_run_task_count"] = args.tasks
+    config = load_config(overrides=overrides)
+    configure_logging()
+    if args.tasks is None:
+        from jobs.task import run_task
+
+        return run_task(config)
+    from jobs.local import run_tasks
+    from jobs.task import open_store
+
+    store = open_store(config)
+    try:
+        return run_tasks(config, args.tasks, store)
+    finally:
+        store.close()
 
 
 def write_file(path: Path, payload: bytes) -> None:

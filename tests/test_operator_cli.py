@@ -1,0 +1,114 @@
+"""`phonesync status` and `phonesync report` read the job's store and tell an operator what happened."""
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from common.outcomes import RowOutcome, Status
+from common.store import SqliteStore, TaskProgress, WorkItem
+from jobs.cli import main
+
+DATE = "2025-09-23"
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Path:
+    path = tmp_path / "state.sqlite3"
+    store = SqliteStore(path)
+    store.acquire_run(DATE, "phonesync-abc12", 2, 60, 1_000.0)
+    item = WorkItem(2, DATE, "3171044203920001", "+6281234567890")
+    store.write_manifest(
+        DATE,
+        "phonesync-abc12",
+        {0: [item], 1: []},
+        [
+            RowOutcome(
+                3,
+                Status.INVALID_PHONE,
+                "phone_number: contains letters (a typo such as o for 0, or an extension); nothing applied for this NIK",
+                nik_masked="3578********0002",
+            )
+        ],
+    )
+    store.record_outcomes(
+        DATE,
+        [RowOutcome(2, Status.UPDATED, "mobile phone added", "patient-001", "3171********0001")],
+    )
+    store.put_progress(
+        DATE,
+        TaskProgress(
+            0, "phonesync-abc12", total=1, done=1, counts={"updated": 1}, updated_at=1_001.0
+        ),
+    )
+    store.close()
+    return path
+
+
+def test_status_mid_run_shows_tasks_and_counts_so_far(
+    state: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["status", "--date", DATE, "--state", str(state)]) == 0
+    out = capsys.readouterr().out
+    assert "run 2025-09-23: running" in out
+    assert "execution  phonesync-abc12" in out
+    assert "tasks      0/2 finished" in out
+    assert "task   0  1/1 (100%)" in out
+    assert "updated          1" in out
+
+
+def test_status_after_the_last_task_shows_the_final_status(
+    state: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = SqliteStore(state)
+    store.finish_task(DATE, "phonesync-abc12", 0, 1_010.0)
+    store.finish_task(DATE, "phonesync-abc12", 1, 1_012.0)
+    store.close()
+    main(["status", "--date", DATE, "--state", str(state)])
+    out = capsys.readouterr().out
+    assert "run 2025-09-23: succeeded" in out
+    assert "(12 s in total)" in out
+    assert "invalid_phone    1" in out
+
+
+def test_report_csv_is_what_a_field_officer_needs(
+    state: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["report", "--date", DATE, "--state", str(state)]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [(r["row"], r["nik"], r["status"]) for r in rows] == [
+        ("2", "3171********0001", "updated"),
+        ("3", "3578********0002", "invalid_phone"),
+    ]
+    assert rows[1]["reason"].startswith("phone_number: contains letters")
+
+
+def test_report_json_to_a_file_without_full_niks(state: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report.json"
+    assert (
+        main(
+            ["report", "--date", DATE, "--state", str(state), "--format", "json", "--out", str(out)]
+        )
+        == 0
+    )
+    rows = json.loads(out.read_text())
+    assert rows[0] == {
+        "row": 2,
+        "nik": "3171********0001",
+        "status": "updated",
+        "reason": "mobile phone added",
+        "warning": "",
+        "patient_id": "patient-001",
+    }
+    assert "3171044203920001" not in out.read_text()
+
+
+def test_unknown_date_or_missing_state_exits_2(
+    state: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["report", "--date", "2025-01-01", "--state", str(state)]) == 2
+    assert "no outcomes recorded for 2025-01-01" in capsys.readouterr().err
+    assert main(["status", "--state", str(tmp_path / "nothing.sqlite3")]) == 2
+    assert "no local state" in capsys.readouterr().err
