@@ -130,7 +130,35 @@ def check_a_run_without_failures_succeeds_and_a_failed_run_says_why(store: State
     # Cloud Run retries task 0 of the same execution: the run is running again
     assert store.acquire_run("2025-09-24", "exec-b", 1, LEASE, T0 + 2) is LockResult.RESUMED
     retried = store.get_run("2025-09-24")
-    assert retried is not None and retried.status is RunStatus.RUNNING and retried.finished_at is None
+    assert (
+        retried is not None and retried.status is RunStatus.RUNNING and retried.finished_at is None
+    )
+
+
+def check_a_replayed_row_moves_the_counts_and_can_complete_the_run(store: StateStore) -> None:
+    assert store.record_replay("2025-01-01", RowOutcome(2, Status.UPDATED), T0) is None
+    store.acquire_run(DATE, "exec-a", 1, LEASE, T0)
+    store.write_manifest(DATE, "exec-a", {0: [item(2), item(3)]}, [])
+    store.record_outcomes(
+        DATE, [RowOutcome(2, Status.DEFERRED, "503"), RowOutcome(3, Status.DEFERRED, "503")]
+    )
+    final = store.finish_task(DATE, "exec-a", 0, T0 + 1)
+    assert final is not None and final.status is RunStatus.PARTIAL
+    after_one = store.record_replay(DATE, RowOutcome(2, Status.UPDATED, "replayed", "p-2"), T0 + 5)
+    assert after_one is not None
+    assert (after_one.status, after_one.counts) == (
+        RunStatus.PARTIAL,
+        {"deferred": 1, "updated": 1},
+    )
+    after_two = store.record_replay(
+        DATE, RowOutcome(3, Status.UNCHANGED, "replayed", "p-3"), T0 + 6
+    )
+    assert after_two is not None
+    assert (after_two.status, after_two.counts) == (
+        RunStatus.SUCCEEDED,
+        {"updated": 1, "unchanged": 1},
+    )
+    assert [o.status for o in store.outcomes(DATE)] == [Status.UPDATED, Status.UNCHANGED]
 
 
 def check_progress_is_one_record_per_task(store: StateStore) -> None:

@@ -13,6 +13,7 @@ from common.store._model import (
     TaskProgress,
     WorkItem,
     final_status,
+    moved_counts,
 )
 from common.store._sqlite import SqliteStore
 
@@ -29,4 +30,5 @@ __all__ = [
     "TaskProgress",
     "WorkItem",
     "final_status",
+    "moved_counts",
 ]

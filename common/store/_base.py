@@ -72,6 +72,13 @@ class StateStore(Protocol):
         """Every recorded outcome of the date, by row."""
         ...
 
+    def record_replay(self, run_date: str, outcome: RowOutcome, now: float) -> RunState | None:
+        """Record a replayed row's outcome and, in the same transaction, move the run's counts
+        from the row's previous status to the new one. A finished run's status is derived
+        again (``partial`` becomes ``succeeded`` when its last deferred row is applied).
+        Returns the run, or None when the date has no run."""
+        ...
+
     # -- progress ----------------------------------------------------------------------------
     def put_progress(self, run_date: str, progress: TaskProgress) -> None:
         """Each task writes only its own document: no hot spot shared by all tasks."""

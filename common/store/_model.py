@@ -76,3 +76,14 @@ def final_status(counts: dict[str, int]) -> RunStatus:
     return (
         RunStatus.PARTIAL if counts.get("deferred") or counts.get("error") else RunStatus.SUCCEEDED
     )
+
+
+def moved_counts(counts: dict[str, int], old: str | None, new: str) -> dict[str, int]:
+    """``counts`` with one row moved from status ``old`` (None: a row not counted yet) to ``new``."""
+    out = dict(counts)
+    if old is not None and out.get(old):
+        out[old] -= 1
+        if not out[old]:
+            del out[old]
+    out[new] = out.get(new, 0) + 1
+    return out

@@ -18,6 +18,7 @@ from common.store._model import (
     TaskProgress,
     WorkItem,
     final_status,
+    moved_counts,
 )
 
 _SCHEMA = """
@@ -216,6 +217,44 @@ class SqliteStore:
             (run_date,),
         ).fetchall()
         return [RowOutcome(r[0], Status(r[1]), r[2], r[3], r[4], r[5]) for r in rows]
+
+    def record_replay(self, run_date: str, outcome: RowOutcome, now: float) -> RunState | None:
+        with self._write() as db:
+            run = db.execute(
+                "SELECT counts, finished_at FROM runs WHERE run_date = ?", (run_date,)
+            ).fetchone()
+            if run is None:
+                return None
+            previous = db.execute(
+                "SELECT status FROM outcomes WHERE run_date = ? AND row = ?",
+                (run_date, outcome.row),
+            ).fetchone()
+            counts = moved_counts(
+                json.loads(run[0]), previous[0] if previous else None, outcome.status.value
+            )
+            db.execute(
+                "INSERT OR REPLACE INTO outcomes (run_date, row, status, reason, patient_id,"
+                " nik_masked, warning) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run_date,
+                    outcome.row,
+                    outcome.status.value,
+                    outcome.reason,
+                    outcome.patient_id,
+                    outcome.nik_masked,
+                    outcome.warning,
+                ),
+            )
+            if run[1] is None:
+                db.execute(
+                    "UPDATE runs SET counts = ? WHERE run_date = ?", (json.dumps(counts), run_date)
+                )
+            else:
+                db.execute(
+                    "UPDATE runs SET counts = ?, status = ? WHERE run_date = ?",
+                    (json.dumps(counts), final_status(counts).value, run_date),
+                )
+        return self.get_run(run_date)
 
     def put_progress(self, run_date: str, progress: TaskProgress) -> None:
         with self._write() as db:
