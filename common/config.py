@@ -82,9 +82,15 @@ def jakarta_today() -> date:
 
 
 def load_config(
-    env: Mapping[str, str] | None = None, overrides: Mapping[str, object] | None = None
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, object] | None = None,
+    *,
+    role: str = "task",
 ) -> JobConfig:
-    """Read ``env`` (default ``os.environ``), apply non-None ``overrides``, validate everything."""
+    """Read ``env`` (default ``os.environ``), apply non-None ``overrides``, validate everything.
+
+    ``role="replay"`` (the replay function) needs no sheet and no failure topic.
+    """
     env = os.environ if env is None else env
     raw: dict[str, object] = {}
     for f in fields(JobConfig):
@@ -102,7 +108,7 @@ def load_config(
         except ValueError as exc:
             problems.append(f"{f.name.upper()}: {exc}")
     config = JobConfig(**values)
-    problems.extend(_check(config))
+    problems.extend(_check(config, role))
     if problems:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
     if not config.cloud_run_execution:
@@ -141,7 +147,7 @@ def _convert(name: str, value: object) -> Any:
     return value
 
 
-def _check(c: JobConfig) -> list[str]:
+def _check(c: JobConfig, role: str) -> list[str]:
     problems = []
     if c.state_backend not in STATE_BACKENDS:
         problems.append(
@@ -151,7 +157,7 @@ def _check(c: JobConfig) -> list[str]:
         problems.append("FHIR_BASE_URL: required (the FHIR R4 base, e.g. https://…/fhir)")
     elif not c.fhir_base_url.startswith(("http://", "https://")):
         problems.append("FHIR_BASE_URL: must start with http:// or https://")
-    if c.task_index == 0 and (c.sheet_csv is None) == (c.sheet_id is None):
+    if role == "task" and c.task_index == 0 and (c.sheet_csv is None) == (c.sheet_id is None):
         problems.append(
             "SHEET_ID or SHEET_CSV: exactly one is required (the Sheet, or a CSV export)"
         )
@@ -166,7 +172,7 @@ def _check(c: JobConfig) -> list[str]:
     if c.state_backend == "firestore":
         if not c.google_cloud_project:
             problems.append("GOOGLE_CLOUD_PROJECT: required with STATE_BACKEND=firestore")
-        if not c.failure_topic:
+        if role == "task" and not c.failure_topic:
             problems.append(
                 "FAILURE_TOPIC: required with STATE_BACKEND=firestore (deferred rows go there)"
             )

@@ -131,7 +131,7 @@ def open_state_from(args: argparse.Namespace) -> StateStore:
     import os
 
     from common.config import JobConfig
-    from jobs.state import open_state
+    from common.runtime import open_state
 
     chosen = state_overrides(args.state)
     backend = str(chosen.get("state_backend") or os.environ.get("STATE_BACKEND") or "sqlite")
@@ -242,8 +242,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         from jobs.task import run_task
 
         return run_task(config)
+    from common.runtime import open_store
     from jobs.local import run_tasks
-    from jobs.task import open_store
 
     store = open_store(config)
     try:

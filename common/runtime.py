@@ -1,0 +1,57 @@
+"""Building the run's collaborators from its configuration: store, FHIR settings, ledger key.
+
+Shared by the job's tasks, the replay function and the operator commands, so each reads the
+same secrets and opens the same store the same way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from common.config import JobConfig
+from common.privacy import DEVELOPMENT_LEDGER_KEY
+from common.store import SqliteStore, StateStore
+
+if TYPE_CHECKING:  # the operator commands open stores without loading the HTTP stack
+    from common.fhir import FhirSettings
+
+
+def open_state(backend: str, path: Path, project: str | None) -> StateStore:
+    if backend == "firestore":
+        from common.store import firestore_store
+
+        return firestore_store(str(project))
+    return SqliteStore(path)
+
+
+def open_store(config: JobConfig) -> StateStore:
+    return open_state(config.state_backend, config.state_path, config.google_cloud_project)
+
+
+def fhir_settings(config: JobConfig) -> FhirSettings:
+    """FHIR client settings; the API key is read from Secret Manager (``latest``) when named."""
+    from common.fhir import FhirSettings
+
+    api_key = config.fhir_api_key
+    if config.fhir_api_key_secret and not api_key:
+        from common.secrets import read_secret
+
+        api_key = read_secret(config.fhir_api_key_secret).decode().strip()
+    return FhirSettings(
+        base_url=config.fhir_base_url,
+        api_key=api_key,
+        concurrency=config.fhir_concurrency,
+        rate_limit=config.fhir_rate_limit,
+        timeout_seconds=config.fhir_timeout_seconds,
+        deadline_seconds=config.fhir_deadline_seconds,
+    )
+
+
+def ledger_key(config: JobConfig) -> bytes:
+    """The ledger's HMAC key: Secret Manager in production, a fixed development key locally."""
+    if config.ledger_key_secret:
+        from common.secrets import read_secret
+
+        return read_secret(config.ledger_key_secret)
+    return DEVELOPMENT_LEDGER_KEY
