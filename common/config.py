@@ -89,7 +89,8 @@ def load_config(
 ) -> JobConfig:
     """Read ``env`` (default ``os.environ``), apply non-None ``overrides``, validate everything.
 
-    ``role="replay"`` (the replay function) needs no sheet and no failure topic.
+    ``role="replay"`` (the replay function) needs no sheet and no failure topic;
+    ``role="publish"`` (``phonesync replay`` re-publishing) needs the topic but no FHIR server.
     """
     env = os.environ if env is None else env
     raw: dict[str, object] = {}
@@ -153,7 +154,10 @@ def _check(c: JobConfig, role: str) -> list[str]:
         problems.append(
             f"STATE_BACKEND: expected one of {', '.join(STATE_BACKENDS)}, got {c.state_backend!r}"
         )
-    if not c.fhir_base_url:
+    if role == "publish":
+        if not c.failure_topic or not c.google_cloud_project:
+            problems.append("FAILURE_TOPIC and GOOGLE_CLOUD_PROJECT: required to re-publish rows")
+    elif not c.fhir_base_url:
         problems.append("FHIR_BASE_URL: required (the FHIR R4 base, e.g. https://…/fhir)")
     elif not c.fhir_base_url.startswith(("http://", "https://")):
         problems.append("FHIR_BASE_URL: must start with http:// or https://")
@@ -176,9 +180,9 @@ def _check(c: JobConfig, role: str) -> list[str]:
             problems.append(
                 "FAILURE_TOPIC: required with STATE_BACKEND=firestore (deferred rows go there)"
             )
-        if not (c.fhir_api_key_secret or c.fhir_api_key):
+        if role != "publish" and not (c.fhir_api_key_secret or c.fhir_api_key):
             problems.append("FHIR_API_KEY_SECRET: required with STATE_BACKEND=firestore")
-        if not c.ledger_key_secret:
+        if role != "publish" and not c.ledger_key_secret:
             problems.append(
                 "LEDGER_KEY_SECRET: required with STATE_BACKEND=firestore (NIK hashing key)"
             )

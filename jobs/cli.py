@@ -114,6 +114,17 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", type=Path, help="write here (default: stdout)")
     add_state_flags(rp)
     rp.set_defaults(handler=cmd_report)
+
+    rl = sub.add_parser("replay", help="retry chosen rows of a date: re-publish, or replay locally")
+    rl.add_argument("--date", type=iso_date, required=True, help="run date YYYY-MM-DD")
+    rl.add_argument("--status", choices=["deferred", "error"], default="deferred")
+    rl.add_argument("--row", type=int, nargs="+", default=[], help="only these sheet rows")
+    rl.add_argument("--dry-run", action="store_true", help="list the rows, change nothing")
+    rl.add_argument(
+        "--fhir-url", help="local mode: FHIR base URL to replay against (env FHIR_BASE_URL)"
+    )
+    add_state_flags(rl)
+    rl.set_defaults(handler=cmd_replay)
     return parser
 
 
@@ -250,6 +261,46 @@ def cmd_run(args: argparse.Namespace) -> int:
         return run_tasks(config, args.tasks, store)
     finally:
         store.close()
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    import asyncio
+    import os
+
+    from common.config import load_config
+    from common.outcomes import Status
+    from jobs.operator import replay_candidates
+
+    overrides = {
+        **state_overrides(args.state),
+        "google_cloud_project": args.project,
+        "fhir_base_url": args.fhir_url,
+    }
+    publish = bool(os.environ.get("FAILURE_TOPIC"))
+    config = load_config(overrides=overrides, role="publish" if publish else "replay")
+    store = open_state_from(args)
+    try:
+        run_date = args.date.isoformat()
+        items = replay_candidates(store, run_date, Status(args.status), args.row)
+        where = f"to {config.failure_topic}" if publish else f"against {config.fhir_base_url}"
+        print(f"{len(items)} {args.status} row(s) of {run_date} to replay {where}", file=sys.stderr)
+        for item in items:
+            print(f"  row {item.row}", file=sys.stderr)
+        if args.dry_run or not items:
+            return EXIT_OK
+        if publish:
+            from jobs.task import publish_items
+
+            reason = f"re-published by an operator (was {args.status})"
+            publish_items(config, run_date, [(i, reason, 0) for i in items])
+            return EXIT_OK
+        from jobs.task import replay_locally
+
+        counts = asyncio.run(replay_locally(config, store, run_date, items))
+        print("replayed: " + ", ".join(f"{k} {v}" for k, v in counts.items()), file=sys.stderr)
+    finally:
+        store.close()
+    return EXIT_OK
 
 
 def write_file(path: Path, payload: bytes) -> None:

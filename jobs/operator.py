@@ -9,8 +9,9 @@ from collections.abc import Sequence
 
 import orjson
 
-from common.outcomes import RowOutcome
-from common.store import RunState, TaskProgress
+from common.errors import InputError
+from common.outcomes import RowOutcome, Status
+from common.store import RunState, StateStore, TaskProgress, WorkItem
 
 REPORT_COLUMNS = ("row", "nik", "status", "reason", "warning", "patient_id")
 
@@ -70,3 +71,24 @@ def render_report(outcomes: Sequence[RowOutcome], fmt: str) -> bytes:
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue().encode()
+
+
+def replay_candidates(
+    store: StateStore, run_date: str, status: Status, rows: Sequence[int]
+) -> list[WorkItem]:
+    """The manifest items of ``run_date`` whose recorded outcome is ``status`` (and in ``rows``)."""
+    run = store.get_run(run_date)
+    if run is None or not run.manifest_ready:
+        raise InputError(f"no run with a manifest for {run_date}")
+    wanted = {o.row for o in store.outcomes(run_date) if o.status is status}
+    if rows:
+        missing = sorted(set(rows) - wanted)
+        if missing:
+            raise InputError(f"rows {missing} are not {status.value} in the {run_date} run")
+        wanted &= set(rows)
+    items: list[WorkItem] = []
+    for index in range(run.task_count):
+        items += [
+            i for i in store.read_shard(run_date, run.execution, index) or [] if i.row in wanted
+        ]
+    return sorted(items, key=lambda i: i.row)
