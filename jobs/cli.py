@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="phonesync", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
+    sub.add_parser("fhir-sim", help="FHIR R4 + Sheets API simulator (see phonesync fhir-sim -h)")
     t = sub.add_parser("transform", help="apply a sheet CSV to a patient bundle file (offline)")
     t.add_argument("--sheet", required=True, type=Path, help="sheet exported as CSV")
     t.add_argument("--bundle", required=True, type=Path, help="patients JSON")
@@ -312,6 +313,11 @@ def write_file(path: Path, payload: bytes) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["fhir-sim"]:  # a tool for tests and demos, with its own parser (sim/)
+        from sim.server import main as sim_main
+
+        return sim_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args))

@@ -1,0 +1,156 @@
+"""The simulator's patients and fault controls: what tests and the demo steer."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import math
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from common.patient import bump_version_id, jakarta_now_iso
+
+Resource = dict[str, Any]
+
+
+class TokenBucket:
+    """Requests/s the server accepts; the rest get 429 with the wait until a token is free."""
+
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self.capacity = max(1.0, rate)
+        self.tokens = self.capacity
+        self.clock = clock
+        self.stamp = clock()
+
+    def take(self) -> float:
+        """0 when admitted, else seconds until a token is available."""
+        now = self.clock()
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.rate
+
+
+class SimState:
+    """Patients indexed by id and by (identifier system, value), plus knobs for faults."""
+
+    def __init__(
+        self,
+        patients: list[Resource],
+        *,
+        api_key: str | None = None,
+        latency_ms: float = 0.0,
+        error_rate: float = 0.0,
+        rate_limit: float | None = None,
+        sheet_values: list[list[str]] | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.order = [str(p["id"]) for p in patients]
+        self.patients: dict[str, Resource] = {str(p["id"]): copy.deepcopy(p) for p in patients}
+        self.index: dict[tuple[str, str], set[str]] = {}
+        for pid, patient in self.patients.items():
+            self._index(pid, patient)
+        self.api_key = api_key
+        self.latency_ms = latency_ms
+        self.error_rate = error_rate
+        self.bucket = TokenBucket(rate_limit) if rate_limit else None
+        self.sheet_values = sheet_values
+        self.rng = random.Random(seed)
+        self.down = False
+        self.fail_queue: list[int] = []
+        self.sheet_fail_queue: list[int] = []
+        self.delay_queue: list[float] = []
+        self.before_put: Callable[[str, SimState], None] | None = None
+        self.requests: Counter[str] = Counter()
+        self.puts_by_patient: Counter[str] = Counter()
+        self.lock = threading.Lock()
+
+    # -- data -------------------------------------------------------------------------------
+    def _index(self, pid: str, patient: Resource) -> None:
+        for ident in patient.get("identifier") or ():
+            key = (str(ident.get("system", "")), str(ident.get("value", "")))
+            self.index.setdefault(key, set()).add(pid)
+
+    def _unindex(self, pid: str, patient: Resource) -> None:
+        for ident in patient.get("identifier") or ():
+            key = (str(ident.get("system", "")), str(ident.get("value", "")))
+            self.index.get(key, set()).discard(pid)
+
+    def search(self, system: str, value: str) -> list[Resource]:
+        return [self.patients[pid] for pid in sorted(self.index.get((system, value), ()))]
+
+    def patient(self, pid: str) -> Resource | None:
+        return self.patients.get(pid)
+
+    def store(self, pid: str, resource: Resource) -> Resource:
+        """Save ``resource`` as the next version of ``pid`` (as a server does on PUT)."""
+        current = self.patients[pid]
+        stored = dict(resource)
+        meta = dict(stored.get("meta") or {})
+        meta["versionId"] = bump_version_id((current.get("meta") or {}).get("versionId"))
+        meta["lastUpdated"] = jakarta_now_iso()
+        stored["meta"] = meta
+        self._unindex(pid, current)
+        self.patients[pid] = stored
+        self._index(pid, stored)
+        return stored
+
+    def bundle(self) -> dict[str, Any]:
+        return {
+            "patients_after_phone_update": [{"resource": self.patients[pid]} for pid in self.order]
+        }
+
+    # -- controls for tests -----------------------------------------------------------------
+    def set_down(self, down: bool) -> None:
+        """While down, every FHIR request answers 503 (an outage)."""
+        self.down = down
+
+    def fail_next(self, count: int, status: int = 500) -> None:
+        self.fail_queue.extend([status] * count)
+
+    def fail_next_sheet(self, count: int, status: int = 503) -> None:
+        self.sheet_fail_queue.extend([status] * count)
+
+    def delay_next(self, count: int, seconds: float) -> None:
+        """The next ``count`` FHIR requests wait ``seconds`` before answering (client timeouts)."""
+        self.delay_queue.extend([seconds] * count)
+
+    def on_before_put(self, hook: Callable[[str, SimState], None] | None) -> None:
+        """Called with (patient id, state) before each PUT is checked: a concurrent writer."""
+        self.before_put = hook
+
+    def reset_stats(self) -> None:
+        self.requests.clear()
+        self.puts_by_patient.clear()
+
+    def stats(self) -> dict[str, Any]:
+        return {"requests": dict(self.requests), "puts_by_patient": dict(self.puts_by_patient)}
+
+    # -- per-request faults -----------------------------------------------------------------
+    def latency(self) -> float:
+        extra = self.delay_queue.pop(0) if self.delay_queue else 0.0
+        if self.latency_ms <= 0:
+            return extra
+        # Log-normal around the median: most requests near it, a long tail of slow ones.
+        return extra + self.latency_ms / 1000 * math.exp(self.rng.gauss(0, 0.5))
+
+    def injected_failure(self) -> int | None:
+        if self.down:
+            return 503
+        if self.fail_queue:
+            return self.fail_queue.pop(0)
+        if self.error_rate and self.rng.random() < self.error_rate:
+            return self.rng.choice((500, 503))
+        return None
+
+    async def pause(self) -> None:
+        delay = self.latency()
+        if delay > 0:
+            await asyncio.sleep(delay)

@@ -1,0 +1,78 @@
+"""Running the simulator: ``phonesync fhir-sim`` in the foreground, or in a thread for tests."""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import uvicorn
+from starlette.applications import Starlette
+
+from sim.app import create_app, load_bundle_patients
+
+
+def _config(app: Starlette, host: str, port: int) -> uvicorn.Config:
+    return uvicorn.Config(
+        app, host=host, port=port, log_level="warning", access_log=False, lifespan="off"
+    )
+
+
+@contextmanager
+def run_in_thread(app: Starlette, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Serve ``app`` on loopback in a background thread; yields its base URL (no ``/fhir``)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    server = uvicorn.Server(_config(app, host, sock.getsockname()[1]))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the simulator did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://{host}:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="phonesync fhir-sim", description="FHIR R4 + Sheets API simulator"
+    )
+    p.add_argument("--bundle", type=Path, required=True, help="patients JSON (the sample's format)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--api-key", help="require this x-api-key on every FHIR request")
+    p.add_argument("--latency-ms", type=float, default=0.0, help="median of the log-normal latency")
+    p.add_argument(
+        "--error-rate", type=float, default=0.0, help="fraction of requests answering 500/503"
+    )
+    p.add_argument("--rate-limit", type=float, help="requests/s before answering 429 + Retry-After")
+    p.add_argument("--sheet", type=Path, help="serve this CSV as the Sheets API values.get")
+    p.add_argument("--seed", type=int, help="seed for latency and error injection")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    app = create_app(
+        load_bundle_patients(args.bundle),
+        api_key=args.api_key,
+        latency_ms=args.latency_ms,
+        error_rate=args.error_rate,
+        rate_limit=args.rate_limit,
+        sheet_csv=args.sheet.read_text(encoding="utf-8") if args.sheet else None,
+        seed=args.seed,
+    )
+    print(f"phonesync fhir-sim: FHIR base http://{args.host}:{args.port}/fhir", flush=True)
+    uvicorn.Server(_config(app, args.host, args.port)).run()
+    return 0
