@@ -32,7 +32,7 @@ def load_bundle_patients(path: str | Path) -> list[Resource]:
             if isinstance(data.get(key), list):
                 data = data[key]
                 break
-    return [e["resource"] if "resource" in e else e for e in data]
+    return [e.get("resource", e) for e in data]
 
 
 def sheet_values_from_csv(text: str) -> list[list[str]]:
