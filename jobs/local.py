@@ -60,6 +60,12 @@ def run_tasks(config: JobConfig, tasks: int, store: StateStore, out: TextIO = sy
     for _, log in children:
         log.close()
     run = store.get_run(run_date)
+    if run is not None and run.execution != config.execution:
+        print(
+            f"{run_date} is held by execution {run.execution} ({run.status.value}); this run did nothing",
+            file=out,
+        )
+        return max(codes) if codes else 0
     print(summary(run, codes), file=out)
     return max(codes) if codes else 0
 

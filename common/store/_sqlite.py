@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from common.outcomes import RowOutcome, Status, summarize
 from common.store._model import (
@@ -51,7 +53,9 @@ class SqliteStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        # Async callers use the store from worker threads; one lock serialises the connection.
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
@@ -59,13 +63,18 @@ class SqliteStore:
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """A transaction that takes the write lock up front, so read-then-write is atomic."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _query(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
 
     def bind_execution_date(self, execution: str, run_date: str) -> str:
         with self._write() as db:
@@ -124,13 +133,14 @@ class SqliteStore:
             return cursor.rowcount == 1
 
     def get_run(self, run_date: str) -> RunState | None:
-        row = self._db.execute(
+        found = self._query(
             "SELECT run_date, execution, status, task_count, started_at, lease_until, finished_at,"
             " manifest_ready, counts, total_rows, reason FROM runs WHERE run_date = ?",
             (run_date,),
-        ).fetchone()
-        if row is None:
+        )
+        if not found:
             return None
+        row = found[0]
         return RunState(
             run_date=row[0],
             execution=row[1],
@@ -177,17 +187,17 @@ class SqliteStore:
             )
 
     def read_shard(self, run_date: str, execution: str, task_index: int) -> list[WorkItem] | None:
-        ready = self._db.execute(
+        ready = self._query(
             "SELECT manifest_ready FROM runs WHERE run_date = ? AND execution = ?",
             (run_date, execution),
-        ).fetchone()
-        if not ready or not ready[0]:
+        )
+        if not ready or not ready[0][0]:
             return None
-        row = self._db.execute(
+        rows = self._query(
             "SELECT items FROM shards WHERE run_date = ? AND execution = ? AND task_index = ?",
             (run_date, execution, task_index),
-        ).fetchone()
-        return [WorkItem(**item) for item in json.loads(row[0])] if row else []
+        )
+        return [WorkItem(**item) for item in json.loads(rows[0][0])] if rows else []
 
     def record_outcomes(self, run_date: str, outcomes: Sequence[RowOutcome]) -> None:
         if not outcomes:
@@ -211,11 +221,11 @@ class SqliteStore:
             )
 
     def outcomes(self, run_date: str) -> list[RowOutcome]:
-        rows = self._db.execute(
+        rows = self._query(
             "SELECT row, status, reason, patient_id, nik_masked, warning FROM outcomes"
             " WHERE run_date = ? ORDER BY row",
             (run_date,),
-        ).fetchall()
+        )
         return [RowOutcome(r[0], Status(r[1]), r[2], r[3], r[4], r[5]) for r in rows]
 
     def record_replay(self, run_date: str, outcome: RowOutcome, now: float) -> RunState | None:
@@ -274,11 +284,11 @@ class SqliteStore:
             )
 
     def progress(self, run_date: str) -> list[TaskProgress]:
-        rows = self._db.execute(
+        rows = self._query(
             "SELECT task_index, execution, total, done, counts, updated_at, finished FROM progress"
             " WHERE run_date = ? ORDER BY task_index",
             (run_date,),
-        ).fetchall()
+        )
         return [
             TaskProgress(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], bool(r[6])) for r in rows
         ]
@@ -317,7 +327,7 @@ class SqliteStore:
         for start in range(0, len(keys), 500):
             chunk = list(keys[start : start + 500])
             marks = ",".join("?" * len(chunk))
-            for row in self._db.execute(
+            for row in self._query(
                 f"SELECT key, phone_hash, run_date, row, applied_at FROM ledger WHERE key IN ({marks})",
                 chunk,
             ):

@@ -1,0 +1,231 @@
+"""Applying winning rows to the FHIR registry: one row's path, and a shard's worth at a time.
+
+A row goes: ledger check → search by NIK → decide → PUT with If-Match. On a version conflict
+the patient is re-read and the decision made again (bounded), so another writer's changes
+survive. The same :func:`sync_row` serves the nightly job and the replay function.
+
+Crash safety does not rest on the ledger alone: a row whose PUT landed but whose outcome was
+not yet recorded is, on rerun, found already holding the number (``unchanged``, no PUT).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+from common.fhir import (
+    FhirConflict,
+    FhirPermanentError,
+    FhirTransientError,
+)
+from common.outcomes import RowOutcome, Status
+from common.patient import Resource, decide, jakarta_now_iso
+from common.phones import Phone, PhoneFormat
+from common.planning import UNASSIGNED_RANGE_WARNING
+from common.privacy import keyed_hash, mask_nik
+from common.store import LedgerEntry, StateStore, WorkItem
+
+MAX_CONFLICT_RETRIES = 3
+
+
+class PatientRegistry(Protocol):
+    """What sync needs of a FHIR client (:class:`common.fhir.FhirClient` provides it)."""
+
+    async def search_by_nik(self, nik: str) -> list[Resource]: ...
+
+    async def read(self, patient_id: str) -> Resource: ...
+
+    async def update(self, resource: Resource, *, version_id: str | None) -> Resource: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RowResult:
+    item: WorkItem
+    outcome: RowOutcome
+    #: Set when the patient now holds the number: what the ledger should remember.
+    ledger: LedgerEntry | None = None
+    #: Set for ``deferred`` rows: how many attempts the last request made.
+    attempts: int = 0
+
+
+@dataclass(slots=True)
+class Ledger:
+    """Keyed hashes for the ledger; the key comes from Secret Manager (a fixed one locally)."""
+
+    key: bytes
+
+    def nik_key(self, nik: str) -> str:
+        return keyed_hash(nik, self.key)
+
+    def phone_hash(self, phone_e164: str) -> str:
+        return keyed_hash(phone_e164, self.key)
+
+
+def _phone_of(item: WorkItem) -> Phone:
+    return Phone(
+        national="0" + item.phone.removeprefix("+62"), e164=item.phone, assigned=item.assigned
+    )
+
+
+def _outcome(
+    item: WorkItem, status: Status, reason: str, patient_id: str | None = None
+) -> RowOutcome:
+    return RowOutcome(
+        item.row,
+        status,
+        reason,
+        patient_id,
+        nik_masked=mask_nik(item.nik),
+        warning="" if item.assigned else UNASSIGNED_RANGE_WARNING,
+    )
+
+
+def ledger_verdict(item: WorkItem, entry: LedgerEntry | None, ledger: Ledger) -> RowOutcome | None:
+    """``already_applied`` / ``stale`` when the ledger settles the row without a FHIR call."""
+    if entry is None:
+        return None
+    if entry.phone_hash == ledger.phone_hash(item.phone):
+        return _outcome(
+            item, Status.ALREADY_APPLIED, f"applied by {entry.run_date} row {entry.row}"
+        )
+    if entry.is_newer_than(item.date, item.row):
+        return _outcome(
+            item, Status.STALE, f"a newer number was applied ({entry.run_date} row {entry.row})"
+        )
+    return None
+
+
+async def sync_row(
+    item: WorkItem,
+    registry: PatientRegistry,
+    ledger: Ledger,
+    fmt: PhoneFormat = PhoneFormat.NATIONAL,
+    now: Callable[[], str] = jakarta_now_iso,
+) -> RowResult:
+    """Bring one patient to the row's number. Never raises for a row-level failure."""
+    phone = _phone_of(item)
+    try:
+        matches = await registry.search_by_nik(item.nik)
+        for _ in range(MAX_CONFLICT_RETRIES + 1):
+            decision = decide(matches, phone, fmt, now())
+            if decision.resource is None:
+                result = _outcome(item, decision.status, decision.reason, decision.patient_id)
+                applied = decision.status is Status.UNCHANGED
+                return RowResult(item, result, _entry(item, ledger) if applied else None)
+            version = (matches[0].get("meta") or {}).get("versionId")
+            try:
+                await registry.update(decision.resource, version_id=version)
+            except FhirConflict:
+                # Another writer changed the patient since we read it: re-read and decide again.
+                matches = [await registry.read(str(decision.patient_id))]
+                continue
+            result = _outcome(item, Status.UPDATED, decision.reason, decision.patient_id)
+            return RowResult(item, result, _entry(item, ledger))
+        return RowResult(
+            item,
+            _outcome(
+                item,
+                Status.DEFERRED,
+                f"version conflict persisted after {MAX_CONFLICT_RETRIES} re-reads",
+            ),
+            attempts=MAX_CONFLICT_RETRIES + 1,
+        )
+    except FhirPermanentError as exc:
+        return RowResult(item, _outcome(item, Status.ERROR, f"FHIR rejected the update: {exc}"))
+    except FhirTransientError as exc:
+        return RowResult(item, _outcome(item, Status.DEFERRED, str(exc)), attempts=exc.attempts)
+
+
+def _entry(item: WorkItem, ledger: Ledger) -> LedgerEntry:
+    return LedgerEntry(
+        key=ledger.nik_key(item.nik),
+        phone_hash=ledger.phone_hash(item.phone),
+        run_date=item.date,
+        row=item.row,
+        applied_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+
+
+@dataclass(slots=True)
+class ShardProgress:
+    total: int
+    done: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    started: float = field(default_factory=time.monotonic)
+
+    def add(self, outcome: RowOutcome) -> None:
+        self.done += 1
+        self.counts[outcome.status.value] = self.counts.get(outcome.status.value, 0) + 1
+
+    @property
+    def rate(self) -> float:
+        elapsed = time.monotonic() - self.started
+        return self.done / elapsed if elapsed > 0 else 0.0
+
+
+class ShardHooks(Protocol):
+    """Where a shard's results go as they happen (the job: store, Pub/Sub, logs, progress)."""
+
+    async def flush(self, results: Sequence[RowResult], progress: ShardProgress) -> None: ...
+
+
+async def sync_shard(
+    items: Sequence[WorkItem],
+    registry: PatientRegistry,
+    store: StateStore,
+    ledger: Ledger,
+    hooks: ShardHooks,
+    *,
+    concurrency: int,
+    fmt: PhoneFormat = PhoneFormat.NATIONAL,
+    flush_every: int = 500,
+    flush_seconds: float = 2.0,
+) -> ShardProgress:
+    """Sync every item with ``concurrency`` workers, handing results to ``hooks`` in batches.
+
+    Results are flushed at least every ``flush_seconds`` and every ``flush_every`` rows, and
+    once more at the end, so a crash loses at most one batch of *records* (never a write: see
+    the module docstring).
+    """
+    progress = ShardProgress(total=len(items))
+    known = await asyncio.to_thread(store.ledger_get, [ledger.nik_key(i.nik) for i in items])
+    pending: list[RowResult] = []
+    todo: asyncio.Queue[WorkItem] = asyncio.Queue()
+    for item in items:
+        verdict = ledger_verdict(item, known.get(ledger.nik_key(item.nik)), ledger)
+        if verdict is not None:
+            pending.append(RowResult(item, verdict))
+            progress.add(verdict)
+        else:
+            todo.put_nowait(item)
+    lock = asyncio.Lock()
+    last_flush = time.monotonic()
+
+    async def flush(force: bool = False) -> None:
+        nonlocal pending, last_flush
+        async with lock:
+            due = len(pending) >= flush_every or time.monotonic() - last_flush >= flush_seconds
+            if pending and (force or due):
+                batch, pending = pending, []
+                last_flush = time.monotonic()
+                await hooks.flush(batch, progress)
+
+    async def worker() -> None:
+        while True:
+            try:
+                item = todo.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            result = await sync_row(item, registry, ledger, fmt)
+            pending.append(result)
+            progress.add(result.outcome)
+            await flush()
+
+    await flush()
+    await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, todo.qsize())))))
+    await flush(force=True)
+    return progress

@@ -1,0 +1,351 @@
+"""One Cloud Run task of the nightly job (``phonesync run``; task index from the environment).
+
+Task 0 takes the run lock, reads the sheet once and writes the manifest; every task then syncs
+its shard. Exit codes follow the Cloud Run convention: non-zero only when the task should be
+retried (Cloud Run reruns it); row-level failures are recorded outcomes, not crashes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from common.config import JobConfig, jakarta_today, lookback_start
+from common.errors import InputError
+from common.fhir import FhirClient
+from common.outcomes import Status
+from common.planning import DateWindow, plan_rows, shard_of
+from common.runtime import fhir_settings, ledger_key, open_store
+from common.sheet import SheetRow, read_csv
+from common.store import (
+    LockResult,
+    RunState,
+    RunStatus,
+    StateStore,
+    TaskProgress,
+    WorkItem,
+)
+from common.sync import Ledger, RowResult, ShardProgress, sync_shard
+from common.telemetry import bind, log_event
+
+EXIT_OK = 0
+EXIT_RETRY = 1
+_SEVERITY = {Status.DEFERRED: logging.WARNING, Status.ERROR: logging.ERROR}
+
+
+def read_rows(config: JobConfig) -> list[SheetRow]:
+    if config.sheet_csv is not None:
+        return read_csv(config.sheet_csv)
+    from common.sheets_api import read_sheet
+
+    return read_sheet(str(config.sheet_id), config.sheet_range, api_url=config.sheets_api_url)
+
+
+@dataclass(slots=True)
+class JobHooks:
+    """Where each batch of results goes: Pub/Sub (deferred), the store, the logs."""
+
+    config: JobConfig
+    store: StateStore
+    run_date: str
+    publisher: object | None = None  # common.failures.FailurePublisher in production
+    progress_interval: float = 5.0
+    _last_progress: float = 0.0
+
+    async def flush(self, results: Sequence[RowResult], progress: ShardProgress) -> None:
+        deferred = [r for r in results if r.outcome.status is Status.DEFERRED]
+        if deferred and self.publisher is not None:
+            # Published before the outcomes are recorded: a crash in between leaves a message
+            # whose replay finds the row unchanged, never a deferred row without a message.
+            await asyncio.to_thread(self._publish, deferred)
+        await asyncio.to_thread(
+            self.store.record_outcomes, self.run_date, [r.outcome for r in results]
+        )
+        await asyncio.to_thread(self.store.ledger_put, [r.ledger for r in results if r.ledger])
+        for r in results:
+            o = r.outcome
+            log_event(
+                "row_outcome",
+                f"row {o.row}: {o.status.value}",
+                severity=_SEVERITY.get(o.status, logging.INFO),
+                row=o.row,
+                status=o.status.value,
+                nik=o.nik_masked,
+                reason=o.reason,
+            )
+        now = time.monotonic()
+        if now - self._last_progress >= self.progress_interval or progress.done == progress.total:
+            self._last_progress = now
+            await asyncio.to_thread(self._progress, progress, False)
+
+    def _publish(self, deferred: Sequence[RowResult]) -> None:
+        for r in deferred:
+            publish_items(
+                self.config, self.run_date, [r.item], r.outcome.reason, r.attempts, self.publisher
+            )
+
+    def _progress(self, progress: ShardProgress, finished: bool) -> None:
+        self.store.put_progress(
+            self.run_date,
+            TaskProgress(
+                task_index=self.config.task_index,
+                execution=self.config.execution,
+                total=progress.total,
+                done=progress.done,
+                counts=dict(progress.counts),
+                updated_at=time.time(),
+                finished=finished,
+            ),
+        )
+        log_event(
+            "task_progress",
+            f"task {self.config.task_index}: {progress.done}/{progress.total} rows",
+            done=progress.done,
+            total=progress.total,
+            counts=progress.counts,
+            rows_per_second=round(progress.rate, 1),
+        )
+
+
+def run_task(config: JobConfig) -> int:
+    """Run this task to the end; returns the process exit code."""
+    store = open_store(config)
+    try:
+        return asyncio.run(_run_task(config, store))
+    finally:
+        store.close()
+
+
+async def _run_task(config: JobConfig, store: StateStore) -> int:
+    execution, index = config.execution, config.task_index
+    today = (config.run_date or jakarta_today()).isoformat()
+    run_date = await asyncio.to_thread(store.bind_execution_date, execution, today)
+    bind(
+        run_date=run_date,
+        execution=execution,
+        task_index=index,
+        attempt=config.cloud_run_task_attempt,
+    )
+    log_event(
+        "task_started", f"task {index}/{config.task_count} for {run_date}", config=config.redacted()
+    )
+
+    if index == 0:
+        lock = await asyncio.to_thread(
+            store.acquire_run,
+            run_date,
+            execution,
+            config.task_count,
+            config.lease_seconds,
+            time.time(),
+        )
+        if lock is LockResult.HELD:
+            run = await asyncio.to_thread(store.get_run, run_date)
+            holder = run.execution if run else "?"
+            log_event(
+                "lock_held", f"{run_date} is being synced by {holder}; nothing to do", holder=holder
+            )
+            return EXIT_OK
+        run = await asyncio.to_thread(store.get_run, run_date)
+        if run is None or not run.manifest_ready:
+            try:
+                await asyncio.to_thread(_write_manifest, config, store, run_date)
+            except InputError as exc:
+                await asyncio.to_thread(store.fail_run, run_date, execution, str(exc), time.time())
+                log_event(
+                    "run_failed",
+                    f"cannot start the run: {exc}",
+                    severity=logging.ERROR,
+                    status="failed",
+                    reason=str(exc),
+                )
+                return EXIT_RETRY
+
+    items = await _wait_for_shard(config, store, run_date)
+    if items is None:
+        return EXIT_OK  # another execution owns the date (logged)
+    if isinstance(items, int):
+        return items
+
+    renewer = asyncio.create_task(_renew_lease(config, store, run_date))
+    try:
+        hooks = JobHooks(config, store, run_date, publisher=_publisher(config))
+        async with FhirClient(fhir_settings(config), on_retry=_log_retry) as client:
+            progress = await sync_shard(
+                items,
+                client,
+                store,
+                Ledger(ledger_key(config)),
+                hooks,
+                concurrency=config.fhir_concurrency,
+                fmt=config.phone_format,
+            )
+        await asyncio.to_thread(hooks._progress, progress, True)
+    finally:
+        renewer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await renewer
+    final = await asyncio.to_thread(store.finish_task, run_date, execution, index, time.time())
+    log_event(
+        "task_finished",
+        f"task {index} done: {progress.counts}",
+        counts=progress.counts,
+        total=progress.total,
+    )
+    if final is not None:
+        _log_run_finished(final)
+    return EXIT_OK
+
+
+def _write_manifest(config: JobConfig, store: StateStore, run_date: str) -> None:
+    from datetime import date
+
+    day = date.fromisoformat(run_date)
+    window = DateWindow(lookback_start(day, config.lookback_days), day)
+    plan = plan_rows(read_rows(config), window)
+    shards: dict[int, list[WorkItem]] = {i: [] for i in range(config.task_count)}
+    for c in plan.candidates:
+        item = WorkItem(
+            row=c.row,
+            date=c.date.isoformat(),
+            nik=c.nik,
+            phone=c.phone.e164,
+            assigned=c.phone.assigned,
+        )
+        shards[shard_of(c.nik, config.task_count)].append(item)
+    store.write_manifest(run_date, config.execution, shards, plan.decided)
+    log_event(
+        "manifest_written",
+        f"{len(plan.candidates)} rows to sync, {len(plan.decided)} decided from the sheet",
+        candidates=len(plan.candidates),
+        decided=len(plan.decided),
+        shard_sizes=[len(s) for s in shards.values()],
+        window=[window.first.isoformat() if window.first else None, run_date],
+    )
+
+
+async def _wait_for_shard(
+    config: JobConfig, store: StateStore, run_date: str
+) -> list[WorkItem] | int | None:
+    """This task's shard once task 0 has written it; None if another execution owns the date."""
+    deadline = time.monotonic() + config.manifest_timeout_seconds
+    while True:
+        items = await asyncio.to_thread(
+            store.read_shard, run_date, config.execution, config.task_index
+        )
+        if items is not None:
+            return items
+        run = await asyncio.to_thread(store.get_run, run_date)
+        # Another execution *running* under a live lease owns the date. A finished earlier run
+        # does not count: our task 0 is about to take the date over for this rerun.
+        if (
+            run is not None
+            and run.execution != config.execution
+            and run.status is RunStatus.RUNNING
+            and run.lease_until > time.time()
+        ):
+            log_event(
+                "lock_held",
+                f"{run_date} is being synced by {run.execution}; nothing to do",
+                holder=run.execution,
+            )
+            return None
+        if time.monotonic() > deadline:
+            log_event(
+                "manifest_timeout",
+                f"no manifest from task 0 after {config.manifest_timeout_seconds:.0f} s; retrying the task",
+                severity=logging.ERROR,
+            )
+            return EXIT_RETRY
+        await asyncio.sleep(1.0)
+
+
+async def _renew_lease(config: JobConfig, store: StateStore, run_date: str) -> None:
+    while True:
+        await asyncio.sleep(config.lease_seconds / 3)
+        held = await asyncio.to_thread(
+            store.renew_lease, run_date, config.execution, config.lease_seconds, time.time()
+        )
+        if not held:
+            log_event(
+                "lease_lost", "another execution took over this date", severity=logging.WARNING
+            )
+
+
+def publish_items(
+    config: JobConfig,
+    run_date: str,
+    rows: Sequence[tuple[WorkItem, str, int]],
+    publisher: object | None = None,
+) -> None:
+    """One Pub/Sub message per (row, reason, attempts) on FAILURE_TOPIC, for the replay function."""
+    from common.failures import FailureMessage, FailurePublisher, topic_path
+
+    client = publisher if isinstance(publisher, FailurePublisher) else FailurePublisher()
+    messages = [
+        FailureMessage(
+            run_date=run_date,
+            execution=config.execution,
+            row=i.row,
+            nik=i.nik,
+            phone=i.phone,
+            reason=reason,
+            attempts=attempts,
+            sheet_date=i.date,
+        )
+        for i, reason, attempts in rows
+    ]
+    client.publish_many(
+        topic_path(str(config.google_cloud_project), str(config.failure_topic)), messages
+    )
+
+
+async def replay_locally(
+    config: JobConfig, store: StateStore, run_date: str, items: Sequence[WorkItem]
+) -> dict[str, int]:
+    """Local mode of ``phonesync replay``: the replay function's path, run directly."""
+    from common.replay import replay_item
+
+    counts: dict[str, int] = {}
+    ledger = Ledger(ledger_key(config))
+    async with FhirClient(fhir_settings(config)) as client:
+        for item in items:
+            result = await replay_item(item, run_date, client, store, ledger, config.phone_format)
+            counts[result.outcome.status.value] = counts.get(result.outcome.status.value, 0) + 1
+    return counts
+
+
+def _publisher(config: JobConfig) -> object | None:
+    if not config.failure_topic:
+        return None  # local mode: deferred rows stay in the store for `phonesync replay`
+    from common.failures import FailurePublisher
+
+    return FailurePublisher()
+
+
+def _log_retry(method: str, status: int, attempt: int) -> None:
+    log_event(
+        "fhir_retry",
+        f"{method} answered {status or 'no response'}; retrying",
+        severity=logging.WARNING,
+        method=method,
+        http_status=status,
+        attempt=attempt,
+    )
+
+
+def _log_run_finished(run: RunState) -> None:
+    duration = (run.finished_at or time.time()) - run.started_at
+    severity = logging.INFO if run.status.value == "succeeded" else logging.WARNING
+    log_event(
+        "run_finished",
+        f"run {run.run_date} {run.status.value} in {duration:.0f} s: {run.counts}",
+        severity=severity,
+        status=run.status.value,
+        counts=run.counts,
+        duration_seconds=round(duration, 1),
+    )
