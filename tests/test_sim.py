@@ -1,0 +1,100 @@
+"""The simulator behaves like the FHIR server features phonesync relies on."""
+
+import httpx
+import pytest
+
+from sim.app import sheet_values_from_csv
+from tests.simulator import API_KEY, simulator
+
+NIK = "https://fhir.kemkes.go.id/id/nik"
+KEY = {"x-api-key": API_KEY}
+
+
+def test_search_read_and_conditional_update() -> None:
+    with simulator() as sim, httpx.Client(base_url=sim.fhir, headers=KEY) as http:
+        bundle = http.get("/Patient", params={"identifier": f"{NIK}|3171044203920001"}).json()
+        assert (bundle["resourceType"], bundle["type"], bundle["total"]) == (
+            "Bundle",
+            "searchset",
+            1,
+        )
+        patient = bundle["entry"][0]["resource"]
+        assert (
+            http.get("/Patient", params={"identifier": f"{NIK}|0000000000000000"}).json()["total"]
+            == 0
+        )
+        read = http.get(f"/Patient/{patient['id']}")
+        assert read.headers["etag"] == 'W/"v001"'
+        stale = http.put(
+            f"/Patient/{patient['id']}", json=patient, headers={"If-Match": 'W/"v000"'}
+        )
+        assert stale.status_code == 412
+        assert stale.json()["resourceType"] == "OperationOutcome"
+        ok = http.put(f"/Patient/{patient['id']}", json=patient, headers={"If-Match": 'W/"v001"'})
+        assert ok.status_code == 200
+        assert ok.json()["meta"]["versionId"] == "v002"
+        assert ok.json()["meta"]["lastUpdated"].endswith("+07:00")
+        assert ok.headers["etag"] == 'W/"v002"'
+        wrong_id = http.put(f"/Patient/{patient['id']}", json={**patient, "id": "other"})
+        assert wrong_id.status_code == 400
+        stats = http.get(f"{sim.url}/_sim/stats").json()
+        assert stats["requests"]["PUT 200"] == 1 and stats["requests"]["PUT 412"] == 1
+        assert stats["puts_by_patient"] == {patient["id"]: 1}
+
+
+def test_api_key_is_required() -> None:
+    with simulator() as sim:
+        assert httpx.get(f"{sim.fhir}/Patient/patient-001").status_code == 401
+        assert (
+            httpx.get(f"{sim.fhir}/Patient/patient-001", headers={"x-api-key": "wrong"}).status_code
+            == 401
+        )
+
+
+def test_rate_limit_answers_429_with_retry_after() -> None:
+    with simulator(rate_limit=5) as sim, httpx.Client(base_url=sim.fhir, headers=KEY) as http:
+        codes = [http.get("/Patient/patient-001").status_code for _ in range(12)]
+        assert codes.count(429) >= 5
+        refused = http.get("/Patient/patient-001")
+        assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
+
+
+def test_injected_errors_change_nothing_and_outage_toggles() -> None:
+    with (
+        simulator(error_rate=1.0, seed=1) as sim,
+        httpx.Client(base_url=sim.fhir, headers=KEY) as http,
+    ):
+        assert http.put(
+            "/Patient/patient-001", json={"resourceType": "Patient", "id": "patient-001"}
+        ).status_code in (500, 503)
+        assert sim.state.patient("patient-001")["meta"]["versionId"] == "v001"
+    with simulator() as sim, httpx.Client(base_url=sim.fhir, headers=KEY) as http:
+        httpx.post(f"{sim.url}/_sim/down", json={"down": True})
+        assert http.get("/Patient/patient-001").status_code == 503
+        httpx.post(f"{sim.url}/_sim/down", json={"down": False})
+        assert http.get("/Patient/patient-001").status_code == 200
+
+
+def test_bundle_endpoint_returns_patients_in_order() -> None:
+    with simulator() as sim:
+        bundle = httpx.get(f"{sim.url}/_sim/bundle").json()["patients_after_phone_update"]
+        assert [e["resource"]["id"] for e in bundle] == [f"patient-{i:03d}" for i in range(1, 11)]
+
+
+@pytest.mark.parametrize(
+    ("csv_text", "values"),
+    [
+        ("a,b,c\n1,,\n,,\n", [["a", "b", "c"], ["1"]]),  # trailing empty cells and rows omitted
+        ("a,b\n0812,3.17E+15\n", [["a", "b"], ["0812", "3.17E+15"]]),  # strings as displayed
+    ],
+)
+def test_sheets_api_values_are_ragged_strings(csv_text: str, values: list[list[str]]) -> None:
+    assert sheet_values_from_csv(csv_text) == values
+
+
+def test_sheets_api_requires_a_bearer_token() -> None:
+    with simulator(sheet_csv="a,b\n1,2\n") as sim:
+        url = f"{sim.url}/v4/spreadsheets/sheet-1/values/Sheet1!A:Z"
+        assert httpx.get(url).status_code == 401
+        body = httpx.get(url, headers={"Authorization": "Bearer t"}).json()
+        assert body["values"] == [["a", "b"], ["1", "2"]]
