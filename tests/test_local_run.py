@@ -1,0 +1,270 @@
+"""`phonesync run` in local mode against the simulator: the sync's promises, one scenario each.
+
+Tasks run in-process one after another (task 0 writes the manifest, each task syncs its
+shard), exactly the code a Cloud Run task runs; one test drives the real multi-process CLI.
+"""
+
+import asyncio
+import copy
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from common.config import load_config
+from common.store import RunStatus, SqliteStore
+from jobs.task import replay_locally, run_task
+from tests.simulator import (
+    API_KEY,
+    SAMPLE_SHEET,
+    RunningSim,
+    sample,
+    simulator,
+    without_last_updated,
+)
+
+DATE = "2025-09-23"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def job_env(sim: RunningSim, state: Path, **extra: str) -> dict[str, str]:
+    return {
+        "FHIR_BASE_URL": sim.fhir,
+        "FHIR_API_KEY": API_KEY,
+        "SHEET_CSV": str(SAMPLE_SHEET),
+        "RUN_DATE": DATE,
+        "STATE_PATH": str(state),
+        "FHIR_BACKOFF_SECONDS": "0.01",
+        "FHIR_TIMEOUT_SECONDS": "2",
+        **extra,
+    }
+
+
+def run_job(
+    sim: RunningSim, state: Path, tasks: int = 2, execution: str = "exec-1", **extra: str
+) -> list[int]:
+    codes = []
+    for index in range(tasks):
+        env = job_env(
+            sim,
+            state,
+            CLOUD_RUN_TASK_INDEX=str(index),
+            CLOUD_RUN_TASK_COUNT=str(tasks),
+            CLOUD_RUN_EXECUTION=execution,
+            **extra,
+        )
+        codes.append(run_task(load_config(env)))
+    return codes
+
+
+def run_state(state: Path) -> Any:
+    store = SqliteStore(state)
+    try:
+        return store.get_run(DATE), {o.row: o for o in store.outcomes(DATE)}
+    finally:
+        store.close()
+
+
+def puts(sim: RunningSim) -> dict[str, int]:
+    return dict(sim.state.puts_by_patient)
+
+
+def reference() -> list[dict[str, Any]]:
+    return without_last_updated(sample("patients_after_phone_update"))
+
+
+def test_sample_run_gives_the_reference_bundle(tmp_path: Path) -> None:
+    with simulator() as sim:
+        assert run_job(sim, tmp_path / "s.db") == [0, 0]
+        bundle = httpx.get(f"{sim.url}/_sim/bundle").json()["patients_after_phone_update"]
+        assert without_last_updated([e["resource"] for e in bundle]) == reference()
+        run, outcomes = run_state(tmp_path / "s.db")
+        assert run.status is RunStatus.SUCCEEDED and run.counts == {"updated": 10}
+        assert "not assigned" in outcomes[6].warning  # 0845… is applied with a warning
+
+
+def test_a_rerun_makes_zero_fhir_calls(tmp_path: Path) -> None:
+    with simulator() as sim:
+        run_job(sim, tmp_path / "s.db", execution="exec-1")
+        sim.state.reset_stats()
+        run_job(sim, tmp_path / "s.db", execution="exec-2")
+        assert sim.state.stats() == {"requests": {}, "puts_by_patient": {}}
+        run, _ = run_state(tmp_path / "s.db")
+        assert (run.execution, run.status, run.counts) == (
+            "exec-2",
+            RunStatus.SUCCEEDED,
+            {"already_applied": 10},
+        )
+
+
+def test_429_retry_after_is_obeyed_and_every_row_lands(tmp_path: Path) -> None:
+    with simulator(rate_limit=8) as sim:
+        assert run_job(sim, tmp_path / "s.db", tasks=1, FHIR_RATE_LIMIT="0") == [0]
+        assert sim.state.requests["GET 429"] + sim.state.requests["PUT 429"] > 0
+        assert puts(sim) == {f"patient-{i:03d}": 1 for i in range(1, 11)}
+
+
+def test_5xx_bursts_and_timeouts_are_retried_without_double_writes(tmp_path: Path) -> None:
+    with simulator(error_rate=0.3, seed=7) as sim:
+        sim.state.delay_next(3, 1.5)
+        run_job(sim, tmp_path / "s.db", FHIR_TIMEOUT_SECONDS="0.5", FHIR_MAX_ATTEMPTS="10")
+        assert puts(sim) == {f"patient-{i:03d}": 1 for i in range(1, 11)}
+        run, _ = run_state(tmp_path / "s.db")
+        assert run.counts == {"updated": 10}
+
+
+def test_wrong_api_key_defers_rows_after_the_first_refusal(tmp_path: Path) -> None:
+    with simulator() as sim:
+        assert run_job(
+            sim, tmp_path / "s.db", tasks=1, FHIR_API_KEY="wrong", FHIR_CONCURRENCY="1"
+        ) == [0]
+        run, outcomes = run_state(tmp_path / "s.db")
+        assert run.status is RunStatus.PARTIAL and run.counts == {"deferred": 10}
+        assert all("API key" in o.reason for o in outcomes.values())
+        assert sim.state.requests["GET 401"] == 1  # it stopped asking after the first 401
+
+
+def test_a_concurrent_writers_changes_survive_a_412(tmp_path: Path) -> None:
+    raced: set[str] = set()
+
+    def other_writer(pid: str, state: Any) -> None:
+        if pid not in raced:  # once per patient, between our read and our PUT
+            raced.add(pid)
+            current = copy.deepcopy(state.patient(pid))
+            current["telecom"] = [{"system": "email", "value": f"{pid}@example.org"}]
+            state.store(pid, current)
+
+    with simulator() as sim:
+        sim.state.on_before_put(other_writer)
+        run_job(sim, tmp_path / "s.db")
+        assert sim.state.requests["PUT 412"] == 10
+        patient = sim.state.patient("patient-001")
+        assert patient["telecom"] == [
+            {"system": "email", "value": "patient-001@example.org"},
+            {"system": "phone", "use": "mobile", "value": "081234567890"},
+        ]
+        assert patient["meta"]["versionId"] == "v003"  # theirs, then ours
+
+
+def test_not_found_and_ambiguous_update_nothing(tmp_path: Path) -> None:
+    patients = sample()
+    patients = [p for p in patients if p["id"] != "patient-003"]
+    twin = copy.deepcopy(next(p for p in patients if p["id"] == "patient-004"))
+    twin["id"] = "patient-004-duplicate"
+    with simulator([*patients, twin]) as sim:
+        run_job(sim, tmp_path / "s.db")
+        _, outcomes = run_state(tmp_path / "s.db")
+        assert outcomes[4].status == "not_found"
+        assert outcomes[5].status == "ambiguous" and "patient-004-duplicate" in outcomes[5].reason
+        assert "patient-004" not in puts(sim) and "patient-004-duplicate" not in puts(sim)
+        assert len(puts(sim)) == 8
+
+
+def test_an_outage_past_the_deadline_defers_rows_and_replay_recovers_them(tmp_path: Path) -> None:
+    state = tmp_path / "s.db"
+    with simulator() as sim:
+        sim.state.set_down(True)
+        codes = run_job(sim, state, FHIR_DEADLINE_SECONDS="0.5", FHIR_MAX_ATTEMPTS="3")
+        assert codes == [0, 0]  # row failures are outcomes, not crashes
+        run, _outcomes = run_state(state)
+        assert run.status is RunStatus.PARTIAL and run.counts == {"deferred": 10}
+        assert puts(sim) == {}
+        # the server recovers; the local replay applies every deferred row exactly once
+        sim.state.set_down(False)
+        config = load_config(job_env(sim, state), role="replay")
+        store = SqliteStore(state)
+        items = [i for idx in range(2) for i in store.read_shard(DATE, "exec-1", idx) or []]
+        counts = asyncio.run(replay_locally(config, store, DATE, items))
+        store.close()
+        assert counts == {"updated": 10}
+        assert puts(sim) == {f"patient-{i:03d}": 1 for i in range(1, 11)}
+        run, _ = run_state(state)
+        assert run.status is RunStatus.SUCCEEDED and run.counts == {"updated": 10}
+
+
+def test_a_run_killed_half_way_finishes_on_rerun_with_one_put_per_patient(tmp_path: Path) -> None:
+    state = tmp_path / "s.db"
+    with simulator(latency_ms=150, seed=3) as sim:
+        env = {
+            **os.environ,
+            **job_env(sim, state, FHIR_CONCURRENCY="1", CLOUD_RUN_EXECUTION="exec-killed"),
+        }
+        child = subprocess.Popen(
+            [sys.executable, "-m", "jobs.cli", "run"],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while sum(puts(sim).values()) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        done_before = sum(puts(sim).values())
+        assert 3 <= done_before < 10
+        # Cloud Run retries the task (same execution, next attempt): it picks up where it stopped
+        run_job(sim, state, tasks=1, execution="exec-killed", CLOUD_RUN_TASK_ATTEMPT="1")
+        assert puts(sim) == {f"patient-{i:03d}": 1 for i in range(1, 11)}
+        run, _ = run_state(state)
+        assert run.status is RunStatus.SUCCEEDED
+
+
+def test_two_tasks_as_processes_through_the_cli(tmp_path: Path) -> None:
+    with simulator() as sim:
+        env = {**os.environ, "FHIR_API_KEY": API_KEY}
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "jobs.cli",
+                "run",
+                "--date",
+                DATE,
+                "--sheet",
+                str(SAMPLE_SHEET),
+                "--fhir-url",
+                sim.fhir,
+                "--tasks",
+                "2",
+                "--state",
+                str(tmp_path / "s.db"),
+            ],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "run 2025-09-23: succeeded" in done.stderr and "updated          10" in done.stderr
+        logs = list((tmp_path / "logs").glob("*.jsonl"))
+        assert len(logs) == 2
+        for log in logs:
+            text = log.read_text()
+            for nik in ("3171044203920001", "3578106207900002"):
+                assert nik not in text
+            assert "081234567890" not in text
+            events = [json.loads(line).get("event") for line in text.splitlines()]
+            assert "task_finished" in events
+
+
+@pytest.mark.parametrize("lookback", ["0", "1"])
+def test_lookback_takes_yesterdays_unapplied_rows(tmp_path: Path, lookback: str) -> None:
+    sheet = tmp_path / "sheet.csv"
+    sheet.write_text(
+        "last_updated_date,nik_identifier,name,phone_number\n"
+        "22-09-2025,3171044203920001,DEWI,081234567890\n"  # entered at 23:30 the day before
+        "23-09-2025,3578106207900002,MAYA,6285678901234\n"
+    )
+    with simulator() as sim:
+        run_job(sim, tmp_path / "s.db", tasks=1, SHEET_CSV=str(sheet), LOOKBACK_DAYS=lookback)
+        assert ("patient-001" in puts(sim)) == (lookback == "1")
+        assert "patient-002" in puts(sim)
