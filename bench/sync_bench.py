@@ -180,7 +180,12 @@ def main() -> None:
         f"latency p50 {stats.percentile(50):.0f} ms, p95 {stats.percentile(95):.0f} ms | client CPU {cpu / max(requests, 1) * 1000:.2f} ms/request"
     )
     print(
-        f"achieved {requests / wall:,.1f} req/s = {requests / wall / args.rate_limit:.2f} of the rate limit"
+        f"achieved {requests / wall:,.1f} req/s"
+        + (
+            f" = {requests / wall / args.rate_limit:.2f} of the rate limit"
+            if args.rate_limit
+            else " (no limit)"
+        )
     )
     print(
         f"ledger+outcome writes {hooks.ledger_writes:,} in {hooks.ledger_seconds:.2f} s "

@@ -46,6 +46,8 @@ class JobConfig:
     fhir_rate_limit: float = 200.0
     fhir_timeout_seconds: float = 15.0
     fhir_deadline_seconds: float = 600.0
+    fhir_max_attempts: int = 6
+    fhir_backoff_seconds: float = 0.25  # base of the exponential backoff (full jitter)
     phone_format: PhoneFormat = PhoneFormat.NATIONAL
     cloud_run_task_index: int = 0
     cloud_run_task_count: int = 1

@@ -45,6 +45,8 @@ def fhir_settings(config: JobConfig) -> FhirSettings:
         rate_limit=config.fhir_rate_limit,
         timeout_seconds=config.fhir_timeout_seconds,
         deadline_seconds=config.fhir_deadline_seconds,
+        max_attempts=config.fhir_max_attempts,
+        backoff_base_seconds=config.fhir_backoff_seconds,
     )
 
 

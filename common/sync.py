@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from common.fhir import (
+    FhirAuthError,
     FhirConflict,
     FhirPermanentError,
     FhirTransientError,
@@ -50,6 +51,8 @@ class RowResult:
     ledger: LedgerEntry | None = None
     #: Set for ``deferred`` rows: how many attempts the last request made.
     attempts: int = 0
+    #: The server refused our credentials: no later row can succeed, stop sending.
+    auth_refused: bool = False
 
 
 @dataclass(slots=True)
@@ -134,6 +137,11 @@ async def sync_row(
             ),
             attempts=MAX_CONFLICT_RETRIES + 1,
         )
+    except FhirAuthError as exc:
+        reason = f"FHIR refused the API key ({exc}); replay after fixing it"
+        return RowResult(
+            item, _outcome(item, Status.DEFERRED, reason), attempts=1, auth_refused=True
+        )
     except FhirPermanentError as exc:
         return RowResult(item, _outcome(item, Status.ERROR, f"FHIR rejected the update: {exc}"))
     except FhirTransientError as exc:
@@ -204,6 +212,7 @@ async def sync_shard(
             todo.put_nowait(item)
     lock = asyncio.Lock()
     last_flush = time.monotonic()
+    refused: list[str] = []  # the reason, once the server refused our API key
 
     async def flush(force: bool = False) -> None:
         nonlocal pending, last_flush
@@ -220,7 +229,12 @@ async def sync_shard(
                 item = todo.get_nowait()
             except asyncio.QueueEmpty:
                 return
-            result = await sync_row(item, registry, ledger, fmt)
+            if refused:
+                result = RowResult(item, _outcome(item, Status.DEFERRED, refused[0]))
+            else:
+                result = await sync_row(item, registry, ledger, fmt)
+                if result.auth_refused and not refused:
+                    refused.append(result.outcome.reason)
             pending.append(result)
             progress.add(result.outcome)
             await flush()

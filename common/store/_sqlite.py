@@ -55,7 +55,9 @@ class SqliteStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # Async callers use the store from worker threads; one lock serialises the connection.
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        self._db = sqlite3.connect(
+            self.path, timeout=30.0, isolation_level=None, check_same_thread=False
+        )
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
