@@ -19,6 +19,14 @@ from common.store._sqlite import SqliteStore
 
 DEFAULT_SQLITE_PATH = Path(".phonesync") / "state.sqlite3"
 
+
+def firestore_store(project: str, database: str = "(default)") -> StateStore:
+    """The Firestore backend (imported on demand: local runs need no Google libraries)."""
+    from common.store._firestore import FirestoreStore
+
+    return FirestoreStore(project, database)
+
+
 __all__ = [
     "DEFAULT_SQLITE_PATH",
     "LedgerEntry",
@@ -30,5 +38,6 @@ __all__ = [
     "TaskProgress",
     "WorkItem",
     "final_status",
+    "firestore_store",
     "moved_counts",
 ]

@@ -1,0 +1,456 @@
+"""The production state store on Firestore (native mode).
+
+Layout (every document written by a run carries ``expire_at`` for the TTL policy):
+
+- ``executions/{execution}``: the run date the execution works on (created once, first wins).
+- ``runs/{run_date}``: the lock and the run's state; changed only in transactions.
+- ``runs/{run_date}/manifest/{execution}-{task:04d}-{chunk:04d}``: a shard's work, in chunks of
+  2,000 compact items (well under the 1 MiB document limit). The run document records each
+  shard's chunk count and flips ``manifest_ready`` only after every chunk is written, so a
+  reader fetches exact document ids — no query, no composite index.
+- ``runs/{run_date}/rows/{row:07d}``: one outcome per sheet row, written with a BulkWriter.
+- ``runs/{run_date}/tasks/{task}``: one progress document per task (no shared hot document).
+- ``ledger/{hmac(nik)}``: the last applied number's hash, run date and row.
+
+Finishing: a transaction marks the task finished; the call that sees every task finished
+claims the run (``finalizing_task``) and then counts the outcomes outside the transaction —
+counting 20,000 documents inside one would be slow and contended. A crash between the two is
+recovered by Cloud Run's retry of the same task, which finds its own claim and finishes the job.
+
+Ledger writes are batched reads then a BulkWriter, not a transaction per entry. Two writers
+of the same key could race, but each NIK belongs to exactly one shard, so they never do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from google.api_core import exceptions as gexc
+from google.cloud import firestore
+
+from common.outcomes import RowOutcome, Status, summarize
+from common.store._model import (
+    LedgerEntry,
+    LockResult,
+    RunState,
+    RunStatus,
+    TaskProgress,
+    WorkItem,
+    final_status,
+    moved_counts,
+)
+
+CHUNK = 2_000
+_READ_BATCH = 300
+
+
+def _data(snapshot: Any) -> dict[str, Any]:
+    data: dict[str, Any] = snapshot.to_dict() or {}
+    return data
+
+
+class FirestoreStore:
+    """:class:`~common.store.StateStore` on Firestore."""
+
+    def __init__(
+        self,
+        project: str,
+        database: str = "(default)",
+        *,
+        client: Any = None,
+        retention_days: int = 400,
+    ) -> None:
+        self.db = client or firestore.Client(project=project, database=database)
+        self.retention = timedelta(days=retention_days)
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _expire(self) -> datetime:
+        return datetime.now(UTC) + self.retention
+
+    def _run(self, run_date: str) -> Any:
+        return self.db.collection("runs").document(run_date)
+
+    def _sub(self, run_date: str, name: str) -> Any:
+        return self._run(run_date).collection(name)
+
+    def _bulk(self, ops: Iterable[tuple[Any, dict[str, Any] | None]]) -> None:
+        """Write (ref, data) pairs through one BulkWriter; data None deletes the document."""
+        writer = self.db.bulk_writer()
+        for ref, data in ops:
+            if data is not None:
+                writer.set(ref, data)
+            else:
+                writer.delete(ref)
+        writer.close()
+
+    def _clear(self, run_date: str) -> None:
+        refs = [
+            ref
+            for name in ("rows", "tasks", "manifest")
+            for ref in self._sub(run_date, name).list_documents()
+        ]
+        if refs:
+            self._bulk((ref, None) for ref in refs)
+
+    @staticmethod
+    def _state(data: Mapping[str, Any]) -> RunState:
+        return RunState(
+            run_date=data["run_date"],
+            execution=data["execution"],
+            status=RunStatus(data["status"]),
+            task_count=int(data["task_count"]),
+            started_at=float(data["started_at"]),
+            lease_until=float(data["lease_until"]),
+            finished_at=data.get("finished_at"),
+            manifest_ready=bool(data.get("manifest_ready")),
+            counts=dict(data.get("counts") or {}),
+            total_rows=int(data.get("total_rows") or 0),
+            reason=data.get("reason") or "",
+        )
+
+    # -- execution date ---------------------------------------------------------------------
+    def bind_execution_date(self, execution: str, run_date: str) -> str:
+        ref = self.db.collection("executions").document(execution)
+        try:
+            ref.create({"run_date": run_date, "expire_at": self._expire()})
+            return run_date
+        except gexc.AlreadyExists:
+            return str(ref.get().get("run_date"))
+
+    # -- lock -------------------------------------------------------------------------------
+    def acquire_run(
+        self, run_date: str, execution: str, task_count: int, lease_seconds: float, now: float
+    ) -> LockResult:
+        ref = self._run(run_date)
+
+        @firestore.transactional
+        def attempt(transaction: Any) -> LockResult:
+            snap = ref.get(transaction=transaction)
+            if snap.exists:
+                data = _data(snap)
+                if data["execution"] == execution:
+                    update: dict[str, Any] = {"lease_until": now + lease_seconds}
+                    if data["status"] == RunStatus.FAILED:
+                        update.update(status=RunStatus.RUNNING.value, finished_at=None, reason="")
+                    transaction.update(ref, update)
+                    return LockResult.RESUMED
+                if data["status"] == RunStatus.RUNNING and data["lease_until"] > now:
+                    return LockResult.HELD
+            transaction.set(
+                ref,
+                {
+                    "run_date": run_date,
+                    "execution": execution,
+                    "status": RunStatus.RUNNING.value,
+                    "task_count": task_count,
+                    "started_at": now,
+                    "lease_until": now + lease_seconds,
+                    "finished_at": None,
+                    "manifest_ready": False,
+                    "counts": {},
+                    "total_rows": 0,
+                    "reason": "",
+                    "shard_chunks": {},
+                    "finalizing_task": None,
+                    "expire_at": self._expire(),
+                },
+            )
+            return LockResult.ACQUIRED
+
+        result: LockResult = attempt(self.db.transaction())
+        if result is LockResult.ACQUIRED:
+            self._clear(run_date)
+        return result
+
+    def renew_lease(self, run_date: str, execution: str, lease_seconds: float, now: float) -> bool:
+        ref = self._run(run_date)
+
+        @firestore.transactional
+        def attempt(transaction: Any) -> bool:
+            snap = ref.get(transaction=transaction)
+            if not snap.exists or snap.get("execution") != execution:
+                return False
+            transaction.update(
+                ref, {"lease_until": max(snap.get("lease_until"), now + lease_seconds)}
+            )
+            return True
+
+        return bool(attempt(self.db.transaction()))
+
+    def get_run(self, run_date: str) -> RunState | None:
+        snap = self._run(run_date).get()
+        return self._state(_data(snap)) if snap.exists else None
+
+    def fail_run(self, run_date: str, execution: str, reason: str, now: float) -> None:
+        ref = self._run(run_date)
+
+        @firestore.transactional
+        def attempt(transaction: Any) -> None:
+            snap = ref.get(transaction=transaction)
+            if snap.exists and snap.get("execution") == execution:
+                transaction.update(
+                    ref, {"status": RunStatus.FAILED.value, "reason": reason, "finished_at": now}
+                )
+
+        attempt(self.db.transaction())
+
+    # -- manifest ---------------------------------------------------------------------------
+    def write_manifest(
+        self,
+        run_date: str,
+        execution: str,
+        shards: Mapping[int, Sequence[WorkItem]],
+        decided: Sequence[RowOutcome],
+    ) -> None:
+        self.record_outcomes(run_date, decided)
+        expire = self._expire()
+        chunks: dict[str, int] = {}
+        ops: list[tuple[Any, dict[str, Any] | None]] = []
+        for index, items in shards.items():
+            parts = [items[i : i + CHUNK] for i in range(0, len(items), CHUNK)]
+            chunks[str(index)] = len(parts)
+            for number, part in enumerate(parts):
+                ref = self._sub(run_date, "manifest").document(
+                    f"{execution}-{index:04d}-{number:04d}"
+                )
+                data = {
+                    "execution": execution,
+                    "task_index": index,
+                    "chunk": number,
+                    "items": [
+                        {"r": i.row, "d": i.date, "n": i.nik, "p": i.phone, "a": i.assigned}
+                        for i in part
+                    ],
+                    "expire_at": expire,
+                }
+                ops.append((ref, data))
+        self._bulk(ops)
+        total = len(decided) + sum(len(items) for items in shards.values())
+        ref = self._run(run_date)
+
+        @firestore.transactional
+        def mark_ready(transaction: Any) -> None:
+            snap = ref.get(transaction=transaction)
+            if snap.exists and snap.get("execution") == execution:
+                transaction.update(
+                    ref, {"manifest_ready": True, "total_rows": total, "shard_chunks": chunks}
+                )
+
+        mark_ready(self.db.transaction())
+
+    def read_shard(self, run_date: str, execution: str, task_index: int) -> list[WorkItem] | None:
+        snap = self._run(run_date).get()
+        if not snap.exists:
+            return None
+        data = _data(snap)
+        if data["execution"] != execution or not data.get("manifest_ready"):
+            return None
+        count = int((data.get("shard_chunks") or {}).get(str(task_index), 0))
+        refs = [
+            self._sub(run_date, "manifest").document(f"{execution}-{task_index:04d}-{n:04d}")
+            for n in range(count)
+        ]
+        docs = sorted(
+            (_data(d) for d in self.db.get_all(refs) if d.exists), key=lambda d: d["chunk"]
+        )
+        return [
+            WorkItem(row=i["r"], date=i["d"], nik=i["n"], phone=i["p"], assigned=i["a"])
+            for d in docs
+            for i in d["items"]
+        ]
+
+    # -- outcomes ---------------------------------------------------------------------------
+    def _row_data(self, outcome: RowOutcome, expire: datetime) -> dict[str, Any]:
+        return {
+            "row": outcome.row,
+            "status": outcome.status.value,
+            "reason": outcome.reason,
+            "patient_id": outcome.patient_id,
+            "nik_masked": outcome.nik_masked,
+            "warning": outcome.warning,
+            "expire_at": expire,
+        }
+
+    def record_outcomes(self, run_date: str, outcomes: Sequence[RowOutcome]) -> None:
+        if not outcomes:
+            return
+        rows = self._sub(run_date, "rows")
+        expire = self._expire()
+        self._bulk((rows.document(f"{o.row:07d}"), self._row_data(o, expire)) for o in outcomes)
+
+    def outcomes(self, run_date: str) -> list[RowOutcome]:
+        out = []
+        for snap in self._sub(run_date, "rows").stream():
+            d = snap.to_dict()
+            out.append(
+                RowOutcome(
+                    d["row"],
+                    Status(d["status"]),
+                    d["reason"],
+                    d.get("patient_id"),
+                    d["nik_masked"],
+                    d["warning"],
+                )
+            )
+        return sorted(out, key=lambda o: o.row)
+
+    def record_replay(self, run_date: str, outcome: RowOutcome, now: float) -> RunState | None:
+        run_ref = self._run(run_date)
+        row_ref = self._sub(run_date, "rows").document(f"{outcome.row:07d}")
+        expire = self._expire()
+
+        @firestore.transactional
+        def attempt(transaction: Any) -> RunState | None:
+            run = run_ref.get(transaction=transaction)
+            if not run.exists:
+                return None
+            previous = row_ref.get(transaction=transaction)
+            data = _data(run)
+            counts = moved_counts(
+                dict(data.get("counts") or {}),
+                previous.get("status") if previous.exists else None,
+                outcome.status.value,
+            )
+            update: dict[str, Any] = {"counts": counts}
+            if data.get("finished_at") is not None:
+                update["status"] = final_status(counts).value
+            transaction.set(row_ref, self._row_data(outcome, expire))
+            transaction.update(run_ref, update)
+            return self._state({**data, **update})
+
+        result: RunState | None = attempt(self.db.transaction())
+        return result
+
+    # -- progress ---------------------------------------------------------------------------
+    def put_progress(self, run_date: str, progress: TaskProgress) -> None:
+        self._sub(run_date, "tasks").document(str(progress.task_index)).set(
+            {
+                "task_index": progress.task_index,
+                "execution": progress.execution,
+                "total": progress.total,
+                "done": progress.done,
+                "counts": progress.counts,
+                "updated_at": progress.updated_at,
+                "finished": progress.finished,
+                "expire_at": self._expire(),
+            }
+        )
+
+    def progress(self, run_date: str) -> list[TaskProgress]:
+        out = []
+        for snap in self._sub(run_date, "tasks").stream():
+            d = snap.to_dict()
+            out.append(
+                TaskProgress(
+                    d["task_index"],
+                    d["execution"],
+                    d["total"],
+                    d["done"],
+                    dict(d["counts"]),
+                    d["updated_at"],
+                    d["finished"],
+                )
+            )
+        return sorted(out, key=lambda t: t.task_index)
+
+    def finish_task(
+        self, run_date: str, execution: str, task_index: int, now: float
+    ) -> RunState | None:
+        run_ref = self._run(run_date)
+        tasks = self._sub(run_date, "tasks")
+
+        @firestore.transactional
+        def claim(transaction: Any) -> bool:
+            run = run_ref.get(transaction=transaction)
+            if (
+                not run.exists
+                or run.get("execution") != execution
+                or run.get("status") != RunStatus.RUNNING
+            ):
+                return False
+            task_count = int(run.get("task_count"))
+            refs = [tasks.document(str(i)) for i in range(task_count)]
+            snaps = {int(s.id): s for s in transaction.get_all(refs)}
+            mine = snaps.get(task_index)
+            if mine is not None and mine.exists:
+                transaction.update(
+                    tasks.document(str(task_index)), {"finished": True, "updated_at": now}
+                )
+            else:
+                transaction.set(
+                    tasks.document(str(task_index)),
+                    {
+                        "task_index": task_index,
+                        "execution": execution,
+                        "total": 0,
+                        "done": 0,
+                        "counts": {},
+                        "updated_at": now,
+                        "finished": True,
+                        "expire_at": self._expire(),
+                    },
+                )
+            finished = {
+                i
+                for i, s in snaps.items()
+                if s.exists and s.get("finished") and s.get("execution") == execution
+            } | {task_index}
+            if len(finished) < task_count:
+                return False
+            claimant = _data(run).get("finalizing_task")
+            if claimant is not None and claimant != task_index:
+                return False
+            transaction.update(run_ref, {"finalizing_task": task_index})
+            return True
+
+        if not claim(self.db.transaction()):
+            return None
+        counts = summarize(self.outcomes(run_date))
+        run_ref.update({"status": final_status(counts).value, "counts": counts, "finished_at": now})
+        return self.get_run(run_date)
+
+    # -- ledger -----------------------------------------------------------------------------
+    def ledger_get(self, keys: Sequence[str]) -> dict[str, LedgerEntry]:
+        ledger = self.db.collection("ledger")
+        found: dict[str, LedgerEntry] = {}
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), _READ_BATCH):
+            refs = [ledger.document(k) for k in unique[start : start + _READ_BATCH]]
+            for snap in self.db.get_all(refs):
+                if snap.exists:
+                    d = _data(snap)
+                    found[snap.id] = LedgerEntry(
+                        snap.id, d["phone_hash"], d["run_date"], d["row"], d["applied_at"]
+                    )
+        return found
+
+    def ledger_put(self, entries: Sequence[LedgerEntry]) -> None:
+        if not entries:
+            return
+        existing = self.ledger_get([e.key for e in entries])
+        latest: dict[str, LedgerEntry] = {}
+        for entry in entries:
+            current = latest.get(entry.key) or existing.get(entry.key)
+            if current is None or not current.is_newer_than(entry.run_date, entry.row):
+                latest[entry.key] = entry
+        ledger = self.db.collection("ledger")
+        expire = self._expire()
+        self._bulk(
+            (
+                ledger.document(e.key),
+                {
+                    "phone_hash": e.phone_hash,
+                    "run_date": e.run_date,
+                    "row": e.row,
+                    "applied_at": e.applied_at,
+                    "expire_at": expire,
+                },
+            )
+            for e in latest.values()
+            if existing.get(e.key) != e
+        )
+
+    def close(self) -> None:
+        self.db.close()
