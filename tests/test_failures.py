@@ -1,0 +1,85 @@
+"""Deferred rows travel to the replay function as Pub/Sub messages (real emulator)."""
+
+from typing import Any
+
+import pytest
+from google.cloud import pubsub_v1
+
+from common.failures import FailureMessage, FailurePublisher, topic_path
+
+MESSAGE = FailureMessage(
+    run_date="2025-09-23",
+    execution="phonesync-abc",
+    row=7,
+    nik="3171044203920001",
+    phone="+6281234567890",
+    reason="GET Patient search: HTTP 503 after 6 attempt(s)",
+    attempts=6,
+    sheet_date="2025-09-23",
+)
+
+
+def test_published_messages_are_pulled_back_intact(gcp_project: str) -> None:
+    publisher = pubsub_v1.PublisherClient()
+    subscriber = pubsub_v1.SubscriberClient()
+    topic = topic_path(gcp_project, "phonesync-failures")
+    subscription = subscriber.subscription_path(gcp_project, "replay")
+    publisher.create_topic(name=topic)
+    subscriber.create_subscription(name=subscription, topic=topic)
+    messages = [MESSAGE, _with_row(MESSAGE, 8), _with_row(MESSAGE, 9)]
+    assert FailurePublisher(publisher).publish_many(topic, messages) == 3
+    pulled = subscriber.pull(
+        subscription=subscription, max_messages=10, timeout=10
+    ).received_messages
+    assert sorted(FailureMessage.from_json(m.message.data).row for m in pulled) == [7, 8, 9]
+    first = next(m.message for m in pulled if m.message.attributes["row"] == "7")
+    assert FailureMessage.from_json(first.data) == MESSAGE
+    assert dict(first.attributes) == {
+        "run_date": "2025-09-23",
+        "row": "7",
+        "reason_kind": "deferred",
+    }
+    assert "3171044203920001" not in str(dict(first.attributes))
+
+
+def _with_row(message: FailureMessage, row: int) -> FailureMessage:
+    return FailureMessage(
+        **{**{f: getattr(message, f) for f in message.__dataclass_fields__}, "row": row}
+    )
+
+
+def test_topic_path_accepts_an_id_or_a_path() -> None:
+    assert topic_path("p", "t") == "projects/p/topics/t"
+    assert topic_path("p", "projects/q/topics/t") == "projects/q/topics/t"
+
+
+@pytest.mark.parametrize(
+    ("payload", "problem"),
+    [
+        (b"{not json", "not JSON"),
+        (b"[1]", "not a JSON object"),
+        (b'{"run_date": "2025-09-23"}', "lacks execution"),
+        (MESSAGE.to_json().replace(b'"row":7', b'"row":"7"'), "wrong type: row"),
+        (MESSAGE.to_json().replace(b'"2025-09-23"', b'"23-09-2025"'), "run_date is not YYYY-MM-DD"),
+        (MESSAGE.to_json().replace(b"3171044203920001", b"3171"), "nik is not 16 digits"),
+    ],
+)
+def test_malformed_messages_are_refused_clearly(payload: bytes, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem) as exc:
+        FailureMessage.from_json(payload)
+    assert "3171044203920001" not in str(exc.value)
+
+
+def test_a_failed_publish_is_an_error_for_the_task() -> None:
+    class Broken:
+        def publish(self, topic: str, data: bytes, **attrs: Any) -> Any:
+            class Future:
+                def result(self, timeout: float) -> None:
+                    raise RuntimeError("unavailable")
+
+            return Future()
+
+    from common.failures import PublishError
+
+    with pytest.raises(PublishError, match="1 of 1"):
+        FailurePublisher(Broken()).publish_many("projects/p/topics/t", [MESSAGE])
