@@ -38,6 +38,8 @@ class JobConfig:
     fhir_api_key: str | None = field(default=None, repr=False)
     fhir_api_key_secret: str | None = None
     ledger_key_secret: str | None = None
+    # Local use and tests only (Secret Manager has no emulator). Never in repr or logs.
+    ledger_key: str | None = field(default=None, repr=False)
     google_cloud_project: str | None = None
     state_backend: str = "sqlite"
     state_path: Path = Path(".phonesync") / "state.sqlite3"
@@ -71,8 +73,9 @@ class JobConfig:
     def redacted(self) -> dict[str, Any]:
         """The settings for a start-up log line, with the API key hidden."""
         out = {f.name: getattr(self, f.name) for f in fields(self)}
-        if out["fhir_api_key"]:
-            out["fhir_api_key"] = "***"
+        for secret in ("fhir_api_key", "ledger_key"):
+            if out[secret]:
+                out[secret] = "***"
         return {k: str(v) if isinstance(v, Path | date) else v for k, v in out.items()}
 
 
@@ -184,7 +187,7 @@ def _check(c: JobConfig, role: str) -> list[str]:
             )
         if role != "publish" and not (c.fhir_api_key_secret or c.fhir_api_key):
             problems.append("FHIR_API_KEY_SECRET: required with STATE_BACKEND=firestore")
-        if role != "publish" and not c.ledger_key_secret:
+        if role != "publish" and not (c.ledger_key_secret or c.ledger_key):
             problems.append(
                 "LEDGER_KEY_SECRET: required with STATE_BACKEND=firestore (NIK hashing key)"
             )

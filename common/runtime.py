@@ -56,4 +56,6 @@ def ledger_key(config: JobConfig) -> bytes:
         from common.secrets import read_secret
 
         return read_secret(config.ledger_key_secret)
+    if config.ledger_key:
+        return config.ledger_key.encode()
     return DEVELOPMENT_LEDGER_KEY

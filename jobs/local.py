@@ -74,11 +74,13 @@ def _env_of(config: JobConfig) -> dict[str, str]:
     """The config as the env vars a Cloud Run task would get (unset values left out)."""
     env: dict[str, str] = {}
     for name, value in config.redacted().items():
-        if value is None or name.startswith("cloud_run_") or name == "fhir_api_key":
+        if value is None or name.startswith("cloud_run_") or name in ("fhir_api_key", "ledger_key"):
             continue
         env[name.upper()] = str(value)
-    if config.fhir_api_key:
-        env["FHIR_API_KEY"] = config.fhir_api_key
+    for secret in ("fhir_api_key", "ledger_key"):
+        value = getattr(config, secret)
+        if value:
+            env[secret.upper()] = value
     env["CLOUD_RUN_EXECUTION"] = config.execution
     return env
 

@@ -83,10 +83,8 @@ class JobHooks:
             await asyncio.to_thread(self._progress, progress, False)
 
     def _publish(self, deferred: Sequence[RowResult]) -> None:
-        for r in deferred:
-            publish_items(
-                self.config, self.run_date, [r.item], r.outcome.reason, r.attempts, self.publisher
-            )
+        rows = [(r.item, r.outcome.reason, r.attempts) for r in deferred]
+        publish_items(self.config, self.run_date, rows, self.publisher)
 
     def _progress(self, progress: ShardProgress, finished: bool) -> None:
         self.store.put_progress(

@@ -1,0 +1,269 @@
+"""The production job: Firestore lock and ledger, Pub/Sub failures, N tasks — on the emulators.
+
+Every Google service goes through its real client against the real emulator; the Sheet is read
+through the Sheets API route of the simulator; FHIR is the simulator.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from google.cloud import pubsub_v1
+
+from common.config import load_config
+from common.failures import FailureMessage, topic_path
+from common.store import RunStatus
+from common.store._firestore import FirestoreStore
+from jobs.task import run_task
+from tests.simulator import (
+    API_KEY,
+    SAMPLE_SHEET,
+    RunningSim,
+    sample,
+    simulator,
+    without_last_updated,
+)
+
+DATE = "2025-09-23"
+ROOT = Path(__file__).resolve().parent.parent
+TOPIC = "phonesync-failures"
+
+
+@pytest.fixture
+def cloud(gcp_project: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """Topic + subscription on the emulator; the env a Cloud Run task of this project gets."""
+    publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
+    publisher.create_topic(name=topic_path(gcp_project, TOPIC))
+    subscriber.create_subscription(
+        name=subscriber.subscription_path(gcp_project, "replay"),
+        topic=topic_path(gcp_project, TOPIC),
+    )
+    monkeypatch.setenv("SHEETS_ACCESS_TOKEN", "test-token")
+    yield {
+        "STATE_BACKEND": "firestore",
+        "GOOGLE_CLOUD_PROJECT": gcp_project,
+        "FAILURE_TOPIC": TOPIC,
+        "FHIR_API_KEY": API_KEY,
+        "LEDGER_KEY": "test-ledger-key",
+        "SHEET_ID": "sheet-1",
+        "SHEET_RANGE": "Sheet1!A:D",
+        "RUN_DATE": DATE,
+        "FHIR_BACKOFF_SECONDS": "0.01",
+        "MANIFEST_TIMEOUT_SECONDS": "30",
+    }
+
+
+def sim_with_sheet(**options: Any) -> Any:
+    return simulator(sheet_csv=SAMPLE_SHEET.read_text(), **options)
+
+
+def task_env(
+    cloud: dict[str, str], sim: RunningSim, index: int, count: int, execution: str, **extra: str
+) -> dict[str, str]:
+    return {
+        **cloud,
+        "FHIR_BASE_URL": sim.fhir,
+        "SHEETS_API_URL": sim.url,
+        "CLOUD_RUN_TASK_INDEX": str(index),
+        "CLOUD_RUN_TASK_COUNT": str(count),
+        "CLOUD_RUN_EXECUTION": execution,
+        **extra,
+    }
+
+
+def run_parallel(envs: list[dict[str, str]]) -> list[int]:
+    """Tasks as Cloud Run runs them: at the same time."""
+    codes = [-1] * len(envs)
+
+    def one(i: int) -> None:
+        codes[i] = run_task(load_config(envs[i]))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(envs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    return codes
+
+
+def execute(
+    cloud: dict[str, str], sim: RunningSim, tasks: int, execution: str, **extra: str
+) -> list[int]:
+    return run_parallel([task_env(cloud, sim, i, tasks, execution, **extra) for i in range(tasks)])
+
+
+def run_doc(project: str) -> Any:
+    store = FirestoreStore(project)
+    try:
+        return store.get_run(DATE)
+    finally:
+        store.close()
+
+
+def all_one_put(sim: RunningSim) -> bool:
+    return dict(sim.state.puts_by_patient) == {f"patient-{i:03d}": 1 for i in range(1, 11)}
+
+
+def test_four_tasks_sync_the_sheet_and_close_the_run(
+    cloud: dict[str, str], gcp_project: str
+) -> None:
+    with sim_with_sheet() as sim:
+        assert execute(cloud, sim, 4, "exec-1") == [0, 0, 0, 0]
+        bundle = [
+            e["resource"]
+            for e in httpx.get(f"{sim.url}/_sim/bundle").json()["patients_after_phone_update"]
+        ]
+        assert without_last_updated(bundle) == without_last_updated(
+            sample("patients_after_phone_update")
+        )
+        run = run_doc(gcp_project)
+        assert (run.status, run.counts, run.task_count, run.total_rows) == (
+            RunStatus.SUCCEEDED,
+            {"updated": 10},
+            4,
+            10,
+        )
+        store = FirestoreStore(gcp_project)
+        progress = store.progress(DATE)
+        store.close()
+        assert [p.finished for p in progress] == [True] * 4
+        assert sum(p.done for p in progress) == 10
+
+
+def test_a_full_rerun_makes_zero_puts(cloud: dict[str, str], gcp_project: str) -> None:
+    with sim_with_sheet() as sim:
+        execute(cloud, sim, 2, "exec-1")
+        sim.state.reset_stats()
+        assert execute(cloud, sim, 2, "exec-2") == [0, 0]
+        assert sim.state.stats() == {"requests": {}, "puts_by_patient": {}}
+        assert run_doc(gcp_project).counts == {"already_applied": 10}
+
+
+def test_two_executions_started_together_only_one_syncs(
+    cloud: dict[str, str], gcp_project: str
+) -> None:
+    with sim_with_sheet(latency_ms=20) as sim:
+        envs = [
+            task_env(cloud, sim, i, 2, execution)
+            for execution in ("exec-a", "exec-b")
+            for i in range(2)
+        ]
+        assert run_parallel(envs) == [0, 0, 0, 0]  # the loser exits 0: overlap is not a failure
+        assert all_one_put(sim)
+        run = run_doc(gcp_project)
+        assert run.status is RunStatus.SUCCEEDED and run.execution in ("exec-a", "exec-b")
+
+
+def test_a_task_killed_mid_shard_and_retried_puts_each_patient_once(
+    cloud: dict[str, str], gcp_project: str
+) -> None:
+    with sim_with_sheet(latency_ms=150, seed=5) as sim:
+        env = {**os.environ, **task_env(cloud, sim, 0, 1, "exec-k", FHIR_CONCURRENCY="1")}
+        child = subprocess.Popen(
+            [sys.executable, "-m", "jobs.cli", "run"],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while sum(sim.state.puts_by_patient.values()) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        assert 3 <= sum(sim.state.puts_by_patient.values()) < 10
+        # Cloud Run retries the task: same execution, next attempt
+        assert execute(cloud, sim, 1, "exec-k", CLOUD_RUN_TASK_ATTEMPT="1") == [0]
+        assert all_one_put(sim)
+        assert run_doc(gcp_project).status is RunStatus.SUCCEEDED
+
+
+def test_a_fhir_outage_defers_rows_and_publishes_them(
+    cloud: dict[str, str], gcp_project: str
+) -> None:
+    with sim_with_sheet() as sim:
+        sim.state.set_down(True)
+        assert execute(
+            cloud, sim, 2, "exec-1", FHIR_DEADLINE_SECONDS="0.5", FHIR_MAX_ATTEMPTS="3"
+        ) == [0, 0]
+        run = run_doc(gcp_project)
+        assert run.status is RunStatus.PARTIAL and run.counts == {"deferred": 10}
+        subscriber = pubsub_v1.SubscriberClient()
+        pulled = subscriber.pull(
+            subscription=subscriber.subscription_path(gcp_project, "replay"),
+            max_messages=50,
+            timeout=10,
+        ).received_messages
+        messages = sorted(
+            (FailureMessage.from_json(m.message.data) for m in pulled), key=lambda m: m.row
+        )
+        assert [m.row for m in messages] == list(range(2, 12))
+        assert messages[0].nik == "3171044203920001" and messages[0].phone == "+6281234567890"
+        assert all(m.run_date == DATE and m.execution == "exec-1" for m in messages)
+
+
+def test_the_sheets_api_is_retried_and_a_dead_sheet_fails_the_run(
+    cloud: dict[str, str], gcp_project: str
+) -> None:
+    with sim_with_sheet() as sim:
+        sim.state.fail_next_sheet(2, 503)
+        assert execute(cloud, sim, 1, "exec-1") == [0]
+        assert run_doc(gcp_project).status is RunStatus.SUCCEEDED
+    with simulator() as sim:  # no sheet behind the API: 404
+        env = task_env({**cloud, "RUN_DATE": "2025-09-24"}, sim, 0, 1, "exec-2")
+        assert run_task(load_config(env)) == 1  # the run cannot proceed: Cloud Run retries task 0
+        store = FirestoreStore(gcp_project)
+        failed = store.get_run("2025-09-24")
+        store.close()
+        assert failed.status is RunStatus.FAILED and "SHEET_ID" in failed.reason
+
+
+def test_local_multi_task_on_firestore_equals_sqlite(cloud: dict[str, str], tmp_path: Path) -> None:
+    bundles = []
+    for state in ("firestore", str(tmp_path / "s.db")):
+        with simulator() as sim:
+            env = {**os.environ, **cloud}
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "jobs.cli",
+                    "run",
+                    "--date",
+                    DATE,
+                    "--sheet",
+                    str(SAMPLE_SHEET),
+                    "--fhir-url",
+                    sim.fhir,
+                    "--tasks",
+                    "4",
+                    "--state",
+                    state,
+                ],
+                env={k: v for k, v in env.items() if k != "SHEET_ID"},
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert done.returncode == 0, done.stderr
+            assert "run 2025-09-23: succeeded" in done.stderr
+            bundles.append(
+                without_last_updated(
+                    [
+                        e["resource"]
+                        for e in httpx.get(f"{sim.url}/_sim/bundle").json()[
+                            "patients_after_phone_update"
+                        ]
+                    ]
+                )
+            )
+    assert bundles[0] == bundles[1] == without_last_updated(sample("patients_after_phone_update"))
