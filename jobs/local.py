@@ -57,8 +57,8 @@ def run_tasks(config: JobConfig, tasks: int, store: StateStore, out: TextIO = sy
     if interactive:
         print(file=out)
     codes = [p.wait() for p, _ in children]
-    for _, log in children:
-        log.close()
+    for _, child_log in children:
+        child_log.close()
     run = store.get_run(run_date)
     if run is not None and run.execution != config.execution:
         print(

@@ -1,0 +1,223 @@
+"""The replay function: real CloudEvents (binary and structured) through functions-framework,
+with Firestore on the emulator and the FHIR simulator."""
+
+import base64
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from functions_framework import create_app
+from google.cloud import pubsub_v1
+
+from common.config import load_config
+from common.failures import FailureMessage, topic_path
+from common.outcomes import RowOutcome, Status
+from common.privacy import keyed_hash
+from common.store import LedgerEntry, RunStatus, WorkItem
+from common.store._firestore import FirestoreStore
+from jobs.task import run_task
+from tests.simulator import API_KEY, SAMPLE_SHEET, RunningSim, simulator
+
+ROOT = Path(__file__).resolve().parent.parent
+DATE = "2025-09-23"
+LEDGER_KEY = "test-ledger-key"
+MESSAGE = FailureMessage(
+    run_date=DATE,
+    execution="exec-1",
+    row=2,
+    nik="3171044203920001",
+    phone="+6281234567890",
+    reason="HTTP 503 after 6 attempt(s)",
+    attempts=6,
+    sheet_date=DATE,
+)
+
+
+@pytest.fixture
+def sim() -> Iterator[RunningSim]:
+    with simulator() as running:
+        yield running
+
+
+@pytest.fixture
+def function(gcp_project: str, sim: RunningSim, monkeypatch: pytest.MonkeyPatch) -> Any:
+    for key, value in {
+        "STATE_BACKEND": "firestore",
+        "GOOGLE_CLOUD_PROJECT": gcp_project,
+        "FHIR_BASE_URL": sim.fhir,
+        "FHIR_API_KEY": API_KEY,
+        "LEDGER_KEY": LEDGER_KEY,
+        "FHIR_BACKOFF_SECONDS": "0.01",
+    }.items():
+        monkeypatch.setenv(key, value)
+    app = create_app(
+        target="replay", source=str(ROOT / "functions/replay/main.py"), signature_type="cloudevent"
+    )
+    return app.test_client()
+
+
+@pytest.fixture
+def store(gcp_project: str) -> Iterator[FirestoreStore]:
+    s = FirestoreStore(gcp_project)
+    # a finished run whose row 2 was deferred
+    s.acquire_run(DATE, "exec-1", 1, 60, 1_000.0)
+    s.write_manifest(DATE, "exec-1", {0: [WorkItem(2, DATE, MESSAGE.nik, MESSAGE.phone)]}, [])
+    s.record_outcomes(
+        DATE, [RowOutcome(2, Status.DEFERRED, MESSAGE.reason, nik_masked="3171********0001")]
+    )
+    s.finish_task(DATE, "exec-1", 0, 1_001.0)
+    yield s
+    s.close()
+
+
+def envelope(data: bytes) -> dict[str, Any]:
+    return {
+        "message": {
+            "data": base64.b64encode(data).decode(),
+            "messageId": "m-1",
+            "attributes": {"row": "2"},
+        },
+        "subscription": "projects/p/subscriptions/replay",
+    }
+
+
+def deliver(client: Any, data: bytes, mode: str = "binary") -> int:
+    source = "//pubsub.googleapis.com/projects/p/topics/phonesync-failures"
+    kind = "google.cloud.pubsub.topic.v1.messagePublished"
+    if mode == "binary":
+        headers = {"ce-id": "e-1", "ce-source": source, "ce-type": kind, "ce-specversion": "1.0"}
+        response = client.post("/", json=envelope(data), headers=headers)
+    else:
+        body = {
+            "specversion": "1.0",
+            "id": "e-1",
+            "source": source,
+            "type": kind,
+            "datacontenttype": "application/json",
+            "data": envelope(data),
+        }
+        response = client.post(
+            "/", data=json.dumps(body), headers={"Content-Type": "application/cloudevents+json"}
+        )
+    return int(response.status_code)
+
+
+@pytest.mark.parametrize("mode", ["binary", "structured"])
+def test_a_deferred_row_is_applied_and_the_run_succeeds(
+    function: Any, store: FirestoreStore, sim: RunningSim, mode: str
+) -> None:
+    assert store.get_run(DATE).status is RunStatus.PARTIAL
+    assert deliver(function, MESSAGE.to_json(), mode) == 200
+    assert dict(sim.state.puts_by_patient) == {"patient-001": 1}
+    assert sim.state.patient("patient-001")["telecom"] == [
+        {"system": "phone", "use": "mobile", "value": "081234567890"}
+    ]
+    (outcome,) = store.outcomes(DATE)
+    assert outcome.status is Status.UPDATED
+    run = store.get_run(DATE)
+    assert (run.status, run.counts) == (RunStatus.SUCCEEDED, {"updated": 1})
+    assert store.ledger_get([keyed_hash(MESSAGE.nik, LEDGER_KEY.encode())])  # remembered
+    # a duplicate delivery (Pub/Sub is at-least-once) writes nothing
+    assert deliver(function, MESSAGE.to_json(), mode) == 200
+    assert dict(sim.state.puts_by_patient) == {"patient-001": 1}
+
+
+def test_a_transient_failure_raises_so_pubsub_redelivers(
+    function: Any, store: FirestoreStore, sim: RunningSim
+) -> None:
+    sim.state.set_down(True)
+    assert deliver(function, MESSAGE.to_json()) == 500
+    assert store.outcomes(DATE)[0].status is Status.DEFERRED
+    assert store.get_run(DATE).counts == {"deferred": 1}
+
+
+def test_a_permanent_failure_is_recorded_and_acknowledged(
+    function: Any, store: FirestoreStore, sim: RunningSim
+) -> None:
+    sim.state.on_before_put(lambda pid, state: state.patients.pop(pid))  # deleted under us: PUT 404
+    assert deliver(function, MESSAGE.to_json()) == 200
+    (outcome,) = store.outcomes(DATE)
+    assert outcome.status is Status.ERROR and "404" in outcome.reason
+    assert store.get_run(DATE).status is RunStatus.PARTIAL
+
+
+def test_a_stale_replay_never_overwrites_a_newer_number(
+    function: Any, store: FirestoreStore, sim: RunningSim
+) -> None:
+    key = LEDGER_KEY.encode()
+    newer = LedgerEntry(
+        keyed_hash(MESSAGE.nik, key), keyed_hash("+6289999999999", key), "2025-09-24", 5, "t"
+    )
+    store.ledger_put([newer])
+    assert deliver(function, MESSAGE.to_json()) == 200
+    assert sim.state.stats() == {"requests": {}, "puts_by_patient": {}}  # no FHIR call at all
+    assert store.outcomes(DATE)[0].status is Status.STALE
+
+
+@pytest.mark.parametrize("data", [b"not json", json.dumps({"row": 2}).encode(), b""])
+def test_a_malformed_message_is_acknowledged_not_retried(
+    function: Any, store: FirestoreStore, sim: RunningSim, data: bytes
+) -> None:
+    assert deliver(function, data) == 200
+    assert store.outcomes(DATE)[0].status is Status.DEFERRED  # untouched
+    assert sim.state.stats()["requests"] == {}
+
+
+def test_outage_then_recovery_end_to_end(
+    gcp_project: str, sim: RunningSim, function: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run during an outage → rows deferred and published → server recovers → messages pulled
+    from the emulator and fed to the function → every patient updated once, run succeeded."""
+    publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
+    topic = topic_path(gcp_project, "phonesync-failures")
+    subscription = subscriber.subscription_path(gcp_project, "replay")
+    publisher.create_topic(name=topic)
+    subscriber.create_subscription(name=subscription, topic=topic)
+    env = {
+        "STATE_BACKEND": "firestore",
+        "GOOGLE_CLOUD_PROJECT": gcp_project,
+        "FAILURE_TOPIC": "phonesync-failures",
+        "FHIR_BASE_URL": sim.fhir,
+        "FHIR_API_KEY": API_KEY,
+        "LEDGER_KEY": LEDGER_KEY,
+        "SHEET_CSV": str(SAMPLE_SHEET),
+        "RUN_DATE": DATE,
+        "CLOUD_RUN_EXECUTION": "exec-outage",
+        "FHIR_DEADLINE_SECONDS": "0.5",
+        "FHIR_MAX_ATTEMPTS": "3",
+        "FHIR_BACKOFF_SECONDS": "0.01",
+    }
+    sim.state.set_down(True)
+    assert run_task(load_config(env)) == 0
+    sim.state.set_down(False)
+    pulled = subscriber.pull(
+        subscription=subscription, max_messages=50, timeout=10
+    ).received_messages
+    assert len(pulled) == 10
+    for received in pulled:
+        assert deliver(function, received.message.data) == 200
+    assert dict(sim.state.puts_by_patient) == {f"patient-{i:03d}": 1 for i in range(1, 11)}
+    status = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jobs.cli",
+            "status",
+            "--date",
+            DATE,
+            "--state",
+            "firestore",
+            "--project",
+            gcp_project,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert status.returncode == 0, status.stderr
+    assert "run 2025-09-23: succeeded" in status.stdout and "updated          10" in status.stdout
