@@ -268,3 +268,33 @@ def test_lookback_takes_yesterdays_unapplied_rows(tmp_path: Path, lookback: str)
         run_job(sim, tmp_path / "s.db", tasks=1, SHEET_CSV=str(sheet), LOOKBACK_DAYS=lookback)
         assert ("patient-001" in puts(sim)) == (lookback == "1")
         assert "patient-002" in puts(sim)
+
+
+def test_report_of_a_run_on_a_messy_sheet(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from jobs.cli import main
+
+    sheet = tmp_path / "sheet.csv"
+    sheet.write_text(
+        "last_updated_date,nik_identifier,name,phone_number\n"
+        "23-09-2025,3171044203920001,DEWI,0812-0000-0000\n"
+        "23-09-2025,3171044203920001,DEWI,0812-1111-1111\n"
+        "23-09-2025,3.57811E+15,MAYA,6285678901234\n"
+        "31-02-2025,3273044812940003,RINA,082345678901\n"
+        "23-09-2025,1275095011890004,LINDA,021-5551234\n"
+        "23-09-2025,9999999999999999,NOBODY,081234567890\n"
+    )
+    with simulator() as sim:
+        run_job(sim, tmp_path / "s.db", tasks=2, SHEET_CSV=str(sheet))
+    assert main(["report", "--date", DATE, "--state", str(tmp_path / "s.db")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "row,nik,status,reason,warning,patient_id"
+    assert lines[1:] == [
+        "2,3171********0001,superseded,row 3 gives a newer number for this NIK,,",
+        "3,3171********0001,updated,mobile phone added,,patient-001",
+        "4,3.57***E+15,invalid_nik,nik_identifier: was turned into a number by the sheet (format the column as plain text and retype the 16 digits),,",
+        "5,3273********0003,invalid_date,last_updated_date: is not a real calendar date,,",
+        "6,1275********0004,invalid_phone,phone_number: is not a mobile number (Indonesian mobiles start with 08 or +62 8); nothing applied for this NIK,,",
+        "7,9999********9999,not_found,no patient in the registry has this NIK,,",
+    ]

@@ -1,0 +1,81 @@
+"""`phonesync replay`: pick deferred/error rows of a date and replay them (local) or re-publish them."""
+
+import os
+from pathlib import Path
+
+import pytest
+from google.cloud import pubsub_v1
+
+from common.config import load_config
+from common.failures import FailureMessage, topic_path
+from jobs.cli import main
+from jobs.task import run_task
+from tests.simulator import API_KEY, SAMPLE_SHEET, simulator
+
+DATE = "2025-09-23"
+
+
+def outage_run(fhir: str, state: Path) -> None:
+    env = {
+        "FHIR_BASE_URL": fhir,
+        "FHIR_API_KEY": API_KEY,
+        "SHEET_CSV": str(SAMPLE_SHEET),
+        "RUN_DATE": DATE,
+        "STATE_PATH": str(state),
+        "FHIR_DEADLINE_SECONDS": "0.3",
+        "FHIR_MAX_ATTEMPTS": "2",
+        "FHIR_BACKOFF_SECONDS": "0.01",
+        "CLOUD_RUN_EXECUTION": "exec-1",
+    }
+    assert run_task(load_config(env)) == 0
+
+
+def test_local_replay_of_chosen_rows_with_dry_run_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = tmp_path / "s.db"
+    monkeypatch.setenv("FHIR_API_KEY", API_KEY)
+    monkeypatch.delenv("FAILURE_TOPIC", raising=False)
+    with simulator() as sim:
+        sim.state.set_down(True)
+        outage_run(sim.fhir, state)
+        sim.state.set_down(False)
+        sim.state.reset_stats()
+        args = ["replay", "--date", DATE, "--state", str(state), "--fhir-url", sim.fhir]
+        assert main([*args, "--row", "2", "3", "--dry-run"]) == 0
+        assert "2 deferred row(s)" in capsys.readouterr().err
+        assert sim.state.puts_by_patient == {}
+        assert main([*args, "--row", "2", "3"]) == 0
+        assert "replayed: updated 2" in capsys.readouterr().err
+        assert dict(sim.state.puts_by_patient) == {"patient-001": 1, "patient-002": 1}
+        assert main([*args, "--row", "2"]) == 2  # row 2 is no longer deferred
+        assert "rows [2] are not deferred" in capsys.readouterr().err
+        assert main(args) == 0  # the other 8
+        assert len(sim.state.puts_by_patient) == 10
+        assert main(["status", "--date", DATE, "--state", str(state)]) == 0
+        assert "run 2025-09-23: succeeded" in capsys.readouterr().out
+
+
+def test_replay_republishes_to_the_failure_topic(
+    tmp_path: Path, gcp_project: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = tmp_path / "s.db"
+    publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
+    publisher.create_topic(name=topic_path(gcp_project, "failures"))
+    subscription = subscriber.subscription_path(gcp_project, "replay")
+    subscriber.create_subscription(name=subscription, topic=topic_path(gcp_project, "failures"))
+    with simulator() as sim:
+        sim.state.set_down(True)
+        outage_run(sim.fhir, state)
+    monkeypatch.setenv("FAILURE_TOPIC", "failures")
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", gcp_project)
+    assert main(["replay", "--date", DATE, "--state", str(state), "--row", "4", "5"]) == 0
+    pulled = subscriber.pull(
+        subscription=subscription, max_messages=10, timeout=10
+    ).received_messages
+    messages = sorted(
+        (FailureMessage.from_json(m.message.data) for m in pulled), key=lambda m: m.row
+    )
+    assert [m.row for m in messages] == [4, 5]
+    assert messages[0].nik == "3273044812940003" and "operator" in messages[0].reason
+    assert os.environ["FAILURE_TOPIC"] == "failures"
