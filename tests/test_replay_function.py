@@ -88,6 +88,10 @@ def envelope(data: bytes) -> dict[str, Any]:
 def deliver(client: Any, data: bytes, mode: str = "binary") -> int:
     source = "//pubsub.googleapis.com/projects/p/topics/phonesync-failures"
     kind = "google.cloud.pubsub.topic.v1.messagePublished"
+    if mode == "push":  # what terraform's push subscription sends (no CloudEvent headers)
+        return int(
+            client.post("/projects/p/topics/phonesync-failures", json=envelope(data)).status_code
+        )
     if mode == "binary":
         headers = {"ce-id": "e-1", "ce-source": source, "ce-type": kind, "ce-specversion": "1.0"}
         response = client.post("/", json=envelope(data), headers=headers)
@@ -106,7 +110,7 @@ def deliver(client: Any, data: bytes, mode: str = "binary") -> int:
     return int(response.status_code)
 
 
-@pytest.mark.parametrize("mode", ["binary", "structured"])
+@pytest.mark.parametrize("mode", ["binary", "structured", "push"])
 def test_a_deferred_row_is_applied_and_the_run_succeeds(
     function: Any, store: FirestoreStore, sim: RunningSim, mode: str
 ) -> None:
@@ -126,11 +130,12 @@ def test_a_deferred_row_is_applied_and_the_run_succeeds(
     assert dict(sim.state.puts_by_patient) == {"patient-001": 1}
 
 
+@pytest.mark.parametrize("mode", ["binary", "push"])
 def test_a_transient_failure_raises_so_pubsub_redelivers(
-    function: Any, store: FirestoreStore, sim: RunningSim
+    function: Any, store: FirestoreStore, sim: RunningSim, mode: str
 ) -> None:
     sim.state.set_down(True)
-    assert deliver(function, MESSAGE.to_json()) == 500
+    assert deliver(function, MESSAGE.to_json(), mode) == 500
     assert store.outcomes(DATE)[0].status is Status.DEFERRED
     assert store.get_run(DATE).counts == {"deferred": 1}
 
