@@ -43,6 +43,7 @@ class JobConfig:
     google_cloud_project: str | None = None
     state_backend: str = "sqlite"
     state_path: Path = Path(".phonesync") / "state.sqlite3"
+    retention_days: int = 400  # Firestore documents carry expire_at = now + this (TTL policy)
     failure_topic: str | None = None
     fhir_concurrency: int = 64
     fhir_rate_limit: float = 200.0
@@ -202,6 +203,8 @@ def _check(c: JobConfig, role: str) -> list[str]:
             problems.append(f"{name.upper()}: must be greater than 0")
     if c.fhir_rate_limit < 0:
         problems.append("FHIR_RATE_LIMIT: must be 0 (unlimited) or more")
+    if c.retention_days < 1:
+        problems.append("RETENTION_DAYS: must be at least 1")
     if not 0 <= c.lookback_days <= 31:
         problems.append("LOOKBACK_DAYS: must be between 0 and 31")
     if c.cloud_run_task_attempt < 0:

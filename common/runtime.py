@@ -17,16 +17,20 @@ if TYPE_CHECKING:  # the operator commands open stores without loading the HTTP 
     from common.fhir import FhirSettings
 
 
-def open_state(backend: str, path: Path, project: str | None) -> StateStore:
+def open_state(
+    backend: str, path: Path, project: str | None, retention_days: int = 400
+) -> StateStore:
     if backend == "firestore":
         from common.store import firestore_store
 
-        return firestore_store(str(project))
+        return firestore_store(str(project), retention_days=retention_days)
     return SqliteStore(path)
 
 
 def open_store(config: JobConfig) -> StateStore:
-    return open_state(config.state_backend, config.state_path, config.google_cloud_project)
+    return open_state(
+        config.state_backend, config.state_path, config.google_cloud_project, config.retention_days
+    )
 
 
 def fhir_settings(config: JobConfig) -> FhirSettings:

@@ -20,11 +20,13 @@ from common.store._sqlite import SqliteStore
 DEFAULT_SQLITE_PATH = Path(".phonesync") / "state.sqlite3"
 
 
-def firestore_store(project: str, database: str = "(default)") -> StateStore:
+def firestore_store(
+    project: str, database: str = "(default)", retention_days: int = 400
+) -> StateStore:
     """The Firestore backend (imported on demand: local runs need no Google libraries)."""
     from common.store._firestore import FirestoreStore
 
-    return FirestoreStore(project, database)
+    return FirestoreStore(project, database, retention_days=retention_days)
 
 
 __all__ = [
