@@ -1,0 +1,47 @@
+locals {
+  replay_env = {
+    GOOGLE_CLOUD_PROJECT = var.project_id
+    STATE_BACKEND        = "firestore"
+    FHIR_BASE_URL        = var.fhir_base_url
+    FHIR_API_KEY_SECRET  = google_secret_manager_secret.fhir_api_key.id
+    LEDGER_KEY_SECRET    = google_secret_manager_secret.ledger_hmac_key.id
+    RETENTION_DAYS       = tostring(var.retention_days)
+    FHIR_CONCURRENCY     = "4"
+  }
+}
+
+# Source: cloudbuild.yaml zips functions/replay/main.py with common/ and requirements.txt and
+# uploads it to this bucket (step package-function); function_source_object names the zip.
+resource "google_cloudfunctions2_function" "replay" {
+  #checkov:skip=CKV_GCP_124:Pub/Sub push must reach the function; access is IAM-only (OIDC from the replay account, run.invoker granted to it alone, no allUsers). Whether push counts as internal ingress was not verifiable offline: see docs/decisions.md.
+  name     = "${var.job_name}-replay"
+  location = var.region
+
+  build_config {
+    runtime     = "python311"
+    entry_point = "replay"
+    source {
+      storage_source {
+        bucket = google_storage_bucket.functions_source.name
+        object = var.function_source_object
+      }
+    }
+  }
+
+  service_config {
+    service_account_email          = google_service_account.replay.email
+    max_instance_count             = var.replay_max_instances
+    available_memory               = "512Mi"
+    timeout_seconds                = 300
+    ingress_settings               = "ALLOW_ALL" # Pub/Sub push; callers still need run.invoker
+    all_traffic_on_latest_revision = true
+    environment_variables          = local.replay_env
+  }
+
+  # cloudbuild.yaml deploys new sources; terraform owns settings, identity and environment.
+  lifecycle {
+    ignore_changes = [build_config[0].source]
+  }
+
+  depends_on = [google_project_service.apis]
+}

@@ -1,0 +1,118 @@
+# One service account per role, each with only what that role needs. Project-level roles are
+# listed here and nowhere else; everything else is granted on the single resource it concerns.
+
+locals {
+  project_roles = {
+    job = [
+      "roles/datastore.user",          # run lock, manifest, outcomes, ledger
+      "roles/logging.logWriter",       # structured logs
+      "roles/monitoring.metricWriter", # metrics
+    ]
+    scheduler = [] # only run.invoker on the job itself (below)
+    replay = [
+      "roles/datastore.user",
+      "roles/logging.logWriter",
+    ]
+  }
+}
+
+resource "google_service_account" "job" {
+  account_id   = "${var.job_name}-job"
+  display_name = "phonesync job (share the Sheet with this account)"
+}
+
+resource "google_service_account" "scheduler" {
+  account_id   = "${var.job_name}-scheduler"
+  display_name = "phonesync scheduler: may only run the job"
+}
+
+resource "google_service_account" "replay" {
+  account_id   = "${var.job_name}-replay"
+  display_name = "phonesync replay function"
+}
+
+resource "google_project_iam_member" "job" {
+  for_each = toset(local.project_roles.job)
+  project  = var.project_id
+  role     = each.key
+  member   = "serviceAccount:${google_service_account.job.email}"
+}
+
+resource "google_project_iam_member" "replay" {
+  for_each = toset(local.project_roles.replay)
+  project  = var.project_id
+  role     = each.key
+  member   = "serviceAccount:${google_service_account.replay.email}"
+}
+
+# --- resource-level grants -----------------------------------------------------------------
+
+resource "google_secret_manager_secret_iam_member" "job_fhir_api_key" {
+  secret_id = google_secret_manager_secret.fhir_api_key.id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${google_service_account.job.email}"
+}
+
+resource "google_secret_manager_secret_iam_member" "job_ledger_key" {
+  secret_id = google_secret_manager_secret.ledger_hmac_key.id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${google_service_account.job.email}"
+}
+
+resource "google_secret_manager_secret_iam_member" "replay_fhir_api_key" {
+  secret_id = google_secret_manager_secret.fhir_api_key.id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${google_service_account.replay.email}"
+}
+
+resource "google_secret_manager_secret_iam_member" "replay_ledger_key" {
+  secret_id = google_secret_manager_secret.ledger_hmac_key.id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${google_service_account.replay.email}"
+}
+
+resource "google_pubsub_topic_iam_member" "job_publishes_failures" {
+  topic  = google_pubsub_topic.failures.id
+  role   = "roles/pubsub.publisher"
+  member = "serviceAccount:${google_service_account.job.email}"
+}
+
+resource "google_cloud_run_v2_job_iam_member" "scheduler_runs_job" {
+  name     = google_cloud_run_v2_job.phonesync.name
+  location = var.region
+  role     = "roles/run.invoker"
+  member   = "serviceAccount:${google_service_account.scheduler.email}"
+}
+
+# The push subscription authenticates to the function as the replay account (OIDC).
+resource "google_cloud_run_service_iam_member" "replay_invokes_function" {
+  service  = google_cloudfunctions2_function.replay.service_config[0].service
+  location = var.region
+  role     = "roles/run.invoker"
+  member   = "serviceAccount:${google_service_account.replay.email}"
+}
+
+resource "google_service_account_iam_member" "pubsub_mints_replay_tokens" {
+  service_account_id = google_service_account.replay.name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = local.pubsub_agent
+}
+
+# Dead-lettering: Pub/Sub's agent must publish to the dead-letter topic and ack the source.
+resource "google_pubsub_topic_iam_member" "pubsub_dead_letters" {
+  topic  = google_pubsub_topic.dead_letter.id
+  role   = "roles/pubsub.publisher"
+  member = local.pubsub_agent
+}
+
+resource "google_pubsub_subscription_iam_member" "pubsub_acks_dead_lettered" {
+  subscription = google_pubsub_subscription.replay.id
+  role         = "roles/pubsub.subscriber"
+  member       = local.pubsub_agent
+}
+
+resource "google_pubsub_topic_iam_member" "secret_manager_announces_rotation" {
+  topic  = google_pubsub_topic.secret_rotation.id
+  role   = "roles/pubsub.publisher"
+  member = local.secret_manager_agent
+}

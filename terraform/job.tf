@@ -1,0 +1,63 @@
+locals {
+  # Names of secrets, never their values: the job reads `latest` at start (rotation needs no redeploy).
+  job_env = {
+    SHEET_ID              = var.sheet_id
+    SHEET_RANGE           = var.sheet_range
+    FHIR_BASE_URL         = var.fhir_base_url
+    FHIR_API_KEY_SECRET   = google_secret_manager_secret.fhir_api_key.id
+    LEDGER_KEY_SECRET     = google_secret_manager_secret.ledger_hmac_key.id
+    GOOGLE_CLOUD_PROJECT  = var.project_id
+    STATE_BACKEND         = "firestore"
+    FAILURE_TOPIC         = google_pubsub_topic.failures.name
+    FHIR_CONCURRENCY      = tostring(var.fhir_concurrency)
+    FHIR_RATE_LIMIT       = tostring(var.fhir_rate_limit)
+    FHIR_TIMEOUT_SECONDS  = tostring(var.fhir_timeout_seconds)
+    FHIR_DEADLINE_SECONDS = tostring(var.fhir_deadline_seconds)
+    LOOKBACK_DAYS         = tostring(var.lookback_days)
+    RETENTION_DAYS        = tostring(var.retention_days)
+  }
+}
+
+resource "google_cloud_run_v2_job" "phonesync" {
+  name                = var.job_name
+  location            = var.region
+  deletion_protection = false
+
+  template {
+    task_count  = var.task_count
+    parallelism = var.parallelism
+
+    template {
+      service_account = google_service_account.job.email
+      timeout         = var.task_timeout
+      max_retries     = var.max_retries
+
+      containers {
+        image   = var.image
+        command = ["phonesync", "run"]
+
+        resources {
+          limits = {
+            cpu    = var.cpu
+            memory = var.memory
+          }
+        }
+
+        dynamic "env" {
+          for_each = local.job_env
+          content {
+            name  = env.key
+            value = env.value
+          }
+        }
+      }
+    }
+  }
+
+  # cloudbuild.yaml deploys new images (`gcloud run jobs update --image`); terraform owns the rest.
+  lifecycle {
+    ignore_changes = [template[0].template[0].containers[0].image]
+  }
+
+  depends_on = [google_project_service.apis]
+}

@@ -1,0 +1,219 @@
+# Log-based metrics from the job's structured logs (common/telemetry.py), a dashboard, alerts.
+locals {
+  job_logs = "resource.type=\"cloud_run_job\" AND resource.labels.job_name=\"${var.job_name}\""
+  # PromQL names of user log-based metrics: logging_googleapis_com:user_<name>
+  rows_metric         = "logging_googleapis_com:user_${google_logging_metric.rows.name}"
+  runs_metric         = "logging_googleapis_com:user_${google_logging_metric.runs.name}"
+  alert_documentation = "See docs/runbook.md in the phonesync repository, section of this alert's name."
+}
+
+resource "google_logging_metric" "rows" {
+  name   = "phonesync_rows"
+  filter = "${local.job_logs} AND jsonPayload.event=\"row_outcome\""
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "INT64"
+    labels {
+      key        = "status"
+      value_type = "STRING"
+    }
+  }
+  label_extractors = {
+    status = "EXTRACT(jsonPayload.status)"
+  }
+}
+
+resource "google_logging_metric" "runs" {
+  name   = "phonesync_runs"
+  filter = "${local.job_logs} AND jsonPayload.event=\"run_finished\""
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "INT64"
+    labels {
+      key        = "status"
+      value_type = "STRING"
+    }
+  }
+  label_extractors = {
+    status = "EXTRACT(jsonPayload.status)"
+  }
+}
+
+resource "google_logging_metric" "run_duration" {
+  name            = "phonesync_run_duration"
+  filter          = "${local.job_logs} AND jsonPayload.event=\"run_finished\""
+  value_extractor = "EXTRACT(jsonPayload.duration_seconds)"
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "DISTRIBUTION"
+    unit        = "s"
+  }
+  bucket_options {
+    exponential_buckets {
+      num_finite_buckets = 20
+      growth_factor      = 1.5
+      scale              = 10
+    }
+  }
+}
+
+resource "google_logging_metric" "fhir_retries" {
+  name   = "phonesync_fhir_retries"
+  filter = "${local.job_logs} AND jsonPayload.event=\"fhir_retry\""
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "INT64"
+    labels {
+      key        = "http_status"
+      value_type = "STRING"
+    }
+  }
+  label_extractors = {
+    http_status = "EXTRACT(jsonPayload.http_status)"
+  }
+}
+
+resource "google_monitoring_dashboard" "phonesync" {
+  dashboard_json = templatefile("${path.module}/dashboards/phonesync.json", {
+    job_name            = var.job_name
+    dead_letter_sub     = google_pubsub_subscription.dead_letter.name
+    rows_metric         = google_logging_metric.rows.name
+    runs_metric         = google_logging_metric.runs.name
+    run_duration_metric = google_logging_metric.run_duration.name
+    fhir_retries_metric = google_logging_metric.fhir_retries.name
+  })
+}
+
+resource "google_monitoring_alert_policy" "execution_failed" {
+  display_name          = "phonesync: execution failed"
+  combiner              = "OR"
+  notification_channels = var.notification_channels
+  documentation {
+    content = local.alert_documentation
+  }
+  conditions {
+    display_name = "a Cloud Run execution of the job failed"
+    condition_threshold {
+      filter          = "resource.type=\"cloud_run_job\" AND resource.labels.job_name=\"${var.job_name}\" AND metric.type=\"run.googleapis.com/job/completed_execution_count\" AND metric.labels.result=\"failed\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "0s"
+      aggregations {
+        alignment_period   = "300s"
+        per_series_aligner = "ALIGN_DELTA"
+      }
+    }
+  }
+}
+
+resource "google_monitoring_alert_policy" "no_successful_run" {
+  display_name          = "phonesync: no successful run by 23:45"
+  combiner              = "OR"
+  notification_channels = var.notification_channels
+  documentation {
+    content = local.alert_documentation
+  }
+  conditions {
+    display_name = "no run_finished with status succeeded since 22:45 WIB, checked 23:45-23:59 WIB"
+    condition_prometheus_query_language {
+      # 16:45-16:59 UTC is 23:45-23:59 Asia/Jakarta (UTC+7, no DST).
+      query               = "(vector(1) and on() (hour() == 16 and minute() >= 45)) unless on() (sum(increase(${local.runs_metric}{status=\"succeeded\"}[1h])) > 0)"
+      duration            = "0s"
+      evaluation_interval = "60s"
+    }
+  }
+}
+
+resource "google_monitoring_alert_policy" "failure_ratio" {
+  display_name          = "phonesync: failure ratio above threshold"
+  combiner              = "OR"
+  notification_channels = var.notification_channels
+  documentation {
+    content = local.alert_documentation
+  }
+  conditions {
+    display_name = "deferred + error rows over all rows, last hour"
+    condition_prometheus_query_language {
+      query               = "sum(increase(${local.rows_metric}{status=~\"deferred|error\"}[1h])) / sum(increase(${local.rows_metric}[1h])) > ${var.failure_ratio_threshold}"
+      duration            = "0s"
+      evaluation_interval = "60s"
+    }
+  }
+}
+
+resource "google_monitoring_alert_policy" "dead_letter_backlog" {
+  display_name          = "phonesync: dead-letter backlog"
+  combiner              = "OR"
+  notification_channels = var.notification_channels
+  documentation {
+    content = local.alert_documentation
+  }
+  conditions {
+    display_name = "undelivered messages in the dead-letter subscription"
+    condition_threshold {
+      filter          = "resource.type=\"pubsub_subscription\" AND resource.labels.subscription_id=\"${google_pubsub_subscription.dead_letter.name}\" AND metric.type=\"pubsub.googleapis.com/subscription/num_undelivered_messages\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "300s"
+      aggregations {
+        alignment_period   = "300s"
+        per_series_aligner = "ALIGN_MAX"
+      }
+    }
+  }
+}
+
+resource "google_monitoring_alert_policy" "fhir_errors" {
+  display_name          = "phonesync: FHIR 429/5xx rate high"
+  combiner              = "OR"
+  notification_channels = var.notification_channels
+  documentation {
+    content = local.alert_documentation
+  }
+  conditions {
+    display_name = "FHIR retries (429, 5xx, timeouts) per second"
+    condition_threshold {
+      filter          = "resource.type=\"cloud_run_job\" AND metric.type=\"logging.googleapis.com/user/${google_logging_metric.fhir_retries.name}\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = var.fhir_retry_rate_threshold
+      duration        = "300s"
+      aggregations {
+        alignment_period     = "60s"
+        per_series_aligner   = "ALIGN_RATE"
+        cross_series_reducer = "REDUCE_SUM"
+      }
+    }
+  }
+}
+
+resource "google_monitoring_alert_policy" "run_too_long" {
+  display_name          = "phonesync: run longer than ${var.max_run_minutes} minutes"
+  combiner              = "OR"
+  notification_channels = var.notification_channels
+  documentation {
+    content = local.alert_documentation
+  }
+  conditions {
+    display_name = "the nightly run has not finished ${var.max_run_minutes} minutes after 23:00 WIB"
+    condition_prometheus_query_language {
+      # 16:MM UTC = 23:MM WIB; between max_run_minutes and 45 past, no run_finished in 30 minutes.
+      query               = "(vector(1) and on() (hour() == 16 and minute() >= ${var.max_run_minutes} and minute() < 45)) unless on() (sum(increase(${local.runs_metric}[30m])) > 0)"
+      duration            = "0s"
+      evaluation_interval = "60s"
+    }
+  }
+  conditions {
+    display_name = "any run (also a manual rerun) took longer than ${var.max_run_minutes} minutes"
+    condition_threshold {
+      filter          = "resource.type=\"cloud_run_job\" AND metric.type=\"logging.googleapis.com/user/${google_logging_metric.run_duration.name}\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = var.max_run_minutes * 60
+      duration        = "0s"
+      aggregations {
+        alignment_period     = "300s"
+        per_series_aligner   = "ALIGN_PERCENTILE_99"
+        cross_series_reducer = "REDUCE_MAX"
+      }
+    }
+  }
+}

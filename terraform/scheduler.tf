@@ -1,0 +1,28 @@
+# 23:00 Asia/Jakarta every night: Cloud Scheduler calls the Cloud Run Admin API's jobs:run.
+resource "google_cloud_scheduler_job" "nightly" {
+  name             = "${var.job_name}-nightly"
+  region           = var.region
+  description      = "Sync the day's WhatsApp numbers into the FHIR registry"
+  schedule         = "0 23 * * *"
+  time_zone        = "Asia/Jakarta"
+  attempt_deadline = "120s"
+
+  retry_config {
+    retry_count          = 3
+    min_backoff_duration = "30s"
+    max_backoff_duration = "300s"
+    max_doublings        = 3
+  }
+
+  http_target {
+    http_method = "POST"
+    uri         = "https://run.googleapis.com/v2/projects/${var.project_id}/locations/${var.region}/jobs/${google_cloud_run_v2_job.phonesync.name}:run"
+
+    oauth_token {
+      service_account_email = google_service_account.scheduler.email
+      scope                 = "https://www.googleapis.com/auth/cloud-platform"
+    }
+  }
+
+  depends_on = [google_project_service.apis]
+}
