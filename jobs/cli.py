@@ -78,9 +78,6 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--fhir-url", help="FHIR base URL (env FHIR_BASE_URL)")
     r.add_argument("--tasks", type=int, help="run N task processes locally, split as on Cloud Run")
     r.add_argument(
-        "--state", help="sqlite, firestore, or a SQLite file path (env STATE_BACKEND / STATE_PATH)"
-    )
-    r.add_argument(
         "--concurrency", type=int, help="concurrent FHIR requests per task (env FHIR_CONCURRENCY)"
     )
     r.add_argument(
@@ -102,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also take unapplied rows of the previous N days (env LOOKBACK_DAYS)",
     )
     r.add_argument("--phone-format", choices=[f.value for f in PhoneFormat])
+    add_state_flags(r)
     r.set_defaults(handler=cmd_run)
 
     st = sub.add_parser("status", help="a run's state and per-task progress (works mid-run)")
@@ -242,6 +240,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         "fhir_deadline_seconds": args.deadline,
         "lookback_days": args.lookback_days,
         "phone_format": PhoneFormat(args.phone_format) if args.phone_format else None,
+        "google_cloud_project": args.project,
         **state_overrides(args.state),
     }
     if args.tasks is not None:

@@ -16,6 +16,7 @@ from typing import TextIO
 
 from common.config import JobConfig, jakarta_today
 from common.store import RunState, StateStore
+from jobs.operator import sum_counts
 
 
 def run_tasks(config: JobConfig, tasks: int, store: StateStore, out: TextIO = sys.stderr) -> int:
@@ -91,10 +92,7 @@ def _draw(store: StateStore, run_date: str, started: float, out: TextIO, interac
     total = run.total_rows if run and run.total_rows else sum(t.total for t in tasks)
     decided = total - sum(t.total for t in tasks) if run and run.manifest_ready else 0
     done = decided + sum(t.done for t in tasks)
-    counts: dict[str, int] = {}
-    for t in tasks:
-        for status, n in t.counts.items():
-            counts[status] = counts.get(status, 0) + n
+    counts = sum_counts(tasks)
     ok = sum(counts.get(s, 0) for s in ("updated", "unchanged", "already_applied"))
     failed = sum(counts.get(s, 0) for s in ("deferred", "error"))
     elapsed = time.monotonic() - started

@@ -36,14 +36,15 @@ def render_status(
         state = "done" if t.finished else f"updated {time.time() - t.updated_at:.0f} s ago"
         bar = f"[{'#' * round(share * 30):<30}] " if bars else ""
         lines.append(f"  task {t.task_index:>3}  {bar}{t.done}/{t.total} ({share:.0%}) {state}")
-    counts = run.counts if run.finished_at else _sum_counts(tasks)
+    counts = run.counts if run.finished_at else sum_counts(tasks)
     if counts:
         lines.append("  by status" + ("" if run.finished_at else " (so far, synced rows only)"))
         lines += [f"    {status:<16} {count}" for status, count in counts.items()]
     return "\n".join(lines)
 
 
-def _sum_counts(tasks: Sequence[TaskProgress]) -> dict[str, int]:
+def sum_counts(tasks: Sequence[TaskProgress]) -> dict[str, int]:
+    """Counts by status over the tasks' progress records (a run in progress has no total yet)."""
     counts: dict[str, int] = {}
     for t in tasks:
         for status, n in t.counts.items():

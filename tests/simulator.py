@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,6 +35,27 @@ class RunningSim:
     @property
     def fhir(self) -> str:
         return f"{self.url}/fhir"
+
+    def bundle(self) -> list[dict[str, Any]]:
+        """The patients as the server now holds them, in their original order."""
+        return [e["resource"] for e in self.state.bundle()["patients_after_phone_update"]]
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """``phonesync ARGS`` in a child process, as an operator or Cloud Run would start it."""
+    return subprocess.run(
+        [sys.executable, "-m", "jobs.cli", *args],
+        env={**os.environ, **(env or {})},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @contextmanager

@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from google.cloud import pubsub_v1
 
@@ -27,6 +26,7 @@ from tests.simulator import (
     API_KEY,
     SAMPLE_SHEET,
     RunningSim,
+    run_cli,
     sample,
     simulator,
     without_last_updated,
@@ -117,11 +117,7 @@ def test_four_tasks_sync_the_sheet_and_close_the_run(
 ) -> None:
     with sim_with_sheet() as sim:
         assert execute(cloud, sim, 4, "exec-1") == [0, 0, 0, 0]
-        bundle = [
-            e["resource"]
-            for e in httpx.get(f"{sim.url}/_sim/bundle").json()["patients_after_phone_update"]
-        ]
-        assert without_last_updated(bundle) == without_last_updated(
+        assert without_last_updated(sim.bundle()) == without_last_updated(
             sample("patients_after_phone_update")
         )
         run = run_doc(gcp_project)
@@ -230,40 +226,21 @@ def test_local_multi_task_on_firestore_equals_sqlite(cloud: dict[str, str], tmp_
     bundles = []
     for state in ("firestore", str(tmp_path / "s.db")):
         with simulator() as sim:
-            env = {**os.environ, **cloud}
-            done = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "jobs.cli",
-                    "run",
-                    "--date",
-                    DATE,
-                    "--sheet",
-                    str(SAMPLE_SHEET),
-                    "--fhir-url",
-                    sim.fhir,
-                    "--tasks",
-                    "4",
-                    "--state",
-                    state,
-                ],
-                env={k: v for k, v in env.items() if k != "SHEET_ID"},
-                cwd=ROOT,
-                capture_output=True,
-                text=True,
-                timeout=120,
+            done = run_cli(
+                "run",
+                "--date",
+                DATE,
+                "--sheet",
+                str(SAMPLE_SHEET),
+                "--fhir-url",
+                sim.fhir,
+                "--tasks",
+                "4",
+                "--state",
+                state,
+                env={k: v for k, v in cloud.items() if k != "SHEET_ID"},
             )
             assert done.returncode == 0, done.stderr
             assert "run 2025-09-23: succeeded" in done.stderr
-            bundles.append(
-                without_last_updated(
-                    [
-                        e["resource"]
-                        for e in httpx.get(f"{sim.url}/_sim/bundle").json()[
-                            "patients_after_phone_update"
-                        ]
-                    ]
-                )
-            )
+            bundles.append(without_last_updated(sim.bundle()))
     assert bundles[0] == bundles[1] == without_last_updated(sample("patients_after_phone_update"))

@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from common.config import load_config
@@ -25,6 +24,7 @@ from tests.simulator import (
     API_KEY,
     SAMPLE_SHEET,
     RunningSim,
+    run_cli,
     sample,
     simulator,
     without_last_updated,
@@ -83,8 +83,7 @@ def reference() -> list[dict[str, Any]]:
 def test_sample_run_gives_the_reference_bundle(tmp_path: Path) -> None:
     with simulator() as sim:
         assert run_job(sim, tmp_path / "s.db") == [0, 0]
-        bundle = httpx.get(f"{sim.url}/_sim/bundle").json()["patients_after_phone_update"]
-        assert without_last_updated([e["resource"] for e in bundle]) == reference()
+        assert without_last_updated(sim.bundle()) == reference()
         run, outcomes = run_state(tmp_path / "s.db")
         assert run.status is RunStatus.SUCCEEDED and run.counts == {"updated": 10}
         assert "not assigned" in outcomes[6].warning  # 0845… is applied with a warning
@@ -219,29 +218,19 @@ def test_a_run_killed_half_way_finishes_on_rerun_with_one_put_per_patient(tmp_pa
 
 def test_two_tasks_as_processes_through_the_cli(tmp_path: Path) -> None:
     with simulator() as sim:
-        env = {**os.environ, "FHIR_API_KEY": API_KEY}
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "jobs.cli",
-                "run",
-                "--date",
-                DATE,
-                "--sheet",
-                str(SAMPLE_SHEET),
-                "--fhir-url",
-                sim.fhir,
-                "--tasks",
-                "2",
-                "--state",
-                str(tmp_path / "s.db"),
-            ],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
+        done = run_cli(
+            "run",
+            "--date",
+            DATE,
+            "--sheet",
+            str(SAMPLE_SHEET),
+            "--fhir-url",
+            sim.fhir,
+            "--tasks",
+            "2",
+            "--state",
+            str(tmp_path / "s.db"),
+            env={"FHIR_API_KEY": API_KEY},
         )
         assert done.returncode == 0, done.stderr
         assert "run 2025-09-23: succeeded" in done.stderr and "updated          10" in done.stderr

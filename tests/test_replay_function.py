@@ -3,8 +3,6 @@ with Firestore on the emulator and the FHIR simulator."""
 
 import base64
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,7 @@ from common.privacy import keyed_hash
 from common.store import LedgerEntry, RunStatus, WorkItem
 from common.store._firestore import FirestoreStore
 from jobs.task import run_task
-from tests.simulator import API_KEY, SAMPLE_SHEET, RunningSim, simulator
+from tests.simulator import API_KEY, SAMPLE_SHEET, RunningSim, run_cli, simulator
 
 ROOT = Path(__file__).resolve().parent.parent
 DATE = "2025-09-23"
@@ -206,23 +204,6 @@ def test_outage_then_recovery_end_to_end(
     for received in pulled:
         assert deliver(function, received.message.data) == 200
     assert dict(sim.state.puts_by_patient) == {f"patient-{i:03d}": 1 for i in range(1, 11)}
-    status = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "jobs.cli",
-            "status",
-            "--date",
-            DATE,
-            "--state",
-            "firestore",
-            "--project",
-            gcp_project,
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-    )
+    status = run_cli("status", "--date", DATE, "--state", "firestore", "--project", gcp_project)
     assert status.returncode == 0, status.stderr
     assert "run 2025-09-23: succeeded" in status.stdout and "updated          10" in status.stdout
