@@ -98,6 +98,21 @@ resource "google_service_account_iam_member" "pubsub_mints_replay_tokens" {
   member             = local.pubsub_agent
 }
 
+# Service agents are created lazily: Secret Manager's does not exist until something asks for it,
+# and an IAM grant to a missing agent fails ("Service account ... does not exist"). Creating both
+# explicitly makes a first `terraform apply` on a fresh project work.
+resource "google_project_service_identity" "pubsub" {
+  provider   = google-beta
+  service    = "pubsub.googleapis.com"
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_project_service_identity" "secretmanager" {
+  provider   = google-beta
+  service    = "secretmanager.googleapis.com"
+  depends_on = [google_project_service.apis]
+}
+
 # Dead-lettering: Pub/Sub's agent must publish to the dead-letter topic and ack the source.
 resource "google_pubsub_topic_iam_member" "pubsub_dead_letters" {
   topic  = google_pubsub_topic.dead_letter.id

@@ -196,8 +196,10 @@ resource "google_monitoring_alert_policy" "run_too_long" {
   conditions {
     display_name = "the nightly run has not finished ${var.max_run_minutes} minutes after 23:00 WIB"
     condition_prometheus_query_language {
-      # 16:MM UTC = 23:MM WIB; between max_run_minutes and 45 past, no run_finished in 30 minutes.
-      query               = "(vector(1) and on() (hour() == 16 and minute() >= ${var.max_run_minutes} and minute() < 45)) unless on() (sum(increase(${local.runs_metric}[30m])) > 0)"
+      # 16:MM UTC = 23:MM WIB; between max_run_minutes and 45 past, no run_finished in the last
+      # 45 minutes. The window must reach back to 23:00 at every minute checked (at 23:44 it
+      # starts 22:59): a shorter one would page at 23:4x for a run that finished at 23:05.
+      query               = "(vector(1) and on() (hour() == 16 and minute() >= ${var.max_run_minutes} and minute() < 45)) unless on() (sum(increase(${local.runs_metric}[45m])) > 0)"
       duration            = "0s"
       evaluation_interval = "60s"
     }

@@ -5,6 +5,11 @@ terraform {
       source  = "hashicorp/google"
       version = "~> 6.0"
     }
+    # Only for google_project_service_identity (iam.tf), which has no GA equivalent.
+    google-beta = {
+      source  = "hashicorp/google-beta"
+      version = "~> 6.0"
+    }
   }
 }
 
@@ -13,10 +18,13 @@ provider "google" {
   region  = var.region
 }
 
-data "google_project" "this" {}
+provider "google-beta" {
+  project = var.project_id
+  region  = var.region
+}
 
 locals {
-  # Google-managed service agents that act on our behalf.
-  pubsub_agent         = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
-  secret_manager_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-secretmanager.iam.gserviceaccount.com"
+  # Google-managed service agents that act on our behalf (created in iam.tf).
+  pubsub_agent         = "serviceAccount:${google_project_service_identity.pubsub.email}"
+  secret_manager_agent = "serviceAccount:${google_project_service_identity.secretmanager.email}"
 }

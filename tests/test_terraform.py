@@ -279,3 +279,44 @@ def test_every_checkov_skip_says_why() -> None:
     assert skips, "expected the documented skips"
     for check, reason in skips:
         assert len(reason.split()) >= 5, f"{check} needs a real justification"
+
+
+def lookback_minutes(query: str) -> int:
+    (window,) = set(re.findall(r"\[(\d+[mh])\]", query))
+    return int(window[:-1]) * (60 if window.endswith("h") else 1)
+
+
+def test_time_of_day_alerts_look_back_to_23_00_jakarta_at_every_minute_they_check() -> None:
+    """A PromQL alert active in a time slot asks "did run_finished happen tonight?": its window
+    must reach back to 23:00 WIB (16:00 UTC) at the last minute checked, or a run that finished
+    early looks missing and pages every night."""
+    policies = resources("google_monitoring_alert_policy")
+    checked = 0
+    for name in ("no_successful_run", "run_too_long"):
+        for condition in policies[name]["conditions"]:
+            for promql in condition.get("condition_prometheus_query_language", []):
+                query = promql["query"]
+                assert "hour() == 16" in query, (name, query)  # 23:00 Asia/Jakarta = 16:00 UTC
+                upper = re.search(r"minute\(\) < (\d+)", query)
+                last_minute = int(upper.group(1)) - 1 if upper else 59
+                assert lookback_minutes(query) >= last_minute + 1, (name, query)
+                checked += 1
+    assert checked == 2
+
+
+def test_service_agents_granted_roles_are_created_first() -> None:
+    """Secret Manager's service agent does not exist until generated; granting it a role on a
+    fresh project would fail. Agents are therefore referenced only through
+    google_project_service_identity, never spelled as service-NUMBER@gcp-sa-... strings."""
+    identities = resources("google_project_service_identity")
+    assert {body["service"] for body in identities.values()} == {
+        "pubsub.googleapis.com",
+        "secretmanager.googleapis.com",
+    }
+    assert all(body["provider"] == "google-beta" for body in identities.values())
+    for local in ("pubsub_agent", "secret_manager_agent"):
+        match = re.fullmatch(
+            r"serviceAccount:\$\{google_project_service_identity\.(\w+)\.email\}", locals_()[local]
+        )
+        assert match and match.group(1) in identities, local
+    assert "gcp-sa-" not in all_text()
