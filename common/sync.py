@@ -11,6 +11,7 @@ not yet recorded is, on rerun, found already holding the number (``unchanged``, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -210,18 +211,23 @@ async def sync_shard(
             progress.add(verdict)
         else:
             todo.put_nowait(item)
-    lock = asyncio.Lock()
-    last_flush = time.monotonic()
+    batch_due = asyncio.Event()
+    workers_done = False
     refused: list[str] = []  # the reason, once the server refused our API key
 
-    async def flush(force: bool = False) -> None:
-        nonlocal pending, last_flush
-        async with lock:
-            due = len(pending) >= flush_every or time.monotonic() - last_flush >= flush_seconds
-            if pending and (force or due):
+    async def flusher() -> None:
+        """Hand results to ``hooks`` in batches, off the workers' path: a worker never waits
+        on the store. Ends after the workers, with nothing left pending."""
+        nonlocal pending
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(batch_due.wait(), timeout=flush_seconds)
+            batch_due.clear()
+            if pending:
                 batch, pending = pending, []
-                last_flush = time.monotonic()
                 await hooks.flush(batch, progress)
+            if workers_done and not pending:
+                return
 
     async def worker() -> None:
         while True:
@@ -237,9 +243,12 @@ async def sync_shard(
                     refused.append(result.outcome.reason)
             pending.append(result)
             progress.add(result.outcome)
-            await flush()
+            if len(pending) >= flush_every:
+                batch_due.set()
 
-    await flush()
+    flushing = asyncio.create_task(flusher())
     await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, todo.qsize())))))
-    await flush(force=True)
+    workers_done = True
+    batch_due.set()
+    await flushing  # re-raises a failed flush (e.g. Pub/Sub down): the task is retried
     return progress
