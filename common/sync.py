@@ -201,11 +201,12 @@ async def sync_shard(
     the module docstring).
     """
     progress = ShardProgress(total=len(items))
-    known = await asyncio.to_thread(store.ledger_get, [ledger.nik_key(i.nik) for i in items])
+    keys = [ledger.nik_key(i.nik) for i in items]
+    known = await asyncio.to_thread(store.ledger_get, keys)
     pending: list[RowResult] = []
     todo: asyncio.Queue[WorkItem] = asyncio.Queue()
-    for item in items:
-        verdict = ledger_verdict(item, known.get(ledger.nik_key(item.nik)), ledger)
+    for item, key in zip(items, keys, strict=True):
+        verdict = ledger_verdict(item, known.get(key), ledger)
         if verdict is not None:
             pending.append(RowResult(item, verdict))
             progress.add(verdict)
