@@ -79,12 +79,15 @@ def task_env(
     }
 
 
-def run_parallel(envs: list[dict[str, str]]) -> list[int]:
+def run_parallel(envs: list[dict[str, str]]) -> list[Any]:
     """Tasks as Cloud Run runs them: at the same time."""
-    codes = [-1] * len(envs)
+    codes: list[Any] = [-1] * len(envs)
 
     def one(i: int) -> None:
-        codes[i] = run_task(load_config(envs[i]))
+        try:
+            codes[i] = run_task(load_config(envs[i]))
+        except Exception as exc:  # shown in the assertion instead of a bare -1
+            codes[i] = repr(exc)
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(len(envs))]
     for t in threads:

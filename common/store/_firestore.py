@@ -43,6 +43,7 @@ from common.store._model import (
 )
 
 CHUNK = 2_000
+TRANSACTION_ATTEMPTS = 30
 _READ_BATCH = 300
 
 
@@ -66,6 +67,11 @@ class FirestoreStore:
         self.retention = timedelta(days=retention_days)
 
     # -- helpers ----------------------------------------------------------------------------
+    def _transaction(self) -> Any:
+        """Every task of an execution touches ``runs/{date}`` (leases, finishing): under that
+        contention the client's default of 5 attempts, retried without backoff, can run out."""
+        return self.db.transaction(max_attempts=TRANSACTION_ATTEMPTS)
+
     def _expire(self) -> datetime:
         return datetime.now(UTC) + self.retention
 
@@ -159,7 +165,7 @@ class FirestoreStore:
             )
             return LockResult.ACQUIRED
 
-        result: LockResult = attempt(self.db.transaction())
+        result: LockResult = attempt(self._transaction())
         if result is LockResult.ACQUIRED:
             self._clear(run_date)
         return result
@@ -177,7 +183,7 @@ class FirestoreStore:
             )
             return True
 
-        return bool(attempt(self.db.transaction()))
+        return bool(attempt(self._transaction()))
 
     def get_run(self, run_date: str) -> RunState | None:
         snap = self._run(run_date).get()
@@ -194,7 +200,7 @@ class FirestoreStore:
                     ref, {"status": RunStatus.FAILED.value, "reason": reason, "finished_at": now}
                 )
 
-        attempt(self.db.transaction())
+        attempt(self._transaction())
 
     # -- manifest ---------------------------------------------------------------------------
     def write_manifest(
@@ -238,7 +244,7 @@ class FirestoreStore:
                     ref, {"manifest_ready": True, "total_rows": total, "shard_chunks": chunks}
                 )
 
-        mark_ready(self.db.transaction())
+        mark_ready(self._transaction())
 
     def read_shard(self, run_date: str, execution: str, task_index: int) -> list[WorkItem] | None:
         snap = self._run(run_date).get()
@@ -320,7 +326,7 @@ class FirestoreStore:
             transaction.update(run_ref, update)
             return self._state({**data, **update})
 
-        result: RunState | None = attempt(self.db.transaction())
+        result: RunState | None = attempt(self._transaction())
         return result
 
     # -- progress ---------------------------------------------------------------------------
@@ -405,7 +411,7 @@ class FirestoreStore:
             transaction.update(run_ref, {"finalizing_task": task_index})
             return True
 
-        if not claim(self.db.transaction()):
+        if not claim(self._transaction()):
             return None
         counts = summarize(self.outcomes(run_date))
         run_ref.update({"status": final_status(counts).value, "counts": counts, "finished_at": now})
