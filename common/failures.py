@@ -7,6 +7,8 @@ attributes, visible in consoles and usable in subscription filters, carry no PII
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import date
@@ -15,6 +17,9 @@ from typing import Any
 import orjson
 
 from common.errors import PhonesyncError
+
+_E164_ID = re.compile(r"\+62[1-9][0-9]{6,12}")  # E.164 allows at most 15 digits in all
+PUBLISH_TIMEOUT = 60.0  # seconds to wait for each message's acknowledgement
 
 
 class PublishError(PhonesyncError):
@@ -63,23 +68,35 @@ class FailureMessage:
                 raise ValueError(f"message {name} is not YYYY-MM-DD") from None
         if not (len(data["nik"]) == 16 and data["nik"].isdigit()):
             raise ValueError("message nik is not 16 digits")
-        if not data["phone"].startswith("+62"):
-            raise ValueError("message phone is not E.164 (+62…)")
+        if not _E164_ID.fullmatch(data["phone"]):
+            raise ValueError("message phone is not an Indonesian E.164 number (+62…)")
         return cls(**{f.name: data[f.name] for f in fields(cls)})
 
     def attributes(self) -> dict[str, str]:
+        """For subscription filters and consoles: no NIK, no phone."""
         return {"run_date": self.run_date, "row": str(self.row), "reason_kind": "deferred"}
 
 
 def topic_path(project: str, topic: str) -> str:
-    """``projects/P/topics/T`` from a bare topic id or a full path."""
-    return topic if topic.startswith("projects/") else f"projects/{project}/topics/{topic}"
+    """``projects/P/topics/T`` from a bare topic id or a full path (returned as it is)."""
+    parts = topic.split("/")
+    if len(parts) == 4 and parts[0] == "projects" and parts[2] == "topics" and all(parts):
+        return topic
+    if not topic or "/" in topic:
+        raise ValueError(f"not a topic id or projects/…/topics/… path: {topic!r}")
+    if not project:
+        raise ValueError(f"topic {topic!r} is a bare id: a project is needed")
+    return f"projects/{project}/topics/{topic}"
 
 
 class FailurePublisher:
-    """Publishes failure messages in batches and waits until Pub/Sub has every one."""
+    """Publishes failure messages in batches and waits until Pub/Sub has every one.
 
-    def __init__(self, client: Any = None) -> None:
+    ``project`` resolves bare topic ids (default: ``GOOGLE_CLOUD_PROJECT``); ``client`` is a
+    ``pubsub_v1.PublisherClient`` (default: one batching up to 500 messages or 50 ms).
+    """
+
+    def __init__(self, client: Any = None, *, project: str | None = None) -> None:
         if client is None:
             from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 
@@ -87,17 +104,26 @@ class FailurePublisher:
                 batch_settings=pubsub_v1.types.BatchSettings(max_messages=500, max_latency=0.05)
             )
         self.client = client
+        self.project = project if project is not None else os.environ.get("GOOGLE_CLOUD_PROJECT")
 
     def publish_many(self, topic: str, messages: Sequence[FailureMessage]) -> int:
-        futures = [self.client.publish(topic, m.to_json(), **m.attributes()) for m in messages]
+        """Publish one message per row to ``topic`` (an id or a full path); returns how many.
+
+        Raises :class:`PublishError` when any message was not accepted, after waiting for all.
+        """
+        path = topic_path(self.project or "", topic)
+        futures = [self.client.publish(path, m.to_json(), **m.attributes()) for m in messages]
         failed = 0
+        first = ""
         for future in futures:
             try:
-                future.result(timeout=60)
-            except Exception:  # every publish error means the same: retry the task
+                future.result(timeout=PUBLISH_TIMEOUT)
+            except Exception as exc:  # every publish error means the same: retry the task
                 failed += 1
+                first = first or f"{type(exc).__name__}: {exc}"
         if failed:
             raise PublishError(
-                f"{failed} of {len(messages)} failure messages were not published to {topic}"
+                f"{failed} of {len(messages)} failure messages were not published to {path}"
+                f" (first: {first[:300]})"
             )
         return len(messages)

@@ -1,3 +1,15 @@
-from tests.emulators import emulators, gcp_project
+from tests.emulators import (
+    emulators,
+    firestore_emulator,
+    gcp_project,
+    pubsub_emulator,
+    pytest_runtest_makereport,
+)
 
-__all__ = ["emulators", "gcp_project"]
+__all__ = [
+    "emulators",
+    "firestore_emulator",
+    "gcp_project",
+    "pubsub_emulator",
+    "pytest_runtest_makereport",
+]

@@ -6,6 +6,7 @@ import pytest
 from google.cloud import pubsub_v1
 
 from common.failures import FailureMessage, FailurePublisher, topic_path
+from tests.emulators import EmulatorProject
 
 MESSAGE = FailureMessage(
     run_date="2025-09-23",
@@ -19,7 +20,8 @@ MESSAGE = FailureMessage(
 )
 
 
-def test_published_messages_are_pulled_back_intact(gcp_project: str) -> None:
+def test_published_messages_are_pulled_back_intact(pubsub_emulator: EmulatorProject) -> None:
+    gcp_project = pubsub_emulator.project
     publisher = pubsub_v1.PublisherClient()
     subscriber = pubsub_v1.SubscriberClient()
     topic = topic_path(gcp_project, "phonesync-failures")
@@ -51,6 +53,28 @@ def _with_row(message: FailureMessage, row: int) -> FailureMessage:
 def test_topic_path_accepts_an_id_or_a_path() -> None:
     assert topic_path("p", "t") == "projects/p/topics/t"
     assert topic_path("p", "projects/q/topics/t") == "projects/q/topics/t"
+    assert topic_path("", "projects/q/topics/t") == "projects/q/topics/t"
+    for bad in ("", "a/b", "projects/q/subscriptions/t", "projects//topics/t"):
+        with pytest.raises(ValueError, match="not a topic id"):
+            topic_path("p", bad)
+    with pytest.raises(ValueError, match="a project is needed"):
+        topic_path("", "t")
+
+
+def test_a_bare_topic_id_is_resolved_with_the_publishers_project(
+    pubsub_emulator: EmulatorProject,
+) -> None:
+    publisher = pubsub_v1.PublisherClient()
+    subscriber = pubsub_v1.SubscriberClient()
+    topic = topic_path(pubsub_emulator.project, "bare")
+    subscription = subscriber.subscription_path(pubsub_emulator.project, "bare-replay")
+    publisher.create_topic(name=topic)
+    subscriber.create_subscription(name=subscription, topic=topic)
+    sent = FailurePublisher(publisher, project=pubsub_emulator.project)
+    assert sent.publish_many("bare", [MESSAGE]) == 1
+    assert sent.publish_many("bare", []) == 0
+    pulled = subscriber.pull(subscription=subscription, max_messages=10, timeout=10)
+    assert [FailureMessage.from_json(m.message.data) for m in pulled.received_messages] == [MESSAGE]
 
 
 @pytest.mark.parametrize(
@@ -62,6 +86,10 @@ def test_topic_path_accepts_an_id_or_a_path() -> None:
         (MESSAGE.to_json().replace(b'"row":7', b'"row":"7"'), "wrong type: row"),
         (MESSAGE.to_json().replace(b'"2025-09-23"', b'"23-09-2025"'), "run_date is not YYYY-MM-DD"),
         (MESSAGE.to_json().replace(b"3171044203920001", b"3171"), "nik is not 16 digits"),
+        (MESSAGE.to_json().replace(b"+6281234567890", b"+62"), "phone is not an Indonesian E.164"),
+        (MESSAGE.to_json().replace(b"+6281234567890", b"081234567890"), "phone is not"),
+        (MESSAGE.to_json().replace(b'"attempts":6', b'"attempts":true'), "wrong type: attempts"),
+        (b"", "not JSON"),
     ],
 )
 def test_malformed_messages_are_refused_clearly(payload: bytes, problem: str) -> None:
@@ -81,5 +109,5 @@ def test_a_failed_publish_is_an_error_for_the_task() -> None:
 
     from common.failures import PublishError
 
-    with pytest.raises(PublishError, match="1 of 1"):
+    with pytest.raises(PublishError, match=r"1 of 1 .* RuntimeError: unavailable"):
         FailurePublisher(Broken()).publish_many("projects/p/topics/t", [MESSAGE])

@@ -6,14 +6,20 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from common.outcomes import RowOutcome, Status
-from common.store import LockResult, StateStore, WorkItem
-from common.store._firestore import CHUNK, FirestoreStore
-from tests.store_contract import CHECKS, DATE, LEASE, T0
+from common.store import LockResult, RunStatus, StateStore, TaskProgress, WorkItem
+from common.store._firestore import CHUNK, FirestoreStore, StoreWriteError
+from tests.emulators import EmulatorProject
+from tests.store_contract import CHECKS, DATE, LEASE, T0, item
 
 
 @pytest.fixture
-def store(gcp_project: str) -> Iterator[FirestoreStore]:
-    backend = FirestoreStore(gcp_project)
+def project(firestore_emulator: EmulatorProject) -> str:
+    return firestore_emulator.project
+
+
+@pytest.fixture
+def store(project: str) -> Iterator[FirestoreStore]:
+    backend = FirestoreStore(project)
     yield backend
     backend.close()
 
@@ -39,8 +45,8 @@ def race(workers: list[Callable[[], object]]) -> list[object]:
     return results
 
 
-def test_two_executions_racing_for_a_date_one_wins(gcp_project: str) -> None:
-    stores = [FirestoreStore(gcp_project) for _ in range(4)]
+def test_two_executions_racing_for_a_date_one_wins(project: str) -> None:
+    stores = [FirestoreStore(project) for _ in range(4)]
     results = race(
         [
             lambda s=s, i=i: s.acquire_run(DATE, f"exec-{i}", 1, LEASE, T0)
@@ -52,33 +58,43 @@ def test_two_executions_racing_for_a_date_one_wins(gcp_project: str) -> None:
         s.close()
 
 
-def test_concurrent_finishes_close_the_run_once(gcp_project: str) -> None:
-    stores = [FirestoreStore(gcp_project) for _ in range(4)]
+@pytest.mark.parametrize("progress_first", [False, True], ids=["plain", "progress-first"])
+def test_concurrent_finishes_close_the_run_once(project: str, progress_first: bool) -> None:
+    """progress-first: like the job, every task flags its progress finished before calling
+    finish_task, so all four calls see every task finished and race for the claim."""
+    stores = [FirestoreStore(project) for _ in range(4)]
     stores[0].acquire_run(DATE, "exec-a", 4, LEASE, T0)
     stores[0].write_manifest(
         DATE, "exec-a", {i: [] for i in range(4)}, [RowOutcome(2, Status.SUPERSEDED)]
     )
+    if progress_first:
+        for i in range(4):
+            stores[0].put_progress(DATE, TaskProgress(i, "exec-a", updated_at=T0, finished=True))
     results = race(
         [lambda s=s, i=i: s.finish_task(DATE, "exec-a", i, T0 + 1) for i, s in enumerate(stores)]
     )
     closed = [r for r in results if r is not None]
     assert len(closed) == 1
     run = stores[0].get_run(DATE)
-    assert run is not None and run.status == "succeeded" and run.counts == {"superseded": 1}
+    assert run == closed[0]
+    assert run.status == "succeeded" and run.counts == {"superseded": 1}
+    assert [p.finished for p in stores[0].progress(DATE)] == [True] * 4
     for s in stores:
         s.close()
 
 
 def test_a_large_shard_is_split_into_chunks(store: FirestoreStore) -> None:
-    store.acquire_run(DATE, "exec-a", 1, LEASE, T0)
+    store.acquire_run(DATE, "exec-a", 2, LEASE, T0)
     items = [
         WorkItem(row=r, date=DATE, nik=f"{r:016d}", phone="+6281234567890")
-        for r in range(2, 2 + 3 * CHUNK + 5)
+        for r in range(2, 12_002)
     ]
-    store.write_manifest(DATE, "exec-a", {0: items}, [])
-    ids = sorted(d.id for d in store._sub(DATE, "manifest").list_documents())
-    assert ids == ["exec-a-0000-0000", "exec-a-0000-0001", "exec-a-0000-0002", "exec-a-0000-0003"]
+    store.write_manifest(DATE, "exec-a", {0: items, 1: items[:5]}, [])
+    docs = {d.id: d.to_dict() for d in store._sub(DATE, "manifest").stream()}
+    assert sorted(docs) == [f"exec-a-0000-{n:04d}" for n in range(6)] + ["exec-a-0001-0000"]
+    assert all(len(d["items"]) <= CHUNK for d in docs.values())
     assert store.read_shard(DATE, "exec-a", 0) == items
+    assert store.read_shard(DATE, "exec-a", 1) == items[:5]
 
 
 def test_documents_carry_expire_at_for_the_ttl_policy(store: FirestoreStore) -> None:
@@ -86,3 +102,56 @@ def test_documents_carry_expire_at_for_the_ttl_policy(store: FirestoreStore) -> 
     store.record_outcomes(DATE, [RowOutcome(2, Status.UPDATED)])
     assert store._run(DATE).get().get("expire_at") is not None
     assert store._sub(DATE, "rows").document("0000002").get().get("expire_at") is not None
+
+
+def test_a_retried_task_0_clears_what_an_interrupted_takeover_left(store: FirestoreStore) -> None:
+    store.acquire_run(DATE, "exec-a", 1, LEASE, T0)
+    # as if the first attempt died before clearing the previous run's rows
+    store.record_outcomes(DATE, [RowOutcome(9, Status.DEFERRED, "from an older run")])
+    assert store.acquire_run(DATE, "exec-a", 1, LEASE, T0 + 1) is LockResult.RESUMED
+    assert store.outcomes(DATE) == []
+    # once the manifest is ready, a retry keeps everything
+    store.write_manifest(DATE, "exec-a", {0: [item(2)]}, [RowOutcome(3, Status.SUPERSEDED)])
+    assert store.acquire_run(DATE, "exec-a", 1, LEASE, T0 + 2) is LockResult.RESUMED
+    assert store.outcomes(DATE) == [RowOutcome(3, Status.SUPERSEDED)]
+    assert store.read_shard(DATE, "exec-a", 0) == [item(2)]
+
+
+def test_the_last_outcome_of_a_row_in_one_call_wins(store: FirestoreStore) -> None:
+    outcomes = [RowOutcome(2, Status.DEFERRED, str(n)) for n in range(600)]
+    store.record_outcomes(DATE, [*outcomes, RowOutcome(2, Status.UPDATED, "last")])
+    assert store.outcomes(DATE) == [RowOutcome(2, Status.UPDATED, "last")]
+
+
+def test_a_replay_while_the_run_closes_is_counted(
+    store: FirestoreStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.acquire_run(DATE, "exec-a", 1, LEASE, T0)
+    store.write_manifest(DATE, "exec-a", {0: [item(2)]}, [])
+    store.record_outcomes(DATE, [RowOutcome(2, Status.DEFERRED, "503")])
+    read = store.outcomes
+    replayed: list[bool] = []
+
+    def outcomes_then_a_replay(run_date: str) -> list[RowOutcome]:
+        found = read(run_date)
+        if not replayed:  # the replay function lands between the count and the close
+            replayed.append(True)
+            store.record_replay(DATE, RowOutcome(2, Status.UPDATED, "replayed"), T0 + 1)
+        return found
+
+    monkeypatch.setattr(store, "outcomes", outcomes_then_a_replay)
+    final = store.finish_task(DATE, "exec-a", 0, T0 + 2)
+    assert final is not None
+    assert (final.status, final.counts) == (RunStatus.SUCCEEDED, {"updated": 1})
+    assert store.get_run(DATE) == final
+
+
+def test_a_write_that_does_not_land_is_an_error(store: FirestoreStore) -> None:
+    oversized = {"v": "x" * 1_100_000}  # over Firestore's 1 MiB document limit
+    with pytest.raises(StoreWriteError, match=r"of 2 Firestore writes failed .*longer than"):
+        store._bulk(
+            [
+                (store.db.collection("probe").document("big"), oversized),
+                (store.db.collection("probe").document("small"), {"v": 1}),
+            ]
+        )

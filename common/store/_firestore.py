@@ -8,21 +8,37 @@ Layout (every document written by a run carries ``expire_at`` for the TTL policy
   2,000 compact items (well under the 1 MiB document limit). The run document records each
   shard's chunk count and flips ``manifest_ready`` only after every chunk is written, so a
   reader fetches exact document ids — no query, no composite index.
-- ``runs/{run_date}/rows/{row:07d}``: one outcome per sheet row, written with a BulkWriter.
+- ``runs/{run_date}/rows/{row:07d}``: one outcome per sheet row, written with a BulkWriter
+  (never a round trip per row). Winning the lock (ACQUIRED) clears the date's rows, tasks and
+  manifest after the transaction; a retried task 0 (RESUMED, manifest not ready yet) clears
+  them again, in case the first attempt died between the two.
 - ``runs/{run_date}/tasks/{task}``: one progress document per task (no shared hot document).
 - ``ledger/{hmac(nik)}``: the last applied number's hash, run date and row.
 
-Finishing: a transaction marks the task finished; the call that sees every task finished
-claims the run (``finalizing_task``) and then counts the outcomes outside the transaction —
-counting 20,000 documents inside one would be slow and contended. A crash between the two is
-recovered by Cloud Run's retry of the same task, which finds its own claim and finishes the job.
+Finishing: a task flags its own progress document, then reads every task's; the call that
+sees every task finished claims the run (``finalizing_task``) in a transaction on the run
+document alone, so exactly one caller closes the run even when several finish at once, and
+tasks never lock each other's documents. The claimant counts the outcomes outside a
+transaction (20,000 documents in one would be slow and contended), then writes status and
+counts in a second transaction that counts again if the run document changed meanwhile (a
+replay moved a row). A crash between claim and close is recovered by Cloud Run's retry of the
+same task, which finds its own claim and closes the run.
 
-Ledger writes are batched reads then a BulkWriter, not a transaction per entry. Two writers
-of the same key could race, but each NIK belongs to exactly one shard, so they never do.
+Bulk writes are checked. A BulkWriter silently drops a write whose retries ran out, and a whole
+batch whose request raised; here only transient errors are retried, every landed write is
+counted, and a shortfall raises :class:`StoreWriteError` (the task fails, Cloud Run retries
+it). Writes to one document within a call are collapsed first: batches go out in parallel,
+in no set order.
+
+Ledger writes are batched reads then a BulkWriter, not a transaction per entry. Two writers of
+one key could interleave between the read and the write (milliseconds): each NIK belongs to
+exactly one shard, so only a replay racing a later night's task for the same patient could,
+and the worst case is an older entry kept, which costs one FHIR check on the next run.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,6 +46,7 @@ from typing import Any
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
+from common.errors import PhonesyncError
 from common.outcomes import RowOutcome, Status, summarize
 from common.store._model import (
     LedgerEntry,
@@ -44,7 +61,16 @@ from common.store._model import (
 
 CHUNK = 2_000
 TRANSACTION_ATTEMPTS = 30
+BULK_ATTEMPTS = 6  # per write, transient errors only; linear backoff (1 + 2 + … + 5 s)
+FINALIZE_ATTEMPTS = 5
 _READ_BATCH = 300
+# gRPC codes worth another attempt: DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED, INTERNAL,
+# UNAVAILABLE. Anything else (INVALID_ARGUMENT, PERMISSION_DENIED, …) will not heal by itself.
+_TRANSIENT_CODES = frozenset({4, 8, 10, 13, 14})
+
+
+class StoreWriteError(PhonesyncError):
+    """Some Firestore writes did not land (the task should fail and be retried)."""
 
 
 def _data(snapshot: Any) -> dict[str, Any]:
@@ -82,14 +108,57 @@ class FirestoreStore:
         return self._run(run_date).collection(name)
 
     def _bulk(self, ops: Iterable[tuple[Any, dict[str, Any] | None]]) -> None:
-        """Write (ref, data) pairs through one BulkWriter; data None deletes the document."""
+        """Write (ref, data) pairs through one BulkWriter; data None deletes the document.
+
+        Raises :class:`StoreWriteError` unless every write landed: the BulkWriter itself
+        drops a write whose retries ran out, and a whole batch whose RPC raised, silently.
+        """
+        lock = threading.Lock()
+        landed = 0
+        failures: list[str] = []
+
+        def on_result(ref: Any, result: Any, writer: Any) -> None:
+            nonlocal landed
+            with lock:
+                landed += 1
+
+        def on_error(failure: Any, writer: Any) -> bool:
+            if failure.code in _TRANSIENT_CODES and failure.attempts < BULK_ATTEMPTS:
+                return True
+            with lock:
+                failures.append(f"code {failure.code}: {failure.message}")
+            return False
+
         writer = self.db.bulk_writer()
-        for ref, data in ops:
-            if data is not None:
-                writer.set(ref, data)
-            else:
-                writer.delete(ref)
-        writer.close()
+        writer.on_write_result(on_result)
+        writer.on_write_error(on_error)
+        send = getattr(writer, "_send", None)
+        if send is not None:  # a failed batch RPC is otherwise lost with its reason
+
+            def checked_send(batch: Any) -> Any:
+                try:
+                    return send(batch)
+                except Exception as exc:
+                    with lock:
+                        failures.append(f"{type(exc).__name__}: {exc}")
+                    raise
+
+            writer._send = checked_send  # type: ignore[method-assign]
+        submitted = 0
+        try:
+            for ref, data in ops:
+                if data is not None:
+                    writer.set(ref, data)
+                else:
+                    writer.delete(ref)
+                submitted += 1
+        finally:
+            writer.close()
+        if landed != submitted:
+            raise StoreWriteError(
+                f"{submitted - landed} of {submitted} Firestore writes failed"
+                + (f" (first: {failures[0][:300]})" if failures else "")
+            )
 
     def _clear(self, run_date: str) -> None:
         refs = [
@@ -132,7 +201,8 @@ class FirestoreStore:
         ref = self._run(run_date)
 
         @firestore.transactional
-        def attempt(transaction: Any) -> LockResult:
+        def attempt(transaction: Any) -> tuple[LockResult, bool]:
+            """The result, and whether the date's rows, tasks and manifest need clearing."""
             snap = ref.get(transaction=transaction)
             if snap.exists:
                 data = _data(snap)
@@ -141,9 +211,9 @@ class FirestoreStore:
                     if data["status"] == RunStatus.FAILED:
                         update.update(status=RunStatus.RUNNING.value, finished_at=None, reason="")
                     transaction.update(ref, update)
-                    return LockResult.RESUMED
+                    return LockResult.RESUMED, not data.get("manifest_ready")
                 if data["status"] == RunStatus.RUNNING and data["lease_until"] > now:
-                    return LockResult.HELD
+                    return LockResult.HELD, False
             transaction.set(
                 ref,
                 {
@@ -163,10 +233,13 @@ class FirestoreStore:
                     "expire_at": self._expire(),
                 },
             )
-            return LockResult.ACQUIRED
+            return LockResult.ACQUIRED, True
 
-        result: LockResult = attempt(self._transaction())
-        if result is LockResult.ACQUIRED:
+        result: LockResult
+        result, clear = attempt(self._transaction())
+        if clear:
+            # Outside the transaction: the lock is ours now, and 20,000 deletes do not fit in one.
+            # Nothing of this execution is lost: tasks wait for the manifest before writing.
             self._clear(run_date)
         return result
 
@@ -284,7 +357,12 @@ class FirestoreStore:
             return
         rows = self._sub(run_date, "rows")
         expire = self._expire()
-        self._bulk((rows.document(f"{o.row:07d}"), self._row_data(o, expire)) for o in outcomes)
+        latest = {
+            o.row: o for o in outcomes
+        }  # the later outcome of a row wins, as the contract says
+        self._bulk(
+            (rows.document(f"{o.row:07d}"), self._row_data(o, expire)) for o in latest.values()
+        )
 
     def outcomes(self, run_date: str) -> list[RowOutcome]:
         out = []
@@ -366,27 +444,46 @@ class FirestoreStore:
     ) -> RunState | None:
         run_ref = self._run(run_date)
         tasks = self._sub(run_date, "tasks")
+        self._mark_finished(tasks.document(str(task_index)), execution, task_index, now)
+        # Strong reads, outside any transaction: whichever task marked itself finished last
+        # sees every task finished here, since all the other marks were written before.
+        run = run_ref.get()
+        data = _data(run) if run.exists else {}
+        if data.get("execution") != execution or data.get("status") != RunStatus.RUNNING:
+            return None
+        task_count = int(data["task_count"])
+        refs = [tasks.document(str(i)) for i in range(task_count)]
+        finished = sum(
+            1
+            for snap in self.db.get_all(refs)
+            if snap.exists and snap.get("finished") and snap.get("execution") == execution
+        )
+        if finished < task_count:
+            return None
 
         @firestore.transactional
         def claim(transaction: Any) -> bool:
-            run = run_ref.get(transaction=transaction)
-            if (
-                not run.exists
-                or run.get("execution") != execution
-                or run.get("status") != RunStatus.RUNNING
-            ):
+            """Only the run document is in the transaction: exactly one caller claims it."""
+            snap = run_ref.get(transaction=transaction)
+            current = _data(snap) if snap.exists else {}
+            if current.get("execution") != execution or current.get("status") != RunStatus.RUNNING:
                 return False
-            task_count = int(run.get("task_count"))
-            refs = [tasks.document(str(i)) for i in range(task_count)]
-            snaps = {int(s.id): s for s in transaction.get_all(refs)}
-            mine = snaps.get(task_index)
-            if mine is not None and mine.exists:
-                transaction.update(
-                    tasks.document(str(task_index)), {"finished": True, "updated_at": now}
-                )
-            else:
-                transaction.set(
-                    tasks.document(str(task_index)),
+            if current.get("finalizing_task") not in (None, task_index):
+                return False
+            transaction.update(run_ref, {"finalizing_task": task_index})
+            return True
+
+        if not claim(self._transaction()):
+            return None
+        return self._close_run(run_date, execution, task_index, now)
+
+    def _mark_finished(self, ref: Any, execution: str, task_index: int, now: float) -> None:
+        """Like SQLite: flag the task's progress document, or create it when it has none."""
+        try:
+            ref.update({"finished": True, "updated_at": now})
+        except gexc.NotFound:
+            try:
+                ref.create(
                     {
                         "task_index": task_index,
                         "execution": execution,
@@ -396,26 +493,44 @@ class FirestoreStore:
                         "updated_at": now,
                         "finished": True,
                         "expire_at": self._expire(),
-                    },
+                    }
                 )
-            finished = {
-                i
-                for i, s in snaps.items()
-                if s.exists and s.get("finished") and s.get("execution") == execution
-            } | {task_index}
-            if len(finished) < task_count:
-                return False
-            claimant = _data(run).get("finalizing_task")
-            if claimant is not None and claimant != task_index:
-                return False
-            transaction.update(run_ref, {"finalizing_task": task_index})
-            return True
+            except gexc.AlreadyExists:
+                ref.update({"finished": True, "updated_at": now})
 
-        if not claim(self._transaction()):
-            return None
-        counts = summarize(self.outcomes(run_date))
-        run_ref.update({"status": final_status(counts).value, "counts": counts, "finished_at": now})
-        return self.get_run(run_date)
+    def _close_run(
+        self, run_date: str, execution: str, task_index: int, now: float
+    ) -> RunState | None:
+        """Give the claimed run its final status and counts, recounted if it moved meanwhile."""
+        ref = self._run(run_date)
+
+        @firestore.transactional
+        def close(
+            transaction: Any, seen: Any, counts: dict[str, int], force: bool
+        ) -> tuple[bool, RunState | None]:
+            snap = ref.get(transaction=transaction)
+            data = _data(snap) if snap.exists else {}
+            if (
+                data.get("execution") != execution
+                or data.get("status") != RunStatus.RUNNING
+                or data.get("finalizing_task") != task_index
+            ):
+                return True, None  # taken over, failed or closed meanwhile: not ours to close
+            if snap.update_time != seen and not force:
+                return False, None  # e.g. a replay moved a row while we counted: count again
+            update = {"status": final_status(counts).value, "counts": counts, "finished_at": now}
+            transaction.update(ref, update)
+            return True, self._state({**data, **update})
+
+        for attempt in range(1, FINALIZE_ATTEMPTS + 1):
+            seen = ref.get().update_time
+            counts = summarize(self.outcomes(run_date))
+            done: bool
+            state: RunState | None
+            done, state = close(self._transaction(), seen, counts, attempt == FINALIZE_ATTEMPTS)
+            if done:
+                return state
+        return None  # unreachable: the last attempt always closes
 
     # -- ledger -----------------------------------------------------------------------------
     def ledger_get(self, keys: Sequence[str]) -> dict[str, LedgerEntry]:
