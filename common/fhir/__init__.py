@@ -1,6 +1,11 @@
-"""An async FHIR R4 client for Patient search, read and conditional update."""
+"""An async FHIR R4 client for Patient search, read and conditional update.
 
-from common.fhir._client import FhirClient, RequestStats
+``FhirClient`` wraps one pooled ``httpx.AsyncClient`` (on httpx-aiohttp's transport by default)
+with a shared token bucket, a circuit breaker and jittered retries; ``FhirSettings`` says how
+hard to push the server; the errors sort every failure into conflict, permanent or transient.
+"""
+
+from common.fhir._client import FhirClient, RequestStats, RetryHook
 from common.fhir._errors import (
     FhirAuthError,
     FhirConflict,
@@ -21,4 +26,5 @@ __all__ = [
     "FhirTransientError",
     "FhirUnavailable",
     "RequestStats",
+    "RetryHook",
 ]

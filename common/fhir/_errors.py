@@ -1,39 +1,75 @@
+"""The FHIR client's exceptions.
+
+Messages name the operation (``"GET Patient search"``), never a URL, a query, a NIK or the API
+key: they end up in row outcomes and logs. Server diagnostics are redacted before they are
+stored here (see ``_client.diagnostics``).
+"""
+
 from __future__ import annotations
 
 from common.errors import PhonesyncError
 
 
 class FhirError(PhonesyncError):
-    """Base of FHIR client errors. Messages never carry a NIK, a URL query or the API key."""
+    """Base of the FHIR client's errors."""
 
 
 class FhirConflict(FhirError):
-    """A conditional update lost a race: 412 (R4 stale If-Match) or 409 (HAPI's answer)."""
+    """A conditional update lost a race: 412 (R4's answer to a stale If-Match) or 409 (HAPI's).
+
+    Never retried by the client: the caller re-reads the resource and decides again.
+    """
+
+    def __init__(self, what: str, status: int) -> None:
+        super().__init__(f"{what}: {status} (the resource changed since it was read)")
+        self.status = status
 
 
 class FhirPermanentError(FhirError):
-    """The server refused the request for good (4xx other than 408/429): retrying won't help."""
+    """The server refused the request for good (4xx other than 408/429): retrying won't help.
+
+    ``diagnostics`` is the text of the OperationOutcome the server sent ("" if none).
+    """
 
     def __init__(self, what: str, status: int, diagnostics: str = "") -> None:
         detail = f": {diagnostics}" if diagnostics else ""
-        super().__init__(f"{what}: HTTP {status}{detail}")
+        super().__init__(f"{what}: {status}{detail}")
         self.status = status
         self.diagnostics = diagnostics
 
 
 class FhirAuthError(FhirPermanentError):
-    """401/403: the x-api-key is missing, wrong or lacks permission."""
+    """401/403: the ``x-api-key`` is missing, wrong or lacks permission."""
 
 
 class FhirTransientError(FhirError):
-    """5xx, 408, 429, timeout or connection failure that persisted through every retry."""
+    """5xx, 408, 429, a timeout or a connection failure that persisted through every attempt.
 
-    def __init__(self, what: str, status: int, attempts: int) -> None:
-        answer = f"HTTP {status}" if status else "no response"
-        super().__init__(f"{what}: {answer} after {attempts} attempt(s)")
+    ``status`` is the last HTTP status seen, 0 when the last attempt got no response.
+    """
+
+    def __init__(self, what: str, status: int, attempts: int, *, detail: str = "") -> None:
+        answer = str(status) if status else "no response"
+        if detail:
+            answer += f" ({detail})"
+        super().__init__(f"{what}: {answer} after {attempts} attempt{'s' * (attempts != 1)}")
         self.status = status
         self.attempts = attempts
 
 
 class FhirUnavailable(FhirTransientError):
-    """The server has been down for longer than the deadline: give up fast on remaining rows."""
+    """The circuit breaker has been open longer than ``deadline_seconds``: the server is down.
+
+    Raised at once for every waiting and later call of that client, so a run's remaining rows
+    become ``deferred`` quickly instead of each waiting out its own retries.
+    """
+
+    def __init__(self, what: str, status: int, attempts: int, *, open_seconds: float) -> None:
+        FhirError.__init__(
+            self,
+            f"{what}: FHIR server unavailable (circuit open for {open_seconds:.0f} s, "
+            f"past the deadline; last answer {status or 'no response'})",
+        )
+        self.status = status
+        self.attempts = attempts
+        self.open_seconds = open_seconds

@@ -1,43 +1,85 @@
+"""The FHIR client's settings, validated on construction."""
+
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, fields
 
 TRANSPORTS = ("aiohttp", "httpx")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class FhirSettings:
+    """How to reach one FHIR R4 base and how hard to push it.
+
+    ``repr()`` shows whether an API key is set, never the key itself.
+    """
+
     base_url: str
-    api_key: str | None = field(default=None, repr=False)
+    api_key: str | None = None
+    #: Requests in flight at once (also the connection pool size).
     concurrency: int = 64
-    rate_limit: float = 200.0  # requests/s; 0 = unlimited
+    #: Requests per second across all senders, retries included; 0 = unlimited.
+    rate_limit: float = 200.0
+    #: Per phase of one request (connect, write, read, pool wait).
     timeout_seconds: float = 15.0
-    deadline_seconds: float = 600.0  # how long a down server is waited for
+    #: How long a down server (circuit open) is waited for before every call fails fast.
+    deadline_seconds: float = 600.0
+    #: Tries per request, the first included (waiting out an open circuit does not use them up).
     max_attempts: int = 6
     backoff_base_seconds: float = 0.25
     backoff_cap_seconds: float = 20.0
-    breaker_failure_threshold: int = 20  # consecutive transient failures that open the breaker
+    #: Consecutive transient failures (5xx, 408, timeouts, connection errors) that open it.
+    breaker_failure_threshold: int = 20
+    #: While open, one probe request is let through this often.
     breaker_probe_seconds: float = 2.0
+    #: "aiohttp" (httpx API on the httpx-aiohttp transport) or "httpx" (httpx's own pool).
     transport: str = "aiohttp"
 
     def __post_init__(self) -> None:
-        problems = []
-        if not self.base_url.startswith(("http://", "https://")):
+        problems: list[str] = []
+        if not isinstance(self.base_url, str) or not self.base_url.startswith(
+            ("http://", "https://")
+        ):
             problems.append("base_url must start with http:// or https://")
+        if self.api_key is not None and any(c in self.api_key for c in "\r\n"):
+            problems.append("api_key must not contain line breaks")
         for name in ("concurrency", "max_attempts", "breaker_failure_threshold"):
-            if getattr(self, name) < 1:
-                problems.append(f"{name} must be at least 1")
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                problems.append(f"{name} must be an integer of at least 1, got {value!r}")
         for name in (
             "timeout_seconds",
             "deadline_seconds",
             "backoff_cap_seconds",
             "breaker_probe_seconds",
         ):
-            if getattr(self, name) <= 0:
-                problems.append(f"{name} must be greater than 0")
-        if self.rate_limit < 0 or self.backoff_base_seconds < 0:
-            problems.append("rate_limit and backoff_base_seconds must not be negative")
+            value = getattr(self, name)
+            if not _number(value) or not value > 0:
+                problems.append(f"{name} must be a finite number greater than 0, got {value!r}")
+        for name in ("rate_limit", "backoff_base_seconds"):
+            value = getattr(self, name)
+            if not _number(value) or value < 0:
+                problems.append(f"{name} must be a finite number of at least 0, got {value!r}")
         if self.transport not in TRANSPORTS:
-            problems.append(f"transport must be one of {TRANSPORTS}")
+            problems.append(f"transport must be one of {TRANSPORTS}, got {self.transport!r}")
         if problems:
             raise ValueError("invalid FHIR settings: " + "; ".join(problems))
+
+    def __repr__(self) -> str:
+        shown = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "api_key" and value is not None:
+                shown.append("api_key=<set>")
+            else:
+                shown.append(f"{f.name}={value!r}")
+        return f"FhirSettings({', '.join(shown)})"
+
+
+def _number(value: object) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(float(value))
+    )
