@@ -78,23 +78,23 @@ def rows_from_values(values: Sequence[Sequence[object]]) -> list[SheetRow]:
     if not values:
         raise SheetError("the sheet is empty: expected a header row with " + _column_list())
     columns = _locate_columns(values[0])
-    name_index = columns.get(NAME_COLUMN)
+    date_at, nik_at, phone_at = (columns[c] for c in REQUIRED_COLUMNS)
+    name_at = columns.get(NAME_COLUMN)
+    width = max(columns.values()) + 1
     rows: list[SheetRow] = []
-    for offset, cells in enumerate(values[1:]):
-        texts = [str(c) if c is not None else "" for c in cells]
-        if not any(t.strip() for t in texts):
+    for number, cells in enumerate(values[1:], start=2):
+        texts = [c if isinstance(c, str) else "" if c is None else str(c) for c in cells]
+        if not "".join(texts).strip():
             continue  # blank rows are skipped, not reported
-
-        def cell(index: int | None, texts: list[str] = texts) -> str:
-            return texts[index] if index is not None and index < len(texts) else ""
-
+        if len(texts) < width:  # the Sheets API leaves out a row's empty trailing cells
+            texts += [""] * (width - len(texts))
         rows.append(
             SheetRow(
-                row=offset + 2,
-                date=cell(columns[DATE_COLUMN]),
-                nik=cell(columns[NIK_COLUMN]),
-                name=cell(name_index),
-                phone=cell(columns[PHONE_COLUMN]),
+                number,
+                texts[date_at],
+                texts[nik_at],
+                "" if name_at is None else texts[name_at],
+                texts[phone_at],
             )
         )
     return rows
