@@ -1,7 +1,7 @@
 """How a phone cell becomes the number written to the registry, or why it is rejected."""
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from common.phones import InvalidPhone, PhoneFormat, normalize_phone, same_number
@@ -116,14 +116,15 @@ def test_any_text_either_normalises_to_an_indonesian_mobile_or_is_rejected(cell:
         assert 12 <= len(result) <= 15
 
 
-@given(st.text("0123456789", min_size=8, max_size=11))
-def test_classification_agrees_with_phonenumbers_number_type(rest: str) -> None:
+@settings(max_examples=500)
+@given(st.sampled_from("123456789888"), st.text("0123456789", min_size=5, max_size=16))
+def test_classification_agrees_with_phonenumbers_number_type(first: str, rest: str) -> None:
     import phonenumbers
     from phonenumbers import PhoneNumberType
 
     from common.phones import classify_nsn
 
-    nsn = "8" + rest
+    nsn = first + rest
     number = phonenumbers.parse("+62" + nsn, None)
     expected = phonenumbers.number_type(number)
     kind = classify_nsn(nsn)
