@@ -101,17 +101,33 @@ def decide(
 ) -> Decision:
     """The one rule every mode applies to a winning row and the patients carrying its NIK."""
     if not matches:
-        return Decision(Status.NOT_FOUND, "no patient in the registry has this NIK")
+        return NOT_FOUND
     if len(matches) > 1:
-        ids = ", ".join(str(m.get("id")) for m in matches)
-        return Decision(
-            Status.AMBIGUOUS, f"{len(matches)} patients carry this NIK ({ids}); none updated"
-        )
-    patient = matches[0]
-    patient_id = str(patient.get("id")) if patient.get("id") is not None else None
+        return ambiguous([patient_id(m) for m in matches])
+    return decide_for(matches[0], phone, fmt, last_updated)
+
+
+NOT_FOUND = Decision(Status.NOT_FOUND, "no patient in the registry has this NIK")
+
+
+def ambiguous(patient_ids: Sequence[str | None]) -> Decision:
+    ids = ", ".join(str(i) for i in patient_ids)
+    return Decision(
+        Status.AMBIGUOUS, f"{len(patient_ids)} patients carry this NIK ({ids}); none updated"
+    )
+
+
+def decide_for(patient: Resource, phone: Phone, fmt: PhoneFormat, last_updated: str) -> Decision:
+    """The decision for the one patient carrying the row's NIK."""
+    pid = patient_id(patient)
     current = mobile_phone_entry(patient)
     if current is not None and same_number(str(current.get("value", "")), phone.e164):
-        return Decision(Status.UNCHANGED, "the patient already has this number", patient_id)
+        return Decision(Status.UNCHANGED, "the patient already has this number", pid)
     updated = with_mobile_phone(patient, phone.formatted(fmt), last_updated)
     reason = "mobile phone replaced" if current is not None else "mobile phone added"
-    return Decision(Status.UPDATED, reason, patient_id, updated)
+    return Decision(Status.UPDATED, reason, pid, updated)
+
+
+def patient_id(patient: Resource) -> str | None:
+    value = patient.get("id")
+    return None if value is None else str(value)

@@ -1,126 +1,129 @@
-"""Offline mode: apply the sheet to a patient bundle file (no server, no state)."""
+"""Offline mode: apply the sheet to a patient bundle file (no server, no state).
+
+One pass over the bundle's entries (:mod:`common.bundle`): each is parsed, its NIKs looked up
+among the sheet's winning rows, decided on and, only if it changed, serialised again. Whether a
+NIK is ambiguous (several patients carry it) is known only at the end of the pass; the few
+entries concerned are then decided again without it.
+"""
 
 from __future__ import annotations
 
-import gc
-from collections import defaultdict
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
-import orjson
-
-from common.errors import InputError
+from common.bundle import (
+    EntryText,
+    MalformedEntry,
+    collector_paused,
+    cut_entries,
+    entry_text,
+    parse_entry,
+    rewrite_entries,
+)
 from common.outcomes import RowOutcome, summarize
-from common.patient import Resource, decide, patient_niks
+from common.patient import NOT_FOUND, Decision, ambiguous, decide_for, patient_id, patient_niks
 from common.phones import PhoneFormat
-from common.planning import DateWindow, plan_rows
+from common.planning import Candidate, DateWindow, Plan, plan_rows
 from common.privacy import mask_nik
 from common.sheet import SheetRow
-
-INPUT_KEYS = ("patients_before_phone_update", "patients_after_phone_update")
-OUTPUT_KEY = "patients_after_phone_update"
-
-Entry = dict[str, Any]
 
 
 @dataclass(slots=True)
 class TransformResult:
-    entries: list[Entry]
+    #: The output entries' JSON texts, in input order (see :func:`common.bundle.write_bundle`).
+    entries: list[EntryText]
+    #: One per sheet row, in row order.
     outcomes: list[RowOutcome]
-
-
-def load_entries(path: str | Path) -> list[Entry]:
-    """Patient entries (``{"resource": Patient, …}``) of a bundle file.
-
-    Accepts the sample's ``{"patients_before_phone_update": […]}`` (or ``…_after…``), a FHIR
-    ``Bundle`` with ``entry``, or a bare list.
-    """
-    try:
-        with _collector_paused():
-            data = orjson.loads(Path(path).read_bytes())
-    except FileNotFoundError:
-        raise InputError(f"bundle file not found: {path}") from None
-    except orjson.JSONDecodeError as exc:
-        raise InputError(f"bundle file {path} is not valid JSON: {exc}") from None
-    return entries_of(data, str(path))
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Pause the cyclic GC while building a large acyclic tree.
-
-    Loading 100,000 patients allocates millions of containers; each allocation burst would
-    trigger a full traversal of everything loaded so far (measured: +2 s on a 270 MB bundle).
-    JSON has no cycles, so there is nothing for the collector to find. ``gc.freeze`` then moves
-    the tree out of later collections' way.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.freeze()
-        if enabled:
-            gc.enable()
-
-
-def entries_of(data: object, source: str) -> list[Entry]:
-    if isinstance(data, dict):
-        for key in (*INPUT_KEYS, "entry"):
-            if isinstance(data.get(key), list):
-                data = data[key]
-                break
-    if not isinstance(data, list) or not all(
-        isinstance(e, dict) and isinstance(e.get("resource"), dict) for e in data
-    ):
-        raise InputError(
-            f'{source}: expected patients as a list of {{"resource": …}} entries under '
-            f"{INPUT_KEYS[0]!r}, {INPUT_KEYS[1]!r} or a Bundle's 'entry'"
-        )
-    return data
 
 
 def transform(
     rows: Sequence[SheetRow],
-    entries: Sequence[Entry],
+    bundle: bytes,
     *,
     window: DateWindow | None = None,
     fmt: PhoneFormat = PhoneFormat.NATIONAL,
     last_updated: str,
+    source: str = "bundle",
 ) -> TransformResult:
-    plan = plan_rows(rows, window)
-    by_nik: dict[str, list[int]] = defaultdict(list)
-    for index, entry in enumerate(entries):
-        for nik in set(patient_niks(entry["resource"])):
-            by_nik[nik].append(index)
-    out = list(entries)
-    outcomes = list(plan.decided)
-    for candidate in plan.candidates:
-        indexes = by_nik.get(candidate.nik, [])
-        matches: list[Resource] = [out[i]["resource"] for i in indexes]
-        decision = decide(matches, candidate.phone, fmt, last_updated)
-        if decision.resource is not None:
-            out[indexes[0]] = {**out[indexes[0]], "resource": decision.resource}
-        outcomes.append(
-            RowOutcome(
-                candidate.row,
-                decision.status,
-                decision.reason,
-                decision.patient_id,
-                nik_masked=mask_nik(candidate.nik),
-                warning=candidate.warning,
+    """Apply the sheet rules to ``bundle`` (a bundle file's bytes; ``source`` names it in errors)."""
+    with collector_paused():
+        plan = plan_rows(rows, window)
+        texts = cut_entries(bundle)
+        if texts is not None:
+            try:
+                return _Pass(plan, fmt, last_updated).run(texts)
+            except MalformedEntry:
+                pass  # it only looked cut-able: parse it whole, to rewrite it or to say what is wrong
+        return _Pass(plan, fmt, last_updated).run(rewrite_entries(bundle, source))
+
+
+class _Pass:
+    def __init__(self, plan: Plan, fmt: PhoneFormat, last_updated: str) -> None:
+        self.plan = plan
+        self.fmt = fmt
+        self.last_updated = last_updated
+        self.wanted = {c.nik: c for c in plan.candidates}
+        #: Wanted NIK → (entry index, patient id) of every entry carrying it.
+        self.holders: dict[str, list[tuple[int, str | None]]] = {}
+        self.decisions: dict[str, Decision] = {}
+
+    def run(self, texts: list[EntryText]) -> TransformResult:
+        out = list(texts)
+        for index, text in enumerate(texts):
+            entry = parse_entry(text)
+            candidates = self._candidates(entry["resource"])
+            if not candidates:
+                continue
+            pid = patient_id(entry["resource"])
+            for candidate in candidates:
+                self.holders.setdefault(candidate.nik, []).append((index, pid))
+            out[index] = self._apply(entry, candidates) or text
+        ambiguous_niks = {nik for nik, found in self.holders.items() if len(found) > 1}
+        for nik in ambiguous_niks:
+            del self.wanted[nik]
+        for index in sorted({i for nik in ambiguous_niks for i, _ in self.holders[nik]}):
+            entry = parse_entry(texts[index])
+            out[index] = self._apply(entry, self._candidates(entry["resource"])) or texts[index]
+        return TransformResult(out, self._outcomes(ambiguous_niks))
+
+    def _candidates(self, resource: dict[str, object]) -> list[Candidate]:
+        """The winning rows for this patient's NIKs, in sheet order (usually none or one)."""
+        wanted = self.wanted
+        found = [wanted[n] for n in set(patient_niks(resource)) if n in wanted]
+        return sorted(found, key=lambda c: c.row) if len(found) > 1 else found
+
+    def _apply(self, entry: dict[str, object], candidates: list[Candidate]) -> bytes | None:
+        """Decide each candidate in turn; the entry's new text, or None if it did not change."""
+        original = resource = entry["resource"]
+        assert isinstance(resource, dict)
+        for candidate in candidates:
+            decision = decide_for(resource, candidate.phone, self.fmt, self.last_updated)
+            if decision.resource is not None:
+                resource = decision.resource
+                # Keep no patient past its entry: 77,000 kept resources would be ~0.9 GB.
+                decision = Decision(decision.status, decision.reason, decision.patient_id)
+            self.decisions[candidate.nik] = decision
+        return None if resource is original else entry_text({**entry, "resource": resource})
+
+    def _outcomes(self, ambiguous_niks: set[str]) -> list[RowOutcome]:
+        outcomes = list(self.plan.decided)
+        for candidate in self.plan.candidates:
+            if candidate.nik in ambiguous_niks:
+                decision = ambiguous([pid for _, pid in self.holders[candidate.nik]])
+            else:
+                decision = self.decisions.get(candidate.nik, NOT_FOUND)
+            outcomes.append(
+                RowOutcome(
+                    candidate.row,
+                    decision.status,
+                    decision.reason,
+                    decision.patient_id,
+                    nik_masked=mask_nik(candidate.nik),
+                    warning=candidate.warning,
+                )
             )
-        )
-    outcomes.sort(key=lambda o: o.row)
-    return TransformResult(out, outcomes)
-
-
-def dump_bundle(entries: Sequence[Entry]) -> bytes:
-    """``{"patients_after_phone_update": […]}``, 2-space indent, UTF-8, trailing newline."""
-    return orjson.dumps({OUTPUT_KEY: entries}, option=orjson.OPT_INDENT_2) + b"\n"
+        outcomes.sort(key=lambda o: o.row)
+        return outcomes
 
 
 def report(outcomes: Sequence[RowOutcome]) -> dict[str, object]:

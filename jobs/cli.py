@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
+from typing import BinaryIO
 
 import orjson
 
+from common.bundle import read_bundle, write_bundle
 from common.errors import InputError
 from common.outcomes import summarize
 from common.patient import jakarta_now_iso
@@ -17,7 +19,7 @@ from common.phones import PhoneFormat
 from common.planning import DateWindow
 from common.sheet import read_csv
 from common.store import StateStore
-from common.transform import dump_bundle, load_entries, report, transform
+from common.transform import report, transform
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -183,31 +185,24 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not outcomes:
         raise InputError(f"no outcomes recorded for {args.date.isoformat()}")
     payload = render_report(outcomes, args.format)
-    if args.out:
-        write_file(args.out, payload)
-    else:
-        sys.stdout.buffer.write(payload)
+    write_output(args.out, lambda out: out.write(payload))
     return EXIT_OK
 
 
 def cmd_transform(args: argparse.Namespace) -> int:
     rows = read_csv(args.sheet)
-    entries = load_entries(args.bundle)
     result = transform(
         rows,
-        entries,
+        read_bundle(args.bundle),
         window=DateWindow.exactly(args.date) if args.date else None,
         fmt=PhoneFormat(args.phone_format),
         last_updated=args.now or jakarta_now_iso(),
+        source=str(args.bundle),
     )
-    payload = dump_bundle(result.entries)
-    if args.out:
-        write_file(args.out, payload)
-    else:
-        sys.stdout.buffer.write(payload)
-        sys.stdout.flush()
+    write_output(args.out, lambda out: write_bundle(result.entries, out))
     if args.report:
-        write_file(args.report, orjson.dumps(report(result.outcomes), option=orjson.OPT_INDENT_2))
+        payload = orjson.dumps(report(result.outcomes), option=orjson.OPT_INDENT_2)
+        write_output(args.report, lambda out: out.write(payload))
     counts = summarize(result.outcomes)
     print(
         f"phonesync transform: {len(result.outcomes)} rows: "
@@ -303,10 +298,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def write_file(path: Path, payload: bytes) -> None:
+def write_output(path: Path | None, write: Callable[[BinaryIO], object]) -> None:
+    """Let ``write`` write to ``path`` (parent folders created), or to stdout when it is None."""
+    if path is None:
+        write(sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+        return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(payload)
+        with path.open("wb") as handle:
+            write(handle)
     except OSError as exc:
         raise InputError(f"cannot write {path}: {exc}") from None
 

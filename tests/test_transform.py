@@ -1,0 +1,99 @@
+"""The offline transform's pass over a bundle: who gets which number, and what is left alone."""
+
+import json
+from typing import Any
+
+import orjson
+
+from common.bundle import parse_entry
+from common.sheet import SheetRow
+from common.transform import transform
+
+NOW = "2025-09-23T23:45:00.123456+07:00"
+NIK_SYSTEM = "https://fhir.kemkes.go.id/id/nik"
+NIK_A, NIK_B, NIK_C = "3171044203920001", "3578106207900002", "3273044812940003"
+
+
+def patient(pid: str, *niks: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "resource": {
+            "resourceType": "Patient",
+            "id": pid,
+            "meta": {"versionId": "v001"},
+            "identifier": [{"system": NIK_SYSTEM, "value": n} for n in niks],
+            **extra,
+        }
+    }
+
+
+def row(number: int, nik: str, phone: str) -> SheetRow:
+    return SheetRow(number, "23-09-2025", nik, "", phone)
+
+
+def run(rows: list[SheetRow], entries: list[dict[str, Any]], layout: str = "indent-2") -> Any:
+    doc = {"patients_before_phone_update": entries}
+    raw = (
+        orjson.dumps(doc, option=orjson.OPT_INDENT_2) if layout == "indent-2" else orjson.dumps(doc)
+    )
+    result = transform(rows, raw, last_updated=NOW)
+    resources = [parse_entry(t)["resource"] for t in result.entries]
+    return resources, {o.row: (o.status.value, o.reason) for o in result.outcomes}
+
+
+def phone_of(resource: dict[str, Any]) -> str | None:
+    return next((t["value"] for t in resource.get("telecom", []) if t.get("use") == "mobile"), None)
+
+
+def test_an_ambiguous_nik_updates_none_of_its_patients_but_their_other_niks_still_apply() -> None:
+    entries = [patient("p1", NIK_A, NIK_B), patient("p2", NIK_A), patient("p3", NIK_C)]
+    for layout in ("indent-2", "compact"):
+        resources, outcomes = run(
+            [row(2, NIK_A, "081111111111"), row(3, NIK_B, "082222222222")], entries, layout
+        )
+        assert outcomes[2][0] == "ambiguous" and "(p1, p2)" in outcomes[2][1]
+        assert outcomes[3][0] == "updated"
+        assert [phone_of(r) for r in resources] == ["082222222222", None, None]
+        assert [r["meta"]["versionId"] for r in resources] == ["v002", "v001", "v001"]
+
+
+def test_two_niks_of_one_patient_apply_in_sheet_order() -> None:
+    resources, outcomes = run(
+        [row(2, NIK_B, "082222222222"), row(3, NIK_A, "081111111111")],
+        [patient("p1", NIK_A, NIK_B)],
+    )
+    assert outcomes == {
+        2: ("updated", "mobile phone added"),
+        3: ("updated", "mobile phone replaced"),
+    }
+    assert phone_of(resources[0]) == "081111111111"
+    assert resources[0]["meta"]["versionId"] == "v003"
+
+
+def test_a_nik_listed_twice_on_one_patient_is_not_ambiguous() -> None:
+    _, outcomes = run([row(2, NIK_A, "081111111111")], [patient("p1", NIK_A, NIK_A)])
+    assert outcomes[2][0] == "updated"
+
+
+def test_untouched_entries_are_returned_as_read_and_changed_ones_keep_their_other_keys() -> None:
+    entries = [
+        {**patient("p1", NIK_A), "fullUrl": "urn:uuid:1", "search": {"mode": "match"}},
+        patient("p2", NIK_B, name=[{"text": "Dewi Ayu Lestari"}]),
+    ]
+    raw = json.dumps({"patients_before_phone_update": entries}, indent=2).encode()
+    result = transform([row(2, NIK_A, "0812-3456-7890")], raw, last_updated=NOW)
+    changed, untouched = (parse_entry(t) for t in result.entries)
+    assert changed["fullUrl"] == "urn:uuid:1" and changed["search"] == {"mode": "match"}
+    assert changed["resource"]["meta"] == {"versionId": "v002", "lastUpdated": NOW}
+    assert bytes(result.entries[1]) in raw  # the very bytes it was read as
+    assert untouched == entries[1]
+
+
+def test_not_found_and_unchanged() -> None:
+    has_it = patient(
+        "p1", NIK_A, telecom=[{"system": "phone", "use": "mobile", "value": "+6281234567890"}]
+    )
+    resources, outcomes = run(
+        [row(2, NIK_A, "081234567890"), row(3, NIK_C, "081234567890")], [has_it]
+    )
+    assert outcomes[2][0] == "unchanged" and outcomes[3][0] == "not_found"
+    assert resources == [has_it["resource"]]
