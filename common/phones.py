@@ -13,6 +13,7 @@ costs ~100 µs, too slow for 100,000-row sheets. A property test holds the two i
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
@@ -22,7 +23,7 @@ import phonenumbers
 
 # Separators people type inside a number: whitespace (incl. non-breaking), - . ( ) /
 _SEPARATORS = re.compile(r"[\s\u00a0\u2007\u202f\-.()/]+")
-_DIGITS = re.compile(r"\+?\d+")
+_DIGITS = re.compile(r"\+?[0-9]+")  # not \d, which also takes Arabic-Indic and other digits
 MIN_NSN_DIGITS = 9
 MAX_NSN_DIGITS = 12
 
@@ -48,8 +49,12 @@ class Phone:
 
 
 def normalize_phone(raw: str) -> Phone:
-    """Canonical form of an Indonesian mobile number, or :class:`InvalidPhone` saying why not."""
-    return _normalize(_SEPARATORS.sub("", raw))
+    """Canonical form of an Indonesian mobile number, or :class:`InvalidPhone` saying why not.
+
+    NFKC first turns full-width digits, plus sign and separators (a phone keyboard's or an IME's)
+    into their ASCII forms.
+    """
+    return _normalize(_SEPARATORS.sub("", unicodedata.normalize("NFKC", raw)))
 
 
 def same_number(a: str, b: str) -> bool:
@@ -67,6 +72,8 @@ def _normalize(compact: str) -> Phone:
     if not _DIGITS.fullmatch(compact):
         if any(ch.isalpha() for ch in compact):
             raise InvalidPhone("contains letters (a typo such as o for 0, or an extension)")
+        if any(ch.isdigit() and not ch.isascii() for ch in compact):
+            raise InvalidPhone("has digits other than 0-9 (retype it with Latin digits)")
         raise InvalidPhone("has characters other than digits, spaces, - . ( ) / and a leading +")
     nsn = _national_significant_number(compact)
     if not nsn.startswith("8"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -29,8 +30,9 @@ _DATE_FORMATS = (
     (re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})"), "dmy"),
     (re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})"), "ymd"),
 )
-_NIK = re.compile(r"\d{16}")
+_NIK = re.compile(r"[0-9]{16}")  # not \d, which also takes Arabic-Indic and other digits
 _WHITESPACE = re.compile(r"\s+")
+_LATIN_DIGITS = frozenset("0123456789")
 
 
 class SheetError(InputError):
@@ -119,19 +121,21 @@ def parse_date(raw: str) -> date:
 
 
 def parse_nik(raw: str) -> str:
-    """The NIK without whitespace; exactly 16 digits."""
-    text = _WHITESPACE.sub("", raw)
+    """The NIK without whitespace; exactly 16 digits (full-width digits are read as 0-9)."""
+    text = _WHITESPACE.sub("", unicodedata.normalize("NFKC", raw))
     if _NIK.fullmatch(text):
         return text
     if not text:
         raise InvalidCell(NIK_COLUMN, "is empty")
+    if any(ch.isdigit() and not ch.isascii() for ch in text):
+        raise InvalidCell(NIK_COLUMN, "has digits other than 0-9 (retype it with Latin digits)")
     if "E+" in text.upper() or "." in text or "," in text:
         raise InvalidCell(
             NIK_COLUMN,
             "was turned into a number by the sheet (format the column as plain text "
             "and retype the 16 digits)",
         )
-    digits = sum(ch.isdigit() for ch in text)
+    digits = sum(ch in _LATIN_DIGITS for ch in text)
     if digits == len(text):
         raise InvalidCell(NIK_COLUMN, f"has {digits} digits, expected 16")
     raise InvalidCell(NIK_COLUMN, "must be 16 digits and nothing else")

@@ -22,6 +22,8 @@ from common.phones import InvalidPhone, PhoneFormat, normalize_phone, same_numbe
         ("+62 (0)812-3456-7890", "081234567890"),  # trunk zero written after the country code
         ("0812345678", "0812345678"),  # 9-digit NSN, the shortest accepted
         ("0812345678901", "0812345678901"),  # 12-digit NSN, the longest accepted
+        ("\uff10\uff18\uff11\uff12\uff0d3456\uff0d7890", "081234567890"),  # full-width (IME)
+        ("\uff0b62 812 3456 7890", "081234567890"),  # full-width plus
     ],
 )
 def test_accepted_spellings(cell: str, national: str) -> None:
@@ -45,6 +47,11 @@ def test_accepted_spellings(cell: str, national: str) -> None:
         ("081234567890123", "digits in 08… form"),  # too long
         ("0800-1-234567", "toll-free"),
         ("0812+34567890", "characters other than digits"),
+        # Arabic-Indic digits: \d would take them and write them to the registry as they are.
+        (
+            "\u0660\u0668\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668\u0669\u0660",
+            "digits other than 0-9",
+        ),
     ],
 )
 def test_rejected_cells_say_why_without_repeating_the_number(cell: str, reason: str) -> None:

@@ -81,6 +81,7 @@ def test_rejected_dates(cell: str, reason: str) -> None:
 
 def test_nik_whitespace_is_removed() -> None:
     assert parse_nik(" 3171 0442 0392 0001 ") == "3171044203920001"
+    assert parse_nik("\uff13\uff11\uff17\uff11044203920001") == "3171044203920001"  # full-width
 
 
 @pytest.mark.parametrize(
@@ -91,6 +92,7 @@ def test_nik_whitespace_is_removed() -> None:
         ("31710442039200011", "has 17 digits"),
         ("3171O44203920001", "16 digits and nothing else"),
         ("", "empty"),
+        ("\u0663\u0661\u0667\u0661044203920001", "digits other than 0-9"),  # Arabic-Indic
     ],
 )
 def test_rejected_niks(cell: str, reason: str) -> None:
