@@ -13,20 +13,28 @@ this was right is proven by parsing every slice (:func:`parse_entry`): a file wh
 parse, joined by nothing but those separators, can only be that list of entries. Any other file
 (compact JSON, other indents, a FHIR ``Bundle``, the sample with two arrays) is parsed whole once
 and rewritten in the cut layout, so the transform always sees one form.
+
+Reading a file means parsing every entry once to learn who it is (patient id and NIKs). For a
+large file that runs in a forked child (:mod:`common._forked`) while the caller plans the
+sheet; the output pass then parses only the entries it changes.
 """
 
 from __future__ import annotations
 
 import gc
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import orjson
 
+from common._forked import CAN_FORK, Forked
+from common._writer import BackgroundWriter
 from common.errors import InputError
+from common.patient import patient_id, patient_niks
 
 INPUT_KEYS = ("patients_before_phone_update", "patients_after_phone_update")
 OUTPUT_KEY = "patients_after_phone_update"
@@ -34,6 +42,11 @@ OUTPUT_KEY = "patients_after_phone_update"
 Entry = dict[str, Any]
 #: One entry's JSON text as it stands in the output: 2-space indent, nested 4 spaces deep.
 EntryText = bytes | memoryview
+#: Who an entry is: its patient's id and NIKs.
+EntryKeys = tuple[str | None, tuple[str, ...]]
+
+#: From this many entries on, indexing in a child pays for the fork (~10 ms) and the pickling.
+BACKGROUND_MIN_ENTRIES = 5_000
 
 _HEAD = re.compile(rb'\{\n  "(?:' + b"|".join(k.encode() for k in INPUT_KEYS) + rb')": \[\n    \{')
 _TAIL = b"\n    }\n  ]\n}"
@@ -44,6 +57,57 @@ _ENTRY_END = re.compile(re.escape(_CLOSE + _BETWEEN + b"{"))
 
 class MalformedEntry(InputError):
     """A slice of the bundle is not a ``{"resource": {…}}`` entry."""
+
+
+@dataclass(slots=True)
+class Bundle:
+    texts: list[EntryText]
+    #: ``keys[i]`` says who ``texts[i]`` is.
+    keys: list[EntryKeys]
+
+
+@contextmanager
+def reading(
+    raw: bytes, source: str, *, background: bool | None = None
+) -> Iterator[Callable[[], Bundle]]:
+    """Start reading a bundle file's bytes; call what this yields to get the :class:`Bundle`.
+
+    ``background`` (default: by size) indexes the entries in a forked child meanwhile, so the
+    caller's own work runs at the same time. The result is the same either way.
+    """
+    texts = cut_entries(raw)
+    if background is None:
+        background = texts is not None and len(texts) >= BACKGROUND_MIN_ENTRIES
+    if texts is None or not background or not CAN_FORK:
+        yield lambda: _read(raw, texts, source)
+        return
+    cut = texts
+    with Forked(lambda: index_entries(cut)) as child:
+
+        def result() -> Bundle:
+            keys = child.result()
+            return Bundle(cut, keys) if keys is not None else _read(raw, cut, source)
+
+        yield result
+
+
+def _read(raw: bytes, texts: list[EntryText] | None, source: str) -> Bundle:
+    if texts is not None:
+        try:
+            return Bundle(texts, index_entries(texts))
+        except MalformedEntry:
+            pass  # it only looked cut-able: parse it whole, to rewrite it or to say what is wrong
+    texts = rewrite_entries(raw, source)
+    return Bundle(texts, index_entries(texts))
+
+
+def index_entries(texts: Iterable[EntryText]) -> list[EntryKeys]:
+    """Who each entry is; :class:`MalformedEntry` if a text is not an entry."""
+    keys: list[EntryKeys] = []
+    for text in texts:
+        resource = parse_entry(text)["resource"]
+        keys.append((patient_id(resource), tuple(dict.fromkeys(patient_niks(resource)))))
+    return keys
 
 
 def read_bundle(path: str | Path) -> bytes:
@@ -57,7 +121,7 @@ def read_bundle(path: str | Path) -> bytes:
 
 def cut_entries(raw: bytes) -> list[EntryText] | None:
     """Each entry's text, sliced out of ``raw`` without parsing it; None if ``raw`` is not laid
-    out for cutting. The caller must :func:`parse_entry` every slice before trusting the cut."""
+    out for cutting. Only parsing every slice (:func:`index_entries`) proves the cut right."""
     head = _HEAD.match(raw)
     stop = len(raw)
     while stop and raw[stop - 1] in b" \t\r\n":
@@ -124,18 +188,20 @@ def write_bundle(texts: Iterable[EntryText], out: BinaryIO) -> None:
     """``{"patients_after_phone_update": […]}``, 2-space indent, UTF-8, trailing newline.
 
     Byte for byte what ``orjson.dumps(…, option=OPT_INDENT_2)`` writes for the same entries.
+    The writing itself runs on a helper thread while ``texts`` produces the next entries.
     """
     iterator = iter(texts)
     first = next(iterator, None)
     if first is None:
         out.write(b'{\n  "%s": []\n}\n' % OUTPUT_KEY.encode())
         return
-    out.write(b'{\n  "%s": [\n    ' % OUTPUT_KEY.encode())
-    out.write(first)
-    for text in iterator:
-        out.write(_BETWEEN)
-        out.write(text)
-    out.write(b"\n  ]\n}\n")
+    with BackgroundWriter(out) as writer:
+        writer.write(b'{\n  "%s": [\n    ' % OUTPUT_KEY.encode())
+        writer.write(first)
+        for text in iterator:
+            writer.write(_BETWEEN)
+            writer.write(text)
+        writer.write(b"\n  ]\n}\n")
 
 
 @contextmanager

@@ -1,101 +1,86 @@
 """Offline mode: apply the sheet to a patient bundle file (no server, no state).
 
-One pass over the bundle's entries (:mod:`common.bundle`): each is parsed, its NIKs looked up
-among the sheet's winning rows, decided on and, only if it changed, serialised again. Whether a
-NIK is ambiguous (several patients carry it) is known only at the end of the pass; the few
-entries concerned are then decided again without it.
+The bundle is read as one JSON text per entry (:mod:`common.bundle`), indexed while the sheet
+is planned. Knowing every entry's NIKs before writing anything, the output pass settles each
+winning row at once — ``not_found``, ``ambiguous`` or decided on its one patient — and streams
+the output: an entry no row touches is written as the bytes it was read as, and only the
+patients that change are parsed and serialised again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from typing import Any, BinaryIO
 
 from common.bundle import (
+    Bundle,
     EntryText,
-    MalformedEntry,
     collector_paused,
-    cut_entries,
     entry_text,
     parse_entry,
-    rewrite_entries,
+    reading,
+    write_bundle,
 )
 from common.outcomes import RowOutcome, summarize
-from common.patient import NOT_FOUND, Decision, ambiguous, decide_for, patient_id, patient_niks
+from common.patient import NOT_FOUND, Decision, ambiguous, decide_for
 from common.phones import PhoneFormat
 from common.planning import Candidate, DateWindow, Plan, plan_rows
 from common.privacy import mask_nik
 from common.sheet import SheetRow
 
 
-@dataclass(slots=True)
-class TransformResult:
-    #: The output entries' JSON texts, in input order (see :func:`common.bundle.write_bundle`).
-    entries: list[EntryText]
-    #: One per sheet row, in row order.
-    outcomes: list[RowOutcome]
-
-
 def transform(
     rows: Sequence[SheetRow],
     bundle: bytes,
+    out: BinaryIO,
     *,
     window: DateWindow | None = None,
     fmt: PhoneFormat = PhoneFormat.NATIONAL,
     last_updated: str,
     source: str = "bundle",
-) -> TransformResult:
-    """Apply the sheet rules to ``bundle`` (a bundle file's bytes; ``source`` names it in errors)."""
+    background: bool | None = None,
+) -> list[RowOutcome]:
+    """Write ``bundle`` (a bundle file's bytes) with the sheet applied to ``out``; one outcome
+    per sheet row, in row order. ``source`` names the bundle in errors; ``background`` see
+    :func:`common.bundle.reading`. Nothing is written if the bundle is unusable."""
     with collector_paused():
-        plan = plan_rows(rows, window)
-        texts = cut_entries(bundle)
-        if texts is not None:
-            try:
-                return _Pass(plan, fmt, last_updated).run(texts)
-            except MalformedEntry:
-                pass  # it only looked cut-able: parse it whole, to rewrite it or to say what is wrong
-        return _Pass(plan, fmt, last_updated).run(rewrite_entries(bundle, source))
+        with reading(bundle, source, background=background) as read:
+            plan = plan_rows(rows, window)
+            entries = read()
+        application = _Application(plan, entries, fmt, last_updated)
+        write_bundle(application.texts(), out)
+        return application.outcomes()
 
 
-class _Pass:
-    def __init__(self, plan: Plan, fmt: PhoneFormat, last_updated: str) -> None:
-        self.plan = plan
-        self.fmt = fmt
-        self.last_updated = last_updated
-        self.wanted = {c.nik: c for c in plan.candidates}
-        #: Wanted NIK → (entry index, patient id) of every entry carrying it.
-        self.holders: dict[str, list[tuple[int, str | None]]] = {}
+class _Application:
+    """The plan applied to one bundle: which entry takes which rows, and what came of each."""
+
+    def __init__(self, plan: Plan, bundle: Bundle, fmt: PhoneFormat, last_updated: str) -> None:
+        self.plan, self.bundle, self.fmt, self.last_updated = plan, bundle, fmt, last_updated
+        wanted = {c.nik: c for c in plan.candidates}
+        #: Wanted NIK → indexes of the entries carrying it.
+        self.holders: dict[str, list[int]] = {}
+        for index, (_, niks) in enumerate(bundle.keys):
+            for nik in niks:
+                if nik in wanted:
+                    self.holders.setdefault(nik, []).append(index)
+        #: Entry index → the rows it takes, in sheet order (an ambiguous NIK's rows take none).
+        self.assigned: dict[int, list[Candidate]] = {}
+        for candidate in plan.candidates:  # already in sheet order
+            found = self.holders.get(candidate.nik, ())
+            if len(found) == 1:
+                self.assigned.setdefault(found[0], []).append(candidate)
         self.decisions: dict[str, Decision] = {}
 
-    def run(self, texts: list[EntryText]) -> TransformResult:
-        out = list(texts)
-        for index, text in enumerate(texts):
-            entry = parse_entry(text)
-            candidates = self._candidates(entry["resource"])
-            if not candidates:
-                continue
-            pid = patient_id(entry["resource"])
-            for candidate in candidates:
-                self.holders.setdefault(candidate.nik, []).append((index, pid))
-            out[index] = self._apply(entry, candidates) or text
-        ambiguous_niks = {nik for nik, found in self.holders.items() if len(found) > 1}
-        for nik in ambiguous_niks:
-            del self.wanted[nik]
-        for index in sorted({i for nik in ambiguous_niks for i, _ in self.holders[nik]}):
-            entry = parse_entry(texts[index])
-            out[index] = self._apply(entry, self._candidates(entry["resource"])) or texts[index]
-        return TransformResult(out, self._outcomes(ambiguous_niks))
+    def texts(self) -> Iterator[EntryText]:
+        """The output entries in input order; decides the assigned rows as it goes."""
+        for index, text in enumerate(self.bundle.texts):
+            candidates = self.assigned.get(index)
+            yield text if candidates is None else self._apply(text, candidates)
 
-    def _candidates(self, resource: dict[str, object]) -> list[Candidate]:
-        """The winning rows for this patient's NIKs, in sheet order (usually none or one)."""
-        wanted = self.wanted
-        found = [wanted[n] for n in set(patient_niks(resource)) if n in wanted]
-        return sorted(found, key=lambda c: c.row) if len(found) > 1 else found
-
-    def _apply(self, entry: dict[str, object], candidates: list[Candidate]) -> bytes | None:
-        """Decide each candidate in turn; the entry's new text, or None if it did not change."""
+    def _apply(self, text: EntryText, candidates: list[Candidate]) -> EntryText:
+        entry: dict[str, Any] = parse_entry(text)
         original = resource = entry["resource"]
-        assert isinstance(resource, dict)
         for candidate in candidates:
             decision = decide_for(resource, candidate.phone, self.fmt, self.last_updated)
             if decision.resource is not None:
@@ -103,13 +88,15 @@ class _Pass:
                 # Keep no patient past its entry: 77,000 kept resources would be ~0.9 GB.
                 decision = Decision(decision.status, decision.reason, decision.patient_id)
             self.decisions[candidate.nik] = decision
-        return None if resource is original else entry_text({**entry, "resource": resource})
+        return text if resource is original else entry_text({**entry, "resource": resource})
 
-    def _outcomes(self, ambiguous_niks: set[str]) -> list[RowOutcome]:
+    def outcomes(self) -> list[RowOutcome]:
+        """One per sheet row, in row order (call after :meth:`texts` is exhausted)."""
         outcomes = list(self.plan.decided)
         for candidate in self.plan.candidates:
-            if candidate.nik in ambiguous_niks:
-                decision = ambiguous([pid for _, pid in self.holders[candidate.nik]])
+            found = self.holders.get(candidate.nik, ())
+            if len(found) > 1:
+                decision = ambiguous([self.bundle.keys[i][0] for i in found])
             else:
                 decision = self.decisions.get(candidate.nik, NOT_FOUND)
             outcomes.append(

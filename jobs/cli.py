@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import orjson
 
-from common.bundle import read_bundle, write_bundle
+from common.bundle import read_bundle
 from common.errors import InputError
 from common.outcomes import summarize
 from common.patient import jakarta_now_iso
@@ -20,6 +21,8 @@ from common.planning import DateWindow
 from common.sheet import read_csv
 from common.store import StateStore
 from common.transform import report, transform
+
+T = TypeVar("T")
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -191,21 +194,25 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_transform(args: argparse.Namespace) -> int:
     rows = read_csv(args.sheet)
-    result = transform(
-        rows,
-        read_bundle(args.bundle),
-        window=DateWindow.exactly(args.date) if args.date else None,
-        fmt=PhoneFormat(args.phone_format),
-        last_updated=args.now or jakarta_now_iso(),
-        source=str(args.bundle),
+    bundle = read_bundle(args.bundle)
+    outcomes = write_output(
+        args.out,
+        lambda out: transform(
+            rows,
+            bundle,
+            out,
+            window=DateWindow.exactly(args.date) if args.date else None,
+            fmt=PhoneFormat(args.phone_format),
+            last_updated=args.now or jakarta_now_iso(),
+            source=str(args.bundle),
+        ),
     )
-    write_output(args.out, lambda out: write_bundle(result.entries, out))
     if args.report:
-        payload = orjson.dumps(report(result.outcomes), option=orjson.OPT_INDENT_2)
+        payload = orjson.dumps(report(outcomes), option=orjson.OPT_INDENT_2)
         write_output(args.report, lambda out: out.write(payload))
-    counts = summarize(result.outcomes)
+    counts = summarize(outcomes)
     print(
-        f"phonesync transform: {len(result.outcomes)} rows: "
+        f"phonesync transform: {len(outcomes)} rows: "
         + ", ".join(f"{k} {v}" for k, v in counts.items()),
         file=sys.stderr,
     )
@@ -298,18 +305,28 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def write_output(path: Path | None, write: Callable[[BinaryIO], object]) -> None:
-    """Let ``write`` write to ``path`` (parent folders created), or to stdout when it is None."""
+def write_output(path: Path | None, write: Callable[[BinaryIO], T]) -> T:
+    """What ``write`` returns after it wrote to ``path``, or to stdout when that is None.
+
+    A file appears whole or not at all: it is written beside ``path`` and renamed over it, so a
+    failed run leaves no half-written bundle (nor an empty one) behind.
+    """
     if path is None:
-        write(sys.stdout.buffer)
+        value = write(sys.stdout.buffer)
         sys.stdout.buffer.flush()
-        return
+        return value
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("wb") as handle:
-            write(handle)
+        try:
+            with partial.open("wb") as handle:
+                value = write(handle)
+            partial.replace(path)
+        finally:
+            partial.unlink(missing_ok=True)
     except OSError as exc:
         raise InputError(f"cannot write {path}: {exc}") from None
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -5,6 +5,8 @@ Whichever way a file is read, the entries are the same and the output is written
 
 import io
 import json
+import os
+import time
 from typing import Any
 
 import orjson
@@ -12,11 +14,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from common._forked import Forked
 from common.bundle import (
     OUTPUT_KEY,
     MalformedEntry,
     cut_entries,
     parse_entry,
+    reading,
     rewrite_entries,
     write_bundle,
 )
@@ -24,6 +28,7 @@ from common.errors import InputError
 from common.transform import transform
 
 NOW = "2025-09-23T23:45:00.123456+07:00"
+NIK = "https://fhir.kemkes.go.id/id/nik"
 
 # JSON values as patients carry them, including strings that spell out the entry separator,
 # non-ASCII names and escapes.
@@ -110,8 +115,9 @@ def test_a_file_that_only_looks_cut_able_is_caught_by_parsing_the_pieces() -> No
     assert texts is not None and len(texts) == 2  # the cut is wrong here…
     with pytest.raises(MalformedEntry):
         [parse_entry(t) for t in texts]  # …and parsing every piece says so
-    result = transform([], raw, last_updated=NOW)
-    assert [parse_entry(t) for t in result.entries] == [
+    out = io.BytesIO()
+    transform([], raw, out, last_updated=NOW)
+    assert orjson.loads(out.getvalue())[OUTPUT_KEY] == [
         {"resource": {"id": "a", "c": [{"x": 1}, {"y": 2}]}}
     ]
 
@@ -130,7 +136,7 @@ def test_a_file_that_only_looks_cut_able_is_caught_by_parsing_the_pieces() -> No
 )
 def test_unusable_files_are_input_errors(raw: bytes, message: str) -> None:
     with pytest.raises(InputError, match=message):
-        transform([], raw, last_updated=NOW, source="test")
+        transform([], raw, io.BytesIO(), last_updated=NOW, source="test")
 
 
 def test_other_shapes_are_read_whole() -> None:
@@ -150,3 +156,43 @@ def test_an_empty_bundle_writes_an_empty_list() -> None:
     raw = orjson_layout([])
     assert cut_entries(raw) is None
     assert written(rewrite_entries(raw, "test")) == b'{\n  "%s": []\n}\n' % OUTPUT_KEY.encode()
+
+
+def test_a_child_indexes_the_same_bundle_as_the_parent() -> None:
+    entries = [
+        {"resource": {"id": f"p{i}", "identifier": [{"system": NIK, "value": f"{i:016d}"}]}}
+        for i in range(50)
+    ]
+    raw = orjson_layout(entries)
+    results = []
+    for background in (False, True):
+        with reading(raw, "test", background=background) as read:
+            bundle = read()
+        results.append((bytes(written(bundle.texts)), bundle.keys))
+    assert results[0] == results[1]
+    assert results[0][1][7] == ("p7", ("0000000000000007",))
+
+
+def test_a_forked_child_computes_in_another_process_and_its_failure_is_a_none() -> None:
+    with Forked(os.getpid) as child:
+        assert child.result() not in (None, os.getpid())
+    with Forked(lambda: 1 // 0) as failing:
+        assert failing.result() is None
+
+
+def test_a_child_whose_result_is_not_needed_is_stopped() -> None:
+    started = time.monotonic()
+    with Forked(lambda: time.sleep(60)):
+        pass
+    assert time.monotonic() - started < 10
+
+
+class _FullDisk(io.BytesIO):
+    def write(self, data: Any) -> int:
+        raise OSError(28, "No space left on device")
+
+
+def test_a_failed_write_is_raised_not_lost() -> None:
+    texts = [b"{" + b" " * 1000 + b"}"] * 5000  # several batches for the writer thread
+    with pytest.raises(OSError, match="No space left"):
+        write_bundle(texts, _FullDisk())

@@ -1,11 +1,11 @@
 """The offline transform's pass over a bundle: who gets which number, and what is left alone."""
 
+import io
 import json
 from typing import Any
 
 import orjson
 
-from common.bundle import parse_entry
 from common.sheet import SheetRow
 from common.transform import transform
 
@@ -30,14 +30,25 @@ def row(number: int, nik: str, phone: str) -> SheetRow:
     return SheetRow(number, "23-09-2025", nik, "", phone)
 
 
-def run(rows: list[SheetRow], entries: list[dict[str, Any]], layout: str = "indent-2") -> Any:
+def apply(rows: list[SheetRow], raw: bytes, background: bool = False) -> tuple[bytes, Any]:
+    out = io.BytesIO()
+    outcomes = transform(rows, raw, out, last_updated=NOW, background=background)
+    return out.getvalue(), outcomes
+
+
+def run(
+    rows: list[SheetRow],
+    entries: list[dict[str, Any]],
+    layout: str = "indent-2",
+    background: bool = False,
+) -> Any:
     doc = {"patients_before_phone_update": entries}
     raw = (
         orjson.dumps(doc, option=orjson.OPT_INDENT_2) if layout == "indent-2" else orjson.dumps(doc)
     )
-    result = transform(rows, raw, last_updated=NOW)
-    resources = [parse_entry(t)["resource"] for t in result.entries]
-    return resources, {o.row: (o.status.value, o.reason) for o in result.outcomes}
+    written, outcomes = apply(rows, raw, background)
+    resources = [e["resource"] for e in orjson.loads(written)["patients_after_phone_update"]]
+    return resources, {o.row: (o.status.value, o.reason) for o in outcomes}
 
 
 def phone_of(resource: dict[str, Any]) -> str | None:
@@ -46,9 +57,12 @@ def phone_of(resource: dict[str, Any]) -> str | None:
 
 def test_an_ambiguous_nik_updates_none_of_its_patients_but_their_other_niks_still_apply() -> None:
     entries = [patient("p1", NIK_A, NIK_B), patient("p2", NIK_A), patient("p3", NIK_C)]
-    for layout in ("indent-2", "compact"):
+    for layout, background in (("indent-2", False), ("indent-2", True), ("compact", False)):
         resources, outcomes = run(
-            [row(2, NIK_A, "081111111111"), row(3, NIK_B, "082222222222")], entries, layout
+            [row(2, NIK_A, "081111111111"), row(3, NIK_B, "082222222222")],
+            entries,
+            layout,
+            background,
         )
         assert outcomes[2][0] == "ambiguous" and "(p1, p2)" in outcomes[2][1]
         assert outcomes[3][0] == "updated"
@@ -80,12 +94,17 @@ def test_untouched_entries_are_returned_as_read_and_changed_ones_keep_their_othe
         patient("p2", NIK_B, name=[{"text": "Dewi Ayu Lestari"}]),
     ]
     raw = json.dumps({"patients_before_phone_update": entries}, indent=2).encode()
-    result = transform([row(2, NIK_A, "0812-3456-7890")], raw, last_updated=NOW)
-    changed, untouched = (parse_entry(t) for t in result.entries)
+    written, _ = apply([row(2, NIK_A, "0812-3456-7890")], raw)
+    changed, untouched = orjson.loads(written)["patients_after_phone_update"]
     assert changed["fullUrl"] == "urn:uuid:1" and changed["search"] == {"mode": "match"}
     assert changed["resource"]["meta"] == {"versionId": "v002", "lastUpdated": NOW}
-    assert bytes(result.entries[1]) in raw  # the very bytes it was read as
     assert untouched == entries[1]
+    second = raw[
+        raw.index(
+            b'    {\n      "resource": {\n        "resourceType": "Patient",\n        "id": "p2"'
+        ) :
+    ]
+    assert second[: second.index(b"\n    }") + 6] in written  # the very bytes it was read as
 
 
 def test_not_found_and_unchanged() -> None:
