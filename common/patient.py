@@ -6,22 +6,19 @@ patient is changed the same way whichever path touches it.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from common.outcomes import Status
-from common.phones import Phone, PhoneFormat, same_number
+from common.phones import Phone, PhoneFormat, holds
 
 NIK_SYSTEM = "https://fhir.kemkes.go.id/id/nik"
 
 # Indonesia's western zone (WIB) has been UTC+7 without daylight saving since 1964, so a fixed
 # offset is exact and needs no tz database in a slim container image.
 JAKARTA = timezone(timedelta(hours=7), "WIB")
-
-_TRAILING_DIGITS = re.compile(r"^(.*?)(\d+)$")
 
 Resource = dict[str, Any]
 
@@ -34,10 +31,10 @@ def bump_version_id(version_id: object) -> str:
     if version_id is None or version_id == "":
         return "1"
     text = str(version_id)
-    match = _TRAILING_DIGITS.match(text)
-    if match is None:
+    prefix = text.rstrip("0123456789")
+    digits = text[len(prefix) :]
+    if not digits:
         return f"{text}1"
-    prefix, digits = match.groups()
     return f"{prefix}{int(digits) + 1:0{len(digits)}d}"
 
 
@@ -57,11 +54,19 @@ def patient_niks(resource: Resource) -> list[str]:
 
 def mobile_phone_entry(resource: Resource) -> dict[str, Any] | None:
     """The first ``telecom`` entry with ``system=phone, use=mobile``, if any."""
-    for entry in resource.get("telecom") or ():
-        if not isinstance(entry, dict):
-            continue
-        if entry.get("system") == "phone" and entry.get("use") == "mobile":
-            return entry
+    telecom = resource.get("telecom") or ()
+    index = _mobile_index(telecom)
+    return None if index is None else telecom[index]
+
+
+def _mobile_index(telecom: Sequence[object]) -> int | None:
+    for index, entry in enumerate(telecom):
+        if (
+            isinstance(entry, dict)
+            and entry.get("system") == "phone"
+            and entry.get("use") == "mobile"
+        ):
+            return index
     return None
 
 
@@ -72,18 +77,16 @@ def with_mobile_phone(resource: Resource, value: str, last_updated: str) -> Reso
     appended. Every other telecom entry and every other field stays as it was. Only the parts
     that change are copied, so an unchanged subtree is shared with the input.
     """
-    telecom = [dict(e) if isinstance(e, dict) else e for e in resource.get("telecom") or ()]
-    updated = {**resource, "telecom": telecom}
-    entry = mobile_phone_entry(updated)
-    if entry is None:
+    telecom = list(resource.get("telecom") or ())
+    index = _mobile_index(telecom)
+    if index is None:
         telecom.append({"system": "phone", "use": "mobile", "value": value})
     else:
-        entry["value"] = value
+        telecom[index] = {**telecom[index], "value": value}
     meta = dict(resource.get("meta") or {})
     meta["versionId"] = bump_version_id(meta.get("versionId"))
     meta["lastUpdated"] = last_updated
-    updated["meta"] = meta
-    return updated
+    return {**resource, "telecom": telecom, "meta": meta}
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +124,7 @@ def decide_for(patient: Resource, phone: Phone, fmt: PhoneFormat, last_updated: 
     """The decision for the one patient carrying the row's NIK."""
     pid = patient_id(patient)
     current = mobile_phone_entry(patient)
-    if current is not None and same_number(str(current.get("value", "")), phone.e164):
+    if current is not None and holds(str(current.get("value", "")), phone):
         return Decision(Status.UNCHANGED, "the patient already has this number", pid)
     updated = with_mobile_phone(patient, phone.formatted(fmt), last_updated)
     reason = "mobile phone replaced" if current is not None else "mobile phone added"

@@ -57,12 +57,14 @@ def normalize_phone(raw: str) -> Phone:
     return _normalize(_SEPARATORS.sub("", unicodedata.normalize("NFKC", raw)))
 
 
-def same_number(a: str, b: str) -> bool:
-    """Whether two cells hold the same number in any accepted spelling (``+6281…`` == ``081…``)."""
+def holds(cell: str, phone: Phone) -> bool:
+    """Whether ``cell`` holds ``phone`` in any accepted spelling (``+6281…``, ``0812-…``)."""
+    if cell == phone.national or cell == phone.e164:
+        return True
     try:
-        return normalize_phone(a).e164 == normalize_phone(b).e164
+        return normalize_phone(cell).e164 == phone.e164
     except InvalidPhone:
-        return _SEPARATORS.sub("", a) == _SEPARATORS.sub("", b)
+        return False
 
 
 @lru_cache(maxsize=1 << 18)

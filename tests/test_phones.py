@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from common.phones import InvalidPhone, PhoneFormat, normalize_phone, same_number
+from common.phones import InvalidPhone, PhoneFormat, holds, normalize_phone
 
 
 @pytest.mark.parametrize(
@@ -77,11 +77,12 @@ def test_e164_format_is_chosen_per_call() -> None:
     assert phone.formatted(PhoneFormat.NATIONAL) == "081234567890"
 
 
-def test_same_number_compares_normalised_forms() -> None:
-    assert same_number("+6281234567890", "081234567890")
-    assert same_number("0812 3456 7890", "6281234567890")
-    assert not same_number("081234567890", "081234567891")
-    assert not same_number("garbage", "081234567890")
+def test_a_cell_holds_a_number_in_any_accepted_spelling() -> None:
+    phone = normalize_phone("081234567890")
+    for cell in ("081234567890", "+6281234567890", "0812 3456 7890", "6281234567890"):
+        assert holds(cell, phone)
+    for cell in ("081234567891", "garbage", ""):
+        assert not holds(cell, phone)
 
 
 # -- properties --------------------------------------------------------------------------------
