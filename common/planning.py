@@ -58,14 +58,6 @@ class Plan:
     decided: list[RowOutcome] = field(default_factory=list)
 
 
-@dataclass(slots=True)
-class _Parsed:
-    row: int
-    date: date
-    nik: str
-    phone_raw: str
-
-
 def plan_rows(rows: Iterable[SheetRow], window: DateWindow | None = None) -> Plan:
     """Apply the sheet rules: per NIK the latest date wins, then the last row in sheet order.
 
@@ -74,7 +66,7 @@ def plan_rows(rows: Iterable[SheetRow], window: DateWindow | None = None) -> Pla
     """
     window = window or DateWindow()
     plan = Plan()
-    winners: dict[str, _Parsed] = {}
+    winners: dict[str, tuple[date, SheetRow]] = {}  # NIK → the row that wins so far, and its date
     for sheet_row in rows:
         try:
             day = parse_date(sheet_row.date)
@@ -91,13 +83,15 @@ def plan_rows(rows: Iterable[SheetRow], window: DateWindow | None = None) -> Pla
         except InvalidCell as exc:
             plan.decided.append(_rejected(sheet_row, Status.INVALID_NIK, str(exc)))
             continue
-        parsed = _Parsed(sheet_row.row, day, nik, sheet_row.phone)
         previous = winners.get(nik)
         if previous is None:
-            winners[nik] = parsed
+            winners[nik] = (day, sheet_row)
             continue
-        loser, winner = (previous, parsed) if parsed.date >= previous.date else (parsed, previous)
-        winners[nik] = winner
+        if day >= previous[0]:
+            winner, loser = sheet_row, previous[1]
+            winners[nik] = (day, sheet_row)
+        else:
+            winner, loser = previous[1], sheet_row
         plan.decided.append(
             RowOutcome(
                 loser.row,
@@ -106,20 +100,20 @@ def plan_rows(rows: Iterable[SheetRow], window: DateWindow | None = None) -> Pla
                 nik_masked=mask_nik(nik),
             )
         )
-    for parsed in sorted(winners.values(), key=lambda p: p.row):
+    for nik, (day, sheet_row) in sorted(winners.items(), key=lambda item: item[1][1].row):
         try:
-            phone = normalize_phone(parsed.phone_raw)
+            phone = normalize_phone(sheet_row.phone)
         except InvalidPhone as exc:
             plan.decided.append(
                 RowOutcome(
-                    parsed.row,
+                    sheet_row.row,
                     Status.INVALID_PHONE,
                     f"{PHONE_COLUMN}: {exc}; nothing applied for this NIK",
-                    nik_masked=mask_nik(parsed.nik),
+                    nik_masked=mask_nik(nik),
                 )
             )
             continue
-        plan.candidates.append(Candidate(parsed.row, parsed.date, parsed.nik, phone))
+        plan.candidates.append(Candidate(sheet_row.row, day, nik, phone))
     plan.decided.sort(key=lambda o: o.row)
     return plan
 

@@ -122,6 +122,8 @@ def parse_date(raw: str) -> date:
 
 def parse_nik(raw: str) -> str:
     """The NIK without whitespace; exactly 16 digits (full-width digits are read as 0-9)."""
+    if len(raw) == 16 and raw.isascii() and raw.isdigit():
+        return raw  # as most cells are; the rest is for the ones that are not
     text = _WHITESPACE.sub("", unicodedata.normalize("NFKC", raw))
     if _NIK.fullmatch(text):
         return text
