@@ -1,7 +1,7 @@
 """Offline mode: apply the sheet to a patient bundle file (no server, no state).
 
 The bundle is read as one JSON text per entry (:mod:`common.bundle`), indexed while the sheet
-is planned. Knowing every entry's NIKs before writing anything, the output pass settles each
+is read and planned. Knowing every entry's NIKs before writing anything, the output pass settles each
 winning row at once — ``not_found``, ``ambiguous`` or decided on its one patient — and streams
 the output: an entry no row touches is written as the bytes it was read as, and only the
 patients that change are parsed and serialised again.
@@ -9,16 +9,14 @@ patients that change are parsed and serialised again.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, BinaryIO
 
 from common.bundle import (
     Bundle,
     EntryText,
-    collector_paused,
     entry_text,
     parse_entry,
-    reading,
     write_bundle,
 )
 from common.outcomes import RowOutcome, summarize
@@ -31,25 +29,23 @@ from common.sheet import SheetRow
 
 def transform(
     rows: Sequence[SheetRow],
-    bundle: bytes,
+    bundle: Callable[[], Bundle],
     out: BinaryIO,
     *,
     window: DateWindow | None = None,
     fmt: PhoneFormat = PhoneFormat.NATIONAL,
     last_updated: str,
-    source: str = "bundle",
-    background: bool | None = None,
 ) -> list[RowOutcome]:
-    """Write ``bundle`` (a bundle file's bytes) with the sheet applied to ``out``; one outcome
-    per sheet row, in row order. ``source`` names the bundle in errors; ``background`` see
-    :func:`common.bundle.reading`. Nothing is written if the bundle is unusable."""
-    with collector_paused():
-        with reading(bundle, source, background=background) as read:
-            plan = plan_rows(rows, window)
-            entries = read()
-        application = _Application(plan, entries, fmt, last_updated)
-        write_bundle(application.texts(), out)
-        return application.outcomes()
+    """Write the bundle with the sheet applied to ``out``; one outcome per sheet row, in row
+    order. Nothing is written if the bundle is unusable.
+
+    ``bundle`` is what :func:`common.bundle.reading` yields: it is called only once the sheet is
+    planned, so that a bundle indexed in the background is indexed meanwhile.
+    """
+    plan = plan_rows(rows, window)
+    application = _Application(plan, bundle(), fmt, last_updated)
+    write_bundle(application.texts(), out)
+    return application.outcomes()
 
 
 class _Application:

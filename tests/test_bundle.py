@@ -116,7 +116,8 @@ def test_a_file_that_only_looks_cut_able_is_caught_by_parsing_the_pieces() -> No
     with pytest.raises(MalformedEntry):
         [parse_entry(t) for t in texts]  # …and parsing every piece says so
     out = io.BytesIO()
-    transform([], raw, out, last_updated=NOW)
+    with reading(raw, "test") as bundle:
+        transform([], bundle, out, last_updated=NOW)
     assert orjson.loads(out.getvalue())[OUTPUT_KEY] == [
         {"resource": {"id": "a", "c": [{"x": 1}, {"y": 2}]}}
     ]
@@ -135,8 +136,8 @@ def test_a_file_that_only_looks_cut_able_is_caught_by_parsing_the_pieces() -> No
     ],
 )
 def test_unusable_files_are_input_errors(raw: bytes, message: str) -> None:
-    with pytest.raises(InputError, match=message):
-        transform([], raw, io.BytesIO(), last_updated=NOW, source="test")
+    with pytest.raises(InputError, match=message), reading(raw, "test") as bundle:
+        transform([], bundle, io.BytesIO(), last_updated=NOW)
 
 
 def test_other_shapes_are_read_whole() -> None:

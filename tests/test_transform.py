@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 
+from common.bundle import reading
 from common.sheet import SheetRow
 from common.transform import transform
 
@@ -32,7 +33,8 @@ def row(number: int, nik: str, phone: str) -> SheetRow:
 
 def apply(rows: list[SheetRow], raw: bytes, background: bool = False) -> tuple[bytes, Any]:
     out = io.BytesIO()
-    outcomes = transform(rows, raw, out, last_updated=NOW, background=background)
+    with reading(raw, "test", background=background) as bundle:
+        outcomes = transform(rows, bundle, out, last_updated=NOW)
     return out.getvalue(), outcomes
 
 
