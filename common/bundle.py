@@ -139,7 +139,12 @@ def cut_entries(raw: bytes) -> list[EntryText] | None:
 
 
 def rewrite_entries(raw: bytes, source: str) -> list[EntryText]:
-    """Each entry's text from a bundle in any layout, by parsing it whole (the slow, sure way).
+    """Each entry's text from a bundle in any layout, by parsing it whole (the slow, sure way)."""
+    return [entry_text(entry) for entry in parse_bundle(raw, source)]
+
+
+def parse_bundle(raw: bytes, source: str) -> list[Entry]:
+    """The entries of a bundle file's bytes, parsed whole.
 
     Accepts the sample's ``{"patients_before_phone_update": […]}`` (or ``…_after…``), a FHIR
     ``Bundle`` with ``entry``, or a bare list.
@@ -148,11 +153,10 @@ def rewrite_entries(raw: bytes, source: str) -> list[EntryText]:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InputError(f"bundle file {source} is not valid JSON: {exc}") from None
-    entries = entries_of(data, source)
-    return [entry_text(entry) for entry in entries]
+    return _entries_of(data, source)
 
 
-def entries_of(data: object, source: str) -> list[Entry]:
+def _entries_of(data: object, source: str) -> list[Entry]:
     """The entry list of a parsed bundle, checked to be ``{"resource": {…}}`` objects."""
     if isinstance(data, dict):
         for key in (*INPUT_KEYS, "entry"):

@@ -19,20 +19,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from common.bundle import parse_bundle, read_bundle
 from sim._state import Resource, SimState
 
 FHIR_JSON = "application/fhir+json"
 
 
 def load_bundle_patients(path: str | Path) -> list[Resource]:
-    """Patients of a bundle file: ``patients_before_phone_update``, else ``…_after…``, else ``entry``."""
-    data = orjson.loads(Path(path).read_bytes())
-    if isinstance(data, dict):
-        for key in ("patients_before_phone_update", "patients_after_phone_update", "entry"):
-            if isinstance(data.get(key), list):
-                data = data[key]
-                break
-    return [e.get("resource", e) for e in data]
+    """Patients of a bundle file in any layout ``phonesync transform`` reads."""
+    return [entry["resource"] for entry in parse_bundle(read_bundle(path), str(path))]
 
 
 def sheet_values_from_csv(text: str) -> list[list[str]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -13,6 +14,7 @@ from pathlib import Path
 import uvicorn
 from starlette.applications import Starlette
 
+from common.errors import InputError
 from sim.app import create_app, load_bundle_patients
 
 
@@ -64,8 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        patients = load_bundle_patients(args.bundle)
+    except InputError as exc:
+        print(f"phonesync fhir-sim: error: {exc}", file=sys.stderr)
+        return 2
     app = create_app(
-        load_bundle_patients(args.bundle),
+        patients,
         api_key=args.api_key,
         latency_ms=args.latency_ms,
         error_rate=args.error_rate,
