@@ -66,7 +66,8 @@ class _Application:
             found = self.holders.get(candidate.nik, ())
             if len(found) == 1:
                 self.assigned.setdefault(found[0], []).append(candidate)
-        self.decisions: dict[str, Decision] = {}
+        #: Wanted NIK → the outcome of its row, once its patient is decided.
+        self.settled: dict[str, RowOutcome] = {}
 
     def texts(self) -> Iterator[EntryText]:
         """The output entries in input order; decides the assigned rows as it goes."""
@@ -81,32 +82,32 @@ class _Application:
             decision = decide_for(resource, candidate.phone, self.fmt, self.last_updated)
             if decision.resource is not None:
                 resource = decision.resource
-                # Keep no patient past its entry: 77,000 kept resources would be ~0.9 GB.
-                decision = Decision(decision.status, decision.reason, decision.patient_id)
-            self.decisions[candidate.nik] = decision
+            self.settled[candidate.nik] = _outcome(candidate, decision)  # not the resource
         return text if resource is original else entry_text({**entry, "resource": resource})
 
     def outcomes(self) -> list[RowOutcome]:
         """One per sheet row, in row order (call after :meth:`texts` is exhausted)."""
         outcomes = list(self.plan.decided)
         for candidate in self.plan.candidates:
-            found = self.holders.get(candidate.nik, ())
-            if len(found) > 1:
-                decision = ambiguous([self.bundle.keys[i][0] for i in found])
-            else:
-                decision = self.decisions.get(candidate.nik, NOT_FOUND)
-            outcomes.append(
-                RowOutcome(
-                    candidate.row,
-                    decision.status,
-                    decision.reason,
-                    decision.patient_id,
-                    nik_masked=mask_nik(candidate.nik),
-                    warning=candidate.warning,
-                )
-            )
+            outcome = self.settled.get(candidate.nik)
+            if outcome is None:  # no patient, or several: nothing was decided
+                found = self.holders.get(candidate.nik, ())
+                ids = [self.bundle.keys[i][0] for i in found]
+                outcome = _outcome(candidate, ambiguous(ids) if len(found) > 1 else NOT_FOUND)
+            outcomes.append(outcome)
         outcomes.sort(key=lambda o: o.row)
         return outcomes
+
+
+def _outcome(candidate: Candidate, decision: Decision) -> RowOutcome:
+    return RowOutcome(
+        candidate.row,
+        decision.status,
+        decision.reason,
+        decision.patient_id,
+        nik_masked=mask_nik(candidate.nik),
+        warning=candidate.warning,
+    )
 
 
 def report(outcomes: Sequence[RowOutcome]) -> dict[str, object]:
