@@ -137,3 +137,26 @@ def test_malformed_json_and_missing_column_exit_2(
     sheet.write_text("last_updated_date,nik_identifier\n")
     assert main(["transform", "--sheet", str(sheet), "--bundle", str(BUNDLE)]) == 2
     assert "missing required column 'phone_number'" in capsys.readouterr().err
+
+
+def test_a_failed_run_leaves_the_previous_output_untouched(tmp_path: Path) -> None:
+    out = tmp_path / "after.json"
+    out.write_text("previous output")
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"patients_before_phone_update": [{"resource": ')
+    argv = ["transform", "--sheet", str(SHEET), "--bundle", str(bad), "--out", str(out)]
+    assert main(argv) == 2
+    assert out.read_text() == "previous output"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["after.json", "bad.json"]
+
+
+def test_the_bundle_can_be_transformed_in_place(tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle.json"
+    bundle.write_bytes(BUNDLE.read_bytes())
+    argv = ["transform", "--sheet", str(SHEET), "--bundle", str(bundle), "--now", NOW]
+    assert main([*argv, "--out", str(bundle)]) == 0
+    reference = json.loads(BUNDLE.read_text())["patients_after_phone_update"]
+    assert json.loads(bundle.read_text())["patients_after_phone_update"] == reference
+    report = tmp_path / "again.json"
+    assert main([*argv, "--out", str(bundle), "--report", str(report)]) == 0
+    assert json.loads(report.read_text())["summary"] == {"unchanged": 10}
