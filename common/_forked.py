@@ -26,9 +26,8 @@ class Forked(Generic[T]):
     def __init__(self, fn: Callable[[], T]) -> None:
         read_end, write_end = os.pipe()
         self._pid = os.fork()
-        if (
-            self._pid == 0
-        ):  # the child: compute, send, and leave without running the parent's exit code
+        if self._pid == 0:
+            # The child: compute, send, and leave without running any of the parent's exit code.
             code = 1
             try:
                 os.close(read_end)

@@ -1,10 +1,10 @@
 """Offline mode: apply the sheet to a patient bundle file (no server, no state).
 
 The bundle is read as one JSON text per entry (:mod:`common.bundle`), indexed while the sheet
-is read and planned. Knowing every entry's NIKs before writing anything, the output pass settles each
-winning row at once — ``not_found``, ``ambiguous`` or decided on its one patient — and streams
-the output: an entry no row touches is written as the bytes it was read as, and only the
-patients that change are parsed and serialised again.
+is read and planned. Knowing every entry's NIKs before writing anything, the output pass
+settles each winning row at once — ``not_found``, ``ambiguous`` or decided on its one patient —
+and streams the output: an entry no row touches is written as the bytes it was read as, and
+only the patients that change are parsed and serialised again.
 """
 
 from __future__ import annotations
