@@ -360,6 +360,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as exc:
         print(f"phonesync: error: {exc}", file=sys.stderr)
         return EXIT_INPUT
+    except BrokenPipeError:  # stdout's reader left (`… | head`): stop quietly, as cat does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -1,6 +1,9 @@
 """The offline ``phonesync transform`` command, end to end through its CLI."""
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -160,3 +163,15 @@ def test_the_bundle_can_be_transformed_in_place(tmp_path: Path) -> None:
     report = tmp_path / "again.json"
     assert main([*argv, "--out", str(bundle), "--report", str(report)]) == 0
     assert json.loads(report.read_text())["summary"] == {"unchanged": 10}
+
+
+def test_a_reader_that_went_away_ends_the_run_quietly() -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # as `| head` does once it has what it wants
+    command = [sys.executable, "-m", "jobs.cli", "transform", "--sheet", str(SHEET)]
+    done = subprocess.run(
+        [*command, "--bundle", str(BUNDLE)], stdout=write_end, stderr=subprocess.PIPE, timeout=60
+    )
+    os.close(write_end)
+    assert done.returncode == 1
+    assert b"Traceback" not in done.stderr and b"BrokenPipe" not in done.stderr
