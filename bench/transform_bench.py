@@ -25,8 +25,15 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--workdir", type=Path, help="keep generated files here")
     args = parser.parse_args()
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="phonesync-bench-"))
-    work.mkdir(parents=True, exist_ok=True)
+    if args.workdir:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        run(args, args.workdir)
+    else:  # ~850 MB of generated files: not left behind in /tmp
+        with tempfile.TemporaryDirectory(prefix="phonesync-bench-") as work:
+            run(args, Path(work))
+
+
+def run(args: argparse.Namespace, work: Path) -> None:
     sheet, bundle, out = work / "sheet.csv", work / "bundle.json", work / "out.json"
     if not bundle.exists():
         print(
