@@ -32,7 +32,6 @@ _DATE_FORMATS = (
 )
 _NIK = re.compile(r"[0-9]{16}")  # not \d, which also takes Arabic-Indic and other digits
 _WHITESPACE = re.compile(r"\s+")
-_LATIN_DIGITS = frozenset("0123456789")
 
 
 class SheetError(InputError):
@@ -137,7 +136,7 @@ def parse_nik(raw: str) -> str:
             "was turned into a number by the sheet (format the column as plain text "
             "and retype the 16 digits)",
         )
-    digits = sum(ch in _LATIN_DIGITS for ch in text)
+    digits = sum(ch.isascii() and ch.isdigit() for ch in text)
     if digits == len(text):
         raise InvalidCell(NIK_COLUMN, f"has {digits} digits, expected 16")
     raise InvalidCell(NIK_COLUMN, "must be 16 digits and nothing else")
