@@ -29,17 +29,12 @@ class Status(StrEnum):
 
 #: Outcomes that leave the patient holding the row's number.
 APPLIED = frozenset({Status.UPDATED, Status.UNCHANGED, Status.ALREADY_APPLIED})
-#: Outcomes a field officer must act on (fix the sheet or the registry).
-NEEDS_ATTENTION = frozenset(
-    {
-        Status.INVALID_DATE,
-        Status.INVALID_NIK,
-        Status.INVALID_PHONE,
-        Status.NOT_FOUND,
-        Status.AMBIGUOUS,
-        Status.ERROR,
-    }
-)
+#: Rows the sheet rules rejected: a cell a field officer must fix.
+SHEET_REJECTED = frozenset({Status.INVALID_DATE, Status.INVALID_NIK, Status.INVALID_PHONE})
+#: Rows that need a field officer: fix the sheet, or check the NIK with the registry team.
+NEEDS_OFFICER = SHEET_REJECTED | {Status.NOT_FOUND, Status.AMBIGUOUS}
+#: Rows not (yet) applied for a reason on the registry's side: replay function or on-call.
+NOT_YET_APPLIED = frozenset({Status.DEFERRED, Status.ERROR})
 
 
 @dataclass(frozen=True, slots=True)

@@ -164,19 +164,17 @@ def open_state_from(args: argparse.Namespace) -> StateStore:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from common.config import jakarta_today
-    from jobs.operator import render_status
+    from jobs.operator import render_status, status_exit_code
 
     run_date = (args.date or jakarta_today()).isoformat()
     store = open_state_from(args)
     try:
-        print(
-            render_status(
-                store.get_run(run_date), store.progress(run_date), run_date, sys.stdout.isatty()
-            )
-        )
+        run = store.get_run(run_date)
+        outcomes = store.outcomes(run_date) if run is not None else []
+        print(render_status(run, store.progress(run_date), run_date, sys.stdout.isatty(), outcomes))
     finally:
         store.close()
-    return EXIT_OK
+    return status_exit_code(run)
 
 
 def cmd_report(args: argparse.Namespace) -> int:

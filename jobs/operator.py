@@ -6,26 +6,55 @@ import csv
 import io
 import time
 from collections.abc import Sequence
+from datetime import datetime
 
 import orjson
 
 from common.errors import InputError
-from common.outcomes import RowOutcome, Status
-from common.store import RunState, StateStore, TaskProgress, WorkItem
+from common.outcomes import NEEDS_OFFICER, NOT_YET_APPLIED, RowOutcome, Status
+from common.patient import JAKARTA
+from common.store import RunState, RunStatus, StateStore, TaskProgress, WorkItem
 
 REPORT_COLUMNS = ("row", "nik", "status", "reason", "warning", "patient_id")
 
+#: ``phonesync status`` exit codes: 0 only for a plainly succeeded run (docs: README, runbook).
+STATUS_EXIT = {
+    RunStatus.SUCCEEDED: 0,
+    RunStatus.FAILED: 1,
+    RunStatus.NEEDS_ACTION: 3,
+    RunStatus.PARTIAL: 4,
+    RunStatus.RUNNING: 5,
+}
+EXIT_NO_RUN = 6
+#: Rows listed by name in ``phonesync status`` (all of them are in ``phonesync report``).
+LISTED_ROWS = 20
+_ACTION = NEEDS_OFFICER | NOT_YET_APPLIED
+
+
+def jakarta_time(timestamp: float) -> str:
+    """``2025-09-23 23:00:05+07:00``: the officers' and the schedule's clock, offset shown."""
+    return datetime.fromtimestamp(timestamp, JAKARTA).isoformat(sep=" ", timespec="seconds")
+
+
+def status_exit_code(run: RunState | None) -> int:
+    return EXIT_NO_RUN if run is None else STATUS_EXIT[run.status]
+
 
 def render_status(
-    run: RunState | None, tasks: Sequence[TaskProgress], run_date: str, bars: bool
+    run: RunState | None,
+    tasks: Sequence[TaskProgress],
+    run_date: str,
+    bars: bool,
+    outcomes: Sequence[RowOutcome] = (),
 ) -> str:
+    """The run, its tasks, counts by status and, by name, the rows someone must act on."""
     if run is None:
         return f"no run recorded for {run_date}"
     end = run.finished_at or time.time()
     lines = [
         f"run {run.run_date}: {run.status.value}" + (f" — {run.reason}" if run.reason else ""),
         f"  execution  {run.execution}",
-        f"  started    {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(run.started_at))}"
+        f"  started    {jakarta_time(run.started_at)}"
         f" ({end - run.started_at:.0f} s {'in total' if run.finished_at else 'so far'})",
         f"  rows       {run.total_rows}"
         + ("" if run.manifest_ready else " (manifest not written yet)"),
@@ -40,7 +69,22 @@ def render_status(
     if counts:
         lines.append("  by status" + ("" if run.finished_at else " (so far, synced rows only)"))
         lines += [f"    {status:<16} {count}" for status, count in counts.items()]
+    lines += _rows_needing_action(outcomes, run_date)
     return "\n".join(lines)
+
+
+def _rows_needing_action(outcomes: Sequence[RowOutcome], run_date: str) -> list[str]:
+    rows = [o for o in outcomes if o.status in _ACTION]
+    if not rows:
+        return []
+    lines = [f"  rows needing action ({len(rows)}; who acts: README, Outcomes)"]
+    lines += [
+        f"    row {o.row:>5}  {o.status.value:<14} {o.nik_masked or '-':<16}  {o.reason}"
+        for o in rows[:LISTED_ROWS]
+    ]
+    if len(rows) > LISTED_ROWS:
+        lines.append(f"    … {len(rows) - LISTED_ROWS} more: phonesync report --date {run_date}")
+    return lines
 
 
 def sum_counts(tasks: Sequence[TaskProgress]) -> dict[str, int]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from common.config import JobConfig, jakarta_today, lookback_start
 from common.errors import InputError
 from common.fhir import FhirClient
-from common.outcomes import Status
+from common.outcomes import NEEDS_OFFICER, SHEET_REJECTED, Status, summarize
 from common.planning import DateWindow, plan_rows, shard_of
 from common.runtime import fhir_settings, ledger_key, open_store
 from common.sheet import SheetRow, read_csv
@@ -216,11 +216,24 @@ def _write_manifest(config: JobConfig, store: StateStore, run_date: str) -> None
         )
         shards[shard_of(c.nik, config.task_count)].append(item)
     store.write_manifest(run_date, config.execution, shards, plan.decided)
+    rejected = [o for o in plan.decided if o.status in SHEET_REJECTED]
+    for o in rejected:  # one line per row, like the synced rows: the rows metric counts them
+        log_event(
+            "row_outcome",
+            f"row {o.row}: {o.status.value}",
+            severity=logging.WARNING,
+            row=o.row,
+            status=o.status.value,
+            nik=o.nik_masked,
+            reason=o.reason,
+        )
     log_event(
         "manifest_written",
-        f"{len(plan.candidates)} rows to sync, {len(plan.decided)} decided from the sheet",
+        f"{len(plan.candidates)} rows to sync, {len(plan.decided)} decided from the sheet"
+        f" ({len(rejected)} rejected by the sheet rules)",
         candidates=len(plan.candidates),
         decided=len(plan.decided),
+        rejected=summarize(rejected),
         shard_sizes=[len(s) for s in shards.values()],
         window=[window.first.isoformat() if window.first else None, run_date],
     )
@@ -337,13 +350,23 @@ def _log_retry(method: str, status: int, attempt: int) -> None:
 
 
 def _log_run_finished(run: RunState) -> None:
+    """The run's summary line: its status, counts by status, and the rows needing an officer
+    (``rejected``: by the sheet rules, by status; ``needs_officer``: those plus not_found and
+    ambiguous)."""
     duration = (run.finished_at or time.time()) - run.started_at
-    severity = logging.INFO if run.status.value == "succeeded" else logging.WARNING
+    severity = logging.INFO if run.status is RunStatus.SUCCEEDED else logging.WARNING
+    rejected = {
+        s.value: run.counts[s.value]
+        for s in Status
+        if s in SHEET_REJECTED and run.counts.get(s.value)
+    }
     log_event(
         "run_finished",
         f"run {run.run_date} {run.status.value} in {duration:.0f} s: {run.counts}",
         severity=severity,
         status=run.status.value,
         counts=run.counts,
+        rejected=rejected,
+        needs_officer=sum(run.counts.get(s.value, 0) for s in NEEDS_OFFICER),
         duration_seconds=round(duration, 1),
     )

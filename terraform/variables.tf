@@ -155,6 +155,12 @@ variable "failure_ratio_threshold" {
   default     = 0.05
 }
 
+variable "rejected_ratio_threshold" {
+  description = "Alert when rows rejected by the sheet rules exceed this share of a night's rows."
+  type        = number
+  default     = 0.2
+}
+
 variable "fhir_retry_rate_threshold" {
   description = "Alert when FHIR 429/5xx/timeouts exceed this many per second."
   type        = number

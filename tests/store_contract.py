@@ -119,10 +119,15 @@ def check_the_last_task_to_finish_closes_the_run(store: StateStore) -> None:
 
 def check_a_run_without_failures_succeeds_and_a_failed_run_says_why(store: StateStore) -> None:
     store.acquire_run(DATE, "exec-a", 1, LEASE, T0)
-    store.write_manifest(DATE, "exec-a", {0: [item(2)]}, [])
-    store.record_outcomes(DATE, [RowOutcome(2, Status.NOT_FOUND)])
+    store.write_manifest(DATE, "exec-a", {0: [item(2)]}, [RowOutcome(3, Status.SUPERSEDED)])
+    store.record_outcomes(DATE, [RowOutcome(2, Status.UNCHANGED)])
     final = store.finish_task(DATE, "exec-a", 0, T0 + 1)
     assert final is not None and final.status is RunStatus.SUCCEEDED
+    store.acquire_run("2025-09-22", "exec-c", 1, LEASE, T0)
+    store.write_manifest("2025-09-22", "exec-c", {0: [item(2)]}, [])
+    store.record_outcomes("2025-09-22", [RowOutcome(2, Status.NOT_FOUND)])
+    needs = store.finish_task("2025-09-22", "exec-c", 0, T0 + 1)
+    assert needs is not None and needs.status is RunStatus.NEEDS_ACTION
     store.acquire_run("2025-09-24", "exec-b", 1, LEASE, T0)
     store.fail_run("2025-09-24", "exec-b", "sheet unreadable: 403", T0 + 1)
     failed = store.get_run("2025-09-24")

@@ -6,6 +6,7 @@ shard), exactly the code a Cloud Run task runs; one test drives the real multi-p
 
 import asyncio
 import copy
+import io
 import json
 import os
 import signal
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from common import telemetry
 from common.config import load_config
 from common.store import RunStatus, SqliteStore
 from jobs.task import replay_locally, run_task
@@ -274,8 +276,30 @@ def test_report_of_a_run_on_a_messy_sheet(
         "23-09-2025,1275095011890004,LINDA,021-5551234\n"
         "23-09-2025,9999999999999999,NOBODY,081234567890\n"
     )
-    with simulator() as sim:
-        run_job(sim, tmp_path / "s.db", tasks=2, SHEET_CSV=str(sheet))
+    logs = io.StringIO()
+    telemetry.configure_logging(stream=logs)
+    try:
+        with simulator() as sim:
+            run_job(sim, tmp_path / "s.db", tasks=2, SHEET_CSV=str(sheet))
+    finally:
+        telemetry.configure_logging(stream=sys.stderr)
+    entries = [json.loads(line) for line in logs.getvalue().splitlines()]
+    # Rejected rows reach the row_outcome lines the rows metric counts, like synced rows do.
+    outcome_lines = {e["row"]: e for e in entries if e.get("event") == "row_outcome"}
+    assert {r: e["status"] for r, e in outcome_lines.items() if r in (4, 5, 6)} == {
+        4: "invalid_nik",
+        5: "invalid_date",
+        6: "invalid_phone",
+    }
+    assert all(outcome_lines[r]["severity"] == "WARNING" for r in (4, 5, 6))
+    (finished,) = [e for e in entries if e.get("event") == "run_finished"]
+    assert finished["status"] == "needs_action" and finished["severity"] == "WARNING"
+    assert finished["rejected"] == {"invalid_date": 1, "invalid_nik": 1, "invalid_phone": 1}
+    assert finished["needs_officer"] == 4
+    assert main(["status", "--date", DATE, "--state", str(tmp_path / "s.db")]) == 3
+    status = capsys.readouterr().out
+    for row in (4, 5, 6, 7):
+        assert f"row     {row}  " in status
     assert main(["report", "--date", DATE, "--state", str(tmp_path / "s.db")]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "row,nik,status,reason,warning,patient_id"

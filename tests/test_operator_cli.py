@@ -50,9 +50,10 @@ def state(tmp_path: Path) -> Path:
 def test_status_mid_run_shows_tasks_and_counts_so_far(
     state: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["status", "--date", DATE, "--state", str(state)]) == 0
+    assert main(["status", "--date", DATE, "--state", str(state)]) == 5  # running
     out = capsys.readouterr().out
     assert "run 2025-09-23: running" in out
+    assert "started    1970-01-01 07:16:40+07:00" in out  # Asia/Jakarta, offset shown
     assert "execution  phonesync-abc12" in out
     assert "tasks      0/2 finished" in out
     assert "task   0  1/1 (100%)" in out
@@ -66,11 +67,45 @@ def test_status_after_the_last_task_shows_the_final_status(
     store.finish_task(DATE, "phonesync-abc12", 0, 1_010.0)
     store.finish_task(DATE, "phonesync-abc12", 1, 1_012.0)
     store.close()
-    main(["status", "--date", DATE, "--state", str(state)])
+    assert main(["status", "--date", DATE, "--state", str(state)]) == 3
     out = capsys.readouterr().out
-    assert "run 2025-09-23: succeeded" in out
+    assert "run 2025-09-23: needs_action" in out
     assert "(12 s in total)" in out
     assert "invalid_phone    1" in out
+    assert "rows needing action (1;" in out
+    assert "row     3  invalid_phone  3578********0002  phone_number: contains letters" in out
+
+
+@pytest.mark.parametrize(
+    "outcome,status,code",
+    [
+        (RowOutcome(3, Status.SUPERSEDED, "row 2 gives a newer number"), "succeeded", 0),
+        (RowOutcome(3, Status.NOT_FOUND, "no patient carries this NIK"), "needs_action", 3),
+        (RowOutcome(3, Status.DEFERRED, "FHIR answered 503"), "partial", 4),
+    ],
+)
+def test_status_exits_0_only_for_a_plainly_succeeded_run(
+    state: Path, outcome: RowOutcome, status: str, code: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = SqliteStore(state)
+    store.record_outcomes(DATE, [outcome])
+    store.finish_task(DATE, "phonesync-abc12", 0, 1_010.0)
+    store.finish_task(DATE, "phonesync-abc12", 1, 1_012.0)
+    store.close()
+    assert main(["status", "--date", DATE, "--state", str(state)]) == code
+    assert f"run 2025-09-23: {status}" in capsys.readouterr().out
+
+
+def test_status_of_a_failed_run_or_a_date_without_run(
+    state: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = SqliteStore(state)
+    store.fail_run(DATE, "phonesync-abc12", "sheet: missing column phone_number", 1_005.0)
+    store.close()
+    assert main(["status", "--date", DATE, "--state", str(state)]) == 1
+    assert "failed — sheet: missing column phone_number" in capsys.readouterr().out
+    assert main(["status", "--date", "2025-01-01", "--state", str(state)]) == 6
+    assert "no run recorded for 2025-01-01" in capsys.readouterr().out
 
 
 def test_report_csv_is_what_a_field_officer_needs(

@@ -198,8 +198,9 @@ def test_every_alert_policy_is_present() -> None:
     names = {body["display_name"] for body in resources("google_monitoring_alert_policy").values()}
     assert names == {
         "phonesync: execution failed",
-        "phonesync: no successful run by 23:45",
+        "phonesync: no finished run by 23:45",
         "phonesync: failure ratio above threshold",
+        "phonesync: rejected rows above threshold",
         "phonesync: dead-letter backlog",
         "phonesync: FHIR 429/5xx rate high",
         "phonesync: run longer than ${var.max_run_minutes} minutes",
@@ -292,7 +293,7 @@ def test_time_of_day_alerts_look_back_to_23_00_jakarta_at_every_minute_they_chec
     early looks missing and pages every night."""
     policies = resources("google_monitoring_alert_policy")
     checked = 0
-    for name in ("no_successful_run", "run_too_long"):
+    for name in ("no_finished_run", "run_too_long"):
         for condition in policies[name]["conditions"]:
             for promql in condition.get("condition_prometheus_query_language", []):
                 query = promql["query"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from common.outcomes import NEEDS_OFFICER, NOT_YET_APPLIED
+
 
 class LockResult(StrEnum):
     ACQUIRED = "acquired"  # this execution now owns the run date (new, rerun, or lease taken over)
@@ -14,8 +16,11 @@ class LockResult(StrEnum):
 
 class RunStatus(StrEnum):
     RUNNING = "running"
-    SUCCEEDED = "succeeded"  # every row reached a final outcome, none deferred or errored
-    PARTIAL = "partial"  # finished, but some rows are deferred (replayable) or errored
+    SUCCEEDED = "succeeded"  # finished, and nothing needs anyone
+    NEEDS_ACTION = (
+        "needs_action"  # finished; some rows need a field officer (invalid_*, not_found…)
+    )
+    PARTIAL = "partial"  # finished, but some rows are deferred (being replayed) or errored
     FAILED = "failed"  # the run could not proceed (e.g. the sheet could not be read)
 
 
@@ -72,10 +77,17 @@ class TaskProgress:
 
 
 def final_status(counts: dict[str, int]) -> RunStatus:
-    """A finished run is partial when any row still needs a replay or a registry fix."""
-    return (
-        RunStatus.PARTIAL if counts.get("deferred") or counts.get("error") else RunStatus.SUCCEEDED
-    )
+    """What a finished run with these counts by status means for the people around it.
+
+    ``partial`` while any row is deferred (in the replay function's hands) or errored (on-call),
+    else ``needs_action`` while any row needs a field officer, else ``succeeded``. A replay that
+    lands moves a ``partial`` run on to one of the other two.
+    """
+    if any(counts.get(s) for s in NOT_YET_APPLIED):
+        return RunStatus.PARTIAL
+    if any(counts.get(s) for s in NEEDS_OFFICER):
+        return RunStatus.NEEDS_ACTION
+    return RunStatus.SUCCEEDED
 
 
 def moved_counts(counts: dict[str, int], old: str | None, new: str) -> dict[str, int]:
