@@ -1,4 +1,4 @@
-"""Rules for changing a Patient resource: find it by NIK, set its mobile phone, bump its version.
+"""Rules for changing a Patient: find it by NIK, set its mobile phone, offline bump its version.
 
 These rules are shared by the offline transform, the FHIR pipeline and the FHIR simulator, so a
 patient is changed the same way whichever path touches it.
@@ -70,12 +70,17 @@ def _mobile_index(telecom: Sequence[object]) -> int | None:
     return None
 
 
-def with_mobile_phone(resource: Resource, value: str, last_updated: str) -> Resource:
-    """A copy of ``resource`` whose mobile phone is ``value``, version bumped.
+def with_mobile_phone(resource: Resource, value: str, last_updated: str | None) -> Resource:
+    """A copy of ``resource`` whose mobile phone is ``value``.
 
     An existing ``phone/mobile`` entry keeps its other keys and its place; otherwise one is
     appended. Every other telecom entry and every other field stays as it was. Only the parts
     that change are copied, so an unchanged subtree is shared with the input.
+
+    ``meta``: with ``last_updated`` (the offline transform, which plays the server's part), the
+    version is bumped and ``lastUpdated`` set, as the reference output does. With ``None`` (the
+    live path) ``versionId`` and ``lastUpdated`` are left out: the server assigns them, and the
+    version read travels only as ``If-Match``. Other ``meta`` keys (profile, tags) are kept.
     """
     telecom = list(resource.get("telecom") or ())
     index = _mobile_index(telecom)
@@ -83,10 +88,19 @@ def with_mobile_phone(resource: Resource, value: str, last_updated: str) -> Reso
         telecom.append({"system": "phone", "use": "mobile", "value": value})
     else:
         telecom[index] = {**telecom[index], "value": value}
+    updated = {**resource, "telecom": telecom}
     meta = dict(resource.get("meta") or {})
-    meta["versionId"] = bump_version_id(meta.get("versionId"))
-    meta["lastUpdated"] = last_updated
-    return {**resource, "telecom": telecom, "meta": meta}
+    if last_updated is None:
+        meta.pop("versionId", None)
+        meta.pop("lastUpdated", None)
+    else:
+        meta["versionId"] = bump_version_id(meta.get("versionId"))
+        meta["lastUpdated"] = last_updated
+    if meta:
+        updated["meta"] = meta
+    else:
+        updated.pop("meta", None)
+    return updated
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,9 +114,12 @@ class Decision:
 
 
 def decide(
-    matches: Sequence[Resource], phone: Phone, fmt: PhoneFormat, last_updated: str
+    matches: Sequence[Resource], phone: Phone, fmt: PhoneFormat, last_updated: str | None = None
 ) -> Decision:
-    """The one rule every mode applies to a winning row and the patients carrying its NIK."""
+    """The one rule every mode applies to a winning row and the patients carrying its NIK.
+
+    ``last_updated``: see :func:`with_mobile_phone` (``None`` on the live path).
+    """
     if not matches:
         return NOT_FOUND
     if len(matches) > 1:
@@ -120,7 +137,9 @@ def ambiguous(patient_ids: Sequence[str | None]) -> Decision:
     )
 
 
-def decide_for(patient: Resource, phone: Phone, fmt: PhoneFormat, last_updated: str) -> Decision:
+def decide_for(
+    patient: Resource, phone: Phone, fmt: PhoneFormat, last_updated: str | None = None
+) -> Decision:
     """The decision for the one patient carrying the row's NIK."""
     pid = patient_id(patient)
     current = mobile_phone_entry(patient)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
@@ -25,7 +25,7 @@ from common.fhir import (
     FhirTransientError,
 )
 from common.outcomes import RowOutcome, Status
-from common.patient import Resource, decide, jakarta_now_iso
+from common.patient import Resource, decide
 from common.phones import Phone, PhoneFormat
 from common.planning import UNASSIGNED_RANGE_WARNING
 from common.privacy import keyed_hash, mask_nik
@@ -108,14 +108,17 @@ async def sync_row(
     registry: PatientRegistry,
     ledger: Ledger,
     fmt: PhoneFormat = PhoneFormat.NATIONAL,
-    now: Callable[[], str] = jakarta_now_iso,
 ) -> RowResult:
-    """Bring one patient to the row's number. Never raises for a row-level failure."""
+    """Bring one patient to the row's number. Never raises for a row-level failure.
+
+    The PUT carries no ``meta.versionId`` / ``lastUpdated`` (the server owns them); the version
+    read goes as ``If-Match``, so a concurrent change answers 412 and the row is decided again.
+    """
     phone = _phone_of(item)
     try:
         matches = await registry.search_by_nik(item.nik)
         for _ in range(MAX_CONFLICT_RETRIES + 1):
-            decision = decide(matches, phone, fmt, now())
+            decision = decide(matches, phone, fmt)
             if decision.resource is None:
                 result = _outcome(item, decision.status, decision.reason, decision.patient_id)
                 applied = decision.status is Status.UNCHANGED

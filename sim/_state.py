@@ -10,9 +10,10 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
-from common.patient import bump_version_id, jakarta_now_iso
+from common.patient import bump_version_id
 
 Resource = dict[str, Any]
 
@@ -68,34 +69,43 @@ class SimState:
         self.sheet_fail_queue: list[int] = []
         self.delay_queue: list[float] = []
         self.before_put: Callable[[str, SimState], None] | None = None
+        #: The body of every PUT received, as sent (what the client wrote, meta included).
+        self.put_bodies: list[Resource] = []
         self.requests: Counter[str] = Counter()
         self.puts_by_patient: Counter[str] = Counter()
         self.lock = threading.Lock()
 
     # -- data -------------------------------------------------------------------------------
+    # Identifier tokens match case-insensitively, system and value, as Medplum's do.
     def _index(self, pid: str, patient: Resource) -> None:
         for ident in patient.get("identifier") or ():
-            key = (str(ident.get("system", "")), str(ident.get("value", "")))
-            self.index.setdefault(key, set()).add(pid)
+            self.index.setdefault(_token(ident), set()).add(pid)
 
     def _unindex(self, pid: str, patient: Resource) -> None:
         for ident in patient.get("identifier") or ():
-            key = (str(ident.get("system", "")), str(ident.get("value", "")))
-            self.index.get(key, set()).discard(pid)
+            self.index.get(_token(ident), set()).discard(pid)
 
     def search(self, system: str, value: str) -> list[Resource]:
-        return [self.patients[pid] for pid in sorted(self.index.get((system, value), ()))]
+        key = (system.casefold(), value.casefold())
+        return [self.patients[pid] for pid in sorted(self.index.get(key, ()))]
 
     def patient(self, pid: str) -> Resource | None:
         return self.patients.get(pid)
 
     def store(self, pid: str, resource: Resource) -> Resource:
-        """Save ``resource`` as the next version of ``pid`` (as a server does on PUT)."""
+        """Save ``resource`` as the next version of ``pid`` (as a server does on PUT).
+
+        The server owns ``meta.versionId`` and ``lastUpdated``: whatever the body says is
+        ignored, the version is the stored one bumped (``v001`` → ``v002``, so tests can follow
+        it) and ``lastUpdated`` is UTC with ``Z``, as Medplum writes it.
+        """
         current = self.patients[pid]
         stored = dict(resource)
         meta = dict(stored.get("meta") or {})
         meta["versionId"] = bump_version_id((current.get("meta") or {}).get("versionId"))
-        meta["lastUpdated"] = jakarta_now_iso()
+        meta["lastUpdated"] = (
+            datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        )
         stored["meta"] = meta
         self._unindex(pid, current)
         self.patients[pid] = stored
@@ -129,6 +139,7 @@ class SimState:
     def reset_stats(self) -> None:
         self.requests.clear()
         self.puts_by_patient.clear()
+        self.put_bodies.clear()
 
     def stats(self) -> dict[str, Any]:
         return {"requests": dict(self.requests), "puts_by_patient": dict(self.puts_by_patient)}
@@ -154,3 +165,12 @@ class SimState:
         delay = self.latency()
         if delay > 0:
             await asyncio.sleep(delay)
+
+
+def _token(identifier: object) -> tuple[str, str]:
+    if not isinstance(identifier, dict):
+        return ("", "")
+    return (
+        str(identifier.get("system", "")).casefold(),
+        str(identifier.get("value", "")).casefold(),
+    )

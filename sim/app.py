@@ -1,8 +1,12 @@
 """A FHIR R4 server (Patient search/read/update) and a Sheets API ``values.get``, simulated.
 
-Faithful where phonesync depends on it: searchset Bundles, ``versionId`` and ``ETag``,
-``If-Match`` → 412, ``x-api-key`` → 401, a token bucket → 429 with ``Retry-After``, injected
-500/503, log-normal latency. Not a general FHIR server: no create, no history, no paging.
+Faithful where phonesync depends on it: searchset Bundles, paged like production servers
+(``_count``, 20 per page by default, ``next`` links), ``versionId`` and ``ETag``, ``If-Match`` →
+412, ``x-api-key`` → 401, a token bucket → 429 with ``Retry-After``, injected 500/503,
+log-normal latency. Where it and a real server could differ, it follows Medplum's FHIR server
+(tests/medplum): OperationOutcome text in ``details.text``, no ``fullUrl`` on search entries, no
+``entry`` key in an empty searchset, case-insensitive identifier matching, server-owned
+``meta``. Not a general FHIR server: no create, no history.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import io
 import math
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 from starlette.applications import Starlette
@@ -23,6 +28,8 @@ from common.bundle import parse_bundle, read_bundle
 from sim._state import Resource, SimState
 
 FHIR_JSON = "application/fhir+json"
+#: Medplum's and HAPI's default page size.
+DEFAULT_PAGE_SIZE = 20
 
 
 def load_bundle_patients(path: str | Path) -> list[Resource]:
@@ -46,7 +53,7 @@ def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
 
 
 def _outcome(status: int, code: str, text: str, headers: dict[str, str] | None = None) -> Response:
-    issue = {"severity": "error", "code": code, "diagnostics": text}
+    issue = {"severity": "error", "code": code, "details": {"text": text}}
     return _json({"resourceType": "OperationOutcome", "issue": [issue]}, status, headers)
 
 
@@ -63,6 +70,7 @@ def create_app(
     rate_limit: float | None = None,
     sheet_csv: str | None = None,
     seed: int | None = None,
+    page_size: int = DEFAULT_PAGE_SIZE,
 ) -> Starlette:
     """The simulator as an ASGI app; its controls are ``app.state.sim`` (a :class:`SimState`)."""
     sim = SimState(
@@ -100,24 +108,30 @@ def create_app(
         if refused:
             return refused
         system, _, value = request.query_params.get("identifier", "").partition("|")
+        try:
+            count = int(request.query_params.get("_count", page_size))
+            offset = int(request.query_params.get("_offset", 0))
+        except ValueError:
+            sim.requests["GET 400"] += 1
+            return _outcome(400, "invalid", "_count and _offset must be whole numbers")
         matches = sim.search(system, value)
         sim.requests["GET 200"] += 1
-        base = str(request.base_url).rstrip("/")
-        return _json(
-            {
-                "resourceType": "Bundle",
-                "type": "searchset",
-                "total": len(matches),
-                "entry": [
-                    {
-                        "fullUrl": f"{base}/fhir/Patient/{m['id']}",
-                        "resource": m,
-                        "search": {"mode": "match"},
-                    }
-                    for m in matches
-                ],
-            }
-        )
+        page = matches[offset : offset + max(count, 0)]
+        query = {"identifier": f"{system}|{value}", "_count": count}
+        base = f"{str(request.base_url).rstrip('/')}/fhir/Patient"
+        links = [{"relation": "self", "url": f"{base}?{urlencode({**query, '_offset': offset})}"}]
+        if count > 0 and offset + count < len(matches):
+            following = urlencode({**query, "_offset": offset + count})
+            links.append({"relation": "next", "url": f"{base}?{following}"})
+        bundle: dict[str, Any] = {
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "total": len(matches),
+            "link": links,
+        }
+        if page:
+            bundle["entry"] = [{"resource": m, "search": {"mode": "match"}} for m in page]
+        return _json(bundle)
 
     async def read(request: Request) -> Response:
         refused = await gate(request, "GET")
@@ -147,6 +161,7 @@ def create_app(
         ):
             sim.requests["PUT 400"] += 1
             return _outcome(400, "invalid", "body must be a Patient whose id matches the URL")
+        sim.put_bodies.append(body)
         if sim.before_put is not None:
             sim.before_put(pid, sim)
         current = sim.patient(pid)

@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate-limit", type=float, help="requests/s before answering 429 + Retry-After")
     p.add_argument("--sheet", type=Path, help="serve this CSV as the Sheets API values.get")
     p.add_argument("--seed", type=int, help="seed for latency and error injection")
+    p.add_argument(
+        "--page-size", type=int, default=20, help="search results per page without _count"
+    )
     return p
 
 
@@ -79,6 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rate_limit=args.rate_limit,
         sheet_csv=args.sheet.read_text(encoding="utf-8") if args.sheet else None,
         seed=args.seed,
+        page_size=args.page_size,
     )
     print(f"phonesync fhir-sim: FHIR base http://{args.host}:{args.port}/fhir", flush=True)
     uvicorn.Server(_config(app, args.host, args.port)).run()

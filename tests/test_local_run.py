@@ -89,6 +89,11 @@ def test_sample_run_gives_the_reference_bundle(tmp_path: Path) -> None:
         run, outcomes = run_state(tmp_path / "s.db")
         assert run.status is RunStatus.SUCCEEDED and run.counts == {"updated": 10}
         assert "not assigned" in outcomes[6].warning  # 0845… is applied with a warning
+        # The server owns meta: no fabricated versionId / lastUpdated goes out (If-Match does).
+        assert len(sim.state.put_bodies) == 10
+        assert [
+            set(b.get("meta", {})) & {"versionId", "lastUpdated"} for b in sim.state.put_bodies
+        ] == [set()] * 10
 
 
 def test_a_rerun_makes_zero_fhir_calls(tmp_path: Path) -> None:

@@ -92,6 +92,15 @@ def test_not_found_and_ambiguous_update_nothing() -> None:
     assert "p1, p2" in decision.reason
 
 
+def test_the_live_path_leaves_versionid_and_lastupdated_to_the_server() -> None:
+    original = patient(meta={"versionId": "7", "lastUpdated": "x", "profile": ["p"]})
+    decision = decide([original], normalize_phone("081234567890"), PhoneFormat.NATIONAL)
+    assert decision.resource is not None
+    assert decision.resource["meta"] == {"profile": ["p"]}  # other meta kept
+    bare = decide([patient()], normalize_phone("081234567890"), PhoneFormat.NATIONAL)
+    assert bare.resource is not None and "meta" not in bare.resource
+
+
 def test_missing_meta_gets_version_one() -> None:
     updated = with_mobile_phone({"resourceType": "Patient", "id": "x"}, "081234567890", NOW)
     assert updated["meta"] == {"versionId": "1", "lastUpdated": NOW}

@@ -33,13 +33,50 @@ def test_search_read_and_conditional_update() -> None:
         ok = http.put(f"/Patient/{patient['id']}", json=patient, headers={"If-Match": 'W/"v001"'})
         assert ok.status_code == 200
         assert ok.json()["meta"]["versionId"] == "v002"
-        assert ok.json()["meta"]["lastUpdated"].endswith("+07:00")
+        assert ok.json()["meta"]["lastUpdated"].endswith("Z")  # UTC, as Medplum writes it
         assert ok.headers["etag"] == 'W/"v002"'
         wrong_id = http.put(f"/Patient/{patient['id']}", json={**patient, "id": "other"})
         assert wrong_id.status_code == 400
         stats = http.get(f"{sim.url}/_sim/stats").json()
         assert stats["requests"]["PUT 200"] == 1 and stats["requests"]["PUT 412"] == 1
         assert stats["puts_by_patient"] == {patient["id"]: 1}
+
+
+def test_search_answers_like_medplum() -> None:
+    """No fullUrl, no ``entry`` when nothing matches, identifiers matched case-insensitively,
+    OperationOutcome text in ``details.text`` (tests/test_medplum.py has the real server)."""
+    with simulator() as sim, httpx.Client(base_url=sim.fhir, headers=KEY) as http:
+        found = http.get("/Patient", params={"identifier": f"{NIK.upper()}|3171044203920001"})
+        assert [sorted(e) for e in found.json()["entry"]] == [["resource", "search"]]
+        empty = http.get("/Patient", params={"identifier": f"{NIK}|0000000000000000"}).json()
+        assert "entry" not in empty and empty["total"] == 0
+        missing = http.get("/Patient/nobody").json()
+        assert missing["issue"][0]["details"]["text"] == "no such Patient"
+
+
+def test_search_pages_by_count_with_next_links_on_the_same_host() -> None:
+    twins = [
+        {
+            "resourceType": "Patient",
+            "id": f"t{n:02d}",
+            "identifier": [{"system": NIK, "value": "3171044203920001"}],
+        }
+        for n in range(45)
+    ]
+    with simulator(twins) as sim, httpx.Client(headers=KEY) as http:
+        url: str | None = f"{sim.fhir}/Patient?identifier={NIK}|3171044203920001"
+        pages = []
+        while url:
+            bundle = http.get(url).json()
+            pages.append([e["resource"]["id"] for e in bundle["entry"]])
+            url = next((x["url"] for x in bundle["link"] if x["relation"] == "next"), None)
+            assert url is None or url.startswith(sim.fhir)
+        assert [len(p) for p in pages] == [20, 20, 5]  # 20 per page by default, like Medplum
+        assert [pid for page in pages for pid in page] == [f"t{n:02d}" for n in range(45)]
+        small = http.get(
+            f"{sim.fhir}/Patient", params={"identifier": f"{NIK}|3171044203920001", "_count": 44}
+        ).json()
+        assert len(small["entry"]) == 44 and small["total"] == 45
 
 
 def test_api_key_is_required() -> None:
