@@ -23,9 +23,11 @@ resource "google_logging_metric" "rows" {
   }
 }
 
+# One line per run that ended: `run_finished` (succeeded / partial / failed) or `run_failed`
+# (task 0 could not start the run: sheet unreadable, bad input), both carrying `status`.
 resource "google_logging_metric" "runs" {
   name   = "phonesync_runs"
-  filter = "${local.job_logs} AND jsonPayload.event=\"run_finished\""
+  filter = "${local.job_logs} AND (jsonPayload.event=\"run_finished\" OR jsonPayload.event=\"run_failed\")"
   metric_descriptor {
     metric_kind = "DELTA"
     value_type  = "INT64"
@@ -207,23 +209,35 @@ resource "google_monitoring_alert_policy" "fhir_errors" {
   }
 }
 
-resource "google_monitoring_alert_policy" "run_too_long" {
-  display_name          = "phonesync: run longer than ${var.max_run_minutes} minutes"
+# Cloud Monitoring allows a PromQL condition only as a policy's single condition, so the
+# time-of-day check and the duration check are two policies.
+resource "google_monitoring_alert_policy" "run_not_finished" {
+  display_name          = "phonesync: run not finished ${var.max_run_minutes} minutes after 23:00"
   combiner              = "OR"
   notification_channels = var.notification_channels
   documentation {
     content = local.alert_documentation
   }
   conditions {
-    display_name = "the nightly run has not finished ${var.max_run_minutes} minutes after 23:00 WIB"
+    display_name = "the nightly run has not ended ${var.max_run_minutes} minutes after 23:00 WIB"
     condition_prometheus_query_language {
-      # 16:MM UTC = 23:MM WIB; between max_run_minutes and 45 past, no run_finished in the last
-      # 45 minutes. The window must reach back to 23:00 at every minute checked (at 23:44 it
-      # starts 22:59): a shorter one would page at 23:4x for a run that finished at 23:05.
+      # 16:MM UTC = 23:MM WIB; between max_run_minutes and 45 past, no run ended (run_finished or
+      # run_failed) in the last 45 minutes. The window must reach back to 23:00 at every minute
+      # checked (at 23:44 it starts 22:59): a shorter one would page at 23:4x for a run that
+      # finished at 23:05. variables.tf keeps max_run_minutes below 45.
       query               = "(vector(1) and on() (hour() == 16 and minute() >= ${var.max_run_minutes} and minute() < 45)) unless on() (sum(increase(${local.runs_metric}[45m])) > 0)"
       duration            = "0s"
       evaluation_interval = "60s"
     }
+  }
+}
+
+resource "google_monitoring_alert_policy" "run_too_long" {
+  display_name          = "phonesync: run longer than ${var.max_run_minutes} minutes"
+  combiner              = "OR"
+  notification_channels = var.notification_channels
+  documentation {
+    content = local.alert_documentation
   }
   conditions {
     display_name = "any run (also a manual rerun) took longer than ${var.max_run_minutes} minutes"
@@ -236,6 +250,30 @@ resource "google_monitoring_alert_policy" "run_too_long" {
         alignment_period     = "300s"
         per_series_aligner   = "ALIGN_PERCENTILE_99"
         cross_series_reducer = "REDUCE_MAX"
+      }
+    }
+  }
+}
+
+# Secret Manager publishes SECRET_ROTATE on the rotation topic when the FHIR key is due; the
+# subscription keeps that notice until someone acknowledges it, and this policy pages meanwhile.
+resource "google_monitoring_alert_policy" "secret_rotation_due" {
+  display_name          = "phonesync: FHIR API key rotation due"
+  combiner              = "OR"
+  notification_channels = var.notification_channels
+  documentation {
+    content = local.alert_documentation
+  }
+  conditions {
+    display_name = "an unacknowledged SECRET_ROTATE notice"
+    condition_threshold {
+      filter          = "resource.type=\"pubsub_subscription\" AND resource.labels.subscription_id=\"${google_pubsub_subscription.secret_rotation_due.name}\" AND metric.type=\"pubsub.googleapis.com/subscription/num_undelivered_messages\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "0s"
+      aggregations {
+        alignment_period   = "300s"
+        per_series_aligner = "ALIGN_MAX"
       }
     }
   }

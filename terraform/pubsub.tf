@@ -60,3 +60,19 @@ resource "google_pubsub_topic" "secret_rotation" {
   name       = "${var.job_name}-secret-rotation"
   depends_on = [google_project_service.apis]
 }
+
+# Pub/Sub drops what is published to a topic without subscriptions, so the rotation notice needs
+# one: it keeps SECRET_ROTATE (Secret Manager also announces every other change of the secret on
+# the topic; the filter leaves those out) until someone acknowledges it, and the alert policy
+# "phonesync: FHIR API key rotation due" pages while one waits (docs/runbook.md).
+resource "google_pubsub_subscription" "secret_rotation_due" {
+  name                       = "${var.job_name}-secret-rotation-due"
+  topic                      = google_pubsub_topic.secret_rotation.id
+  filter                     = "attributes.eventType = \"SECRET_ROTATE\""
+  message_retention_duration = "2678400s" # 31 days, Pub/Sub's maximum: the page lasts until acknowledged
+  ack_deadline_seconds       = 60
+
+  expiration_policy {
+    ttl = "" # a 90-day rotation period is longer than the default 31-day inactivity expiry
+  }
+}
