@@ -1,5 +1,13 @@
 terraform {
   required_version = ">= 1.5"
+
+  # Shared state in a GCS bucket (partial configuration: the bucket is given at init time,
+  # `terraform init -backend-config="bucket=BUCKET"`, see docs/deploy.md). Without this block
+  # -backend-config only warns and terraform plans against an empty local state.
+  backend "gcs" {
+    prefix = "phonesync"
+  }
+
   required_providers {
     google = {
       source  = "hashicorp/google"
