@@ -13,7 +13,6 @@ locals {
 # Source: cloudbuild.yaml zips functions/replay/main.py with common/ and requirements.txt and
 # uploads it to this bucket (step package-function); function_source_object names the zip.
 resource "google_cloudfunctions2_function" "replay" {
-  #checkov:skip=CKV_GCP_124:Pub/Sub push must reach the function; access is IAM-only (OIDC from the replay account, run.invoker granted to it alone, no allUsers). Whether push counts as internal ingress was not verifiable offline: see docs/decisions.md.
   name     = "${var.job_name}-replay"
   location = var.region
 
@@ -29,11 +28,13 @@ resource "google_cloudfunctions2_function" "replay" {
   }
 
   service_config {
-    service_account_email          = google_service_account.replay.email
-    max_instance_count             = var.replay_max_instances
-    available_memory               = "512Mi"
-    timeout_seconds                = 300
-    ingress_settings               = "ALLOW_ALL" # Pub/Sub push; callers still need run.invoker
+    service_account_email = google_service_account.replay.email
+    max_instance_count    = var.replay_max_instances
+    available_memory      = "512Mi"
+    timeout_seconds       = 300
+    # Internal only: Cloud Run counts a Pub/Sub push from a subscription in the same project as
+    # internal traffic; callers still need run.invoker (docs/decisions.md).
+    ingress_settings               = "ALLOW_INTERNAL_ONLY"
     all_traffic_on_latest_revision = true
     environment_variables          = local.replay_env
   }

@@ -4,9 +4,8 @@
 locals {
   project_roles = {
     job = [
-      "roles/datastore.user",          # run lock, manifest, outcomes, ledger
-      "roles/logging.logWriter",       # structured logs
-      "roles/monitoring.metricWriter", # metrics
+      "roles/datastore.user",    # run lock, manifest, outcomes, ledger
+      "roles/logging.logWriter", # structured logs (the metrics are log-based: no metricWriter)
     ]
     scheduler = [] # only run.invoker on the job itself (below)
     replay = [

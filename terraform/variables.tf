@@ -19,6 +19,11 @@ variable "job_name" {
   description = "Name of the Cloud Run job (and prefix of related resources)."
   type        = string
   default     = "phonesync"
+
+  validation {
+    condition     = can(regex("^[a-z][-a-z0-9]{0,19}$", var.job_name))
+    error_message = "job_name: lowercase letters, digits and hyphens, starting with a letter, at most 20 characters (service account ids \"<job_name>-scheduler\" may have 30)."
+  }
 }
 
 variable "image" {
@@ -30,24 +35,44 @@ variable "task_count" {
   description = "Tasks per execution: the sheet's rows are split across them by NIK."
   type        = number
   default     = 4
+
+  validation {
+    condition     = var.task_count >= 1 && var.task_count <= 10000 && floor(var.task_count) == var.task_count
+    error_message = "task_count must be a whole number from 1 to 10000 (Cloud Run's limit)."
+  }
 }
 
 variable "parallelism" {
   description = "Tasks running at once (≤ task_count)."
   type        = number
   default     = 4
+
+  validation {
+    condition     = var.parallelism >= 1 && floor(var.parallelism) == var.parallelism
+    error_message = "parallelism must be a whole number ≥ 1."
+  }
 }
 
 variable "task_timeout" {
   description = "Per-task timeout (a task that hits it is retried; the run lock's lease lets the retry take over)."
   type        = string
   default     = "3000s"
+
+  validation {
+    condition     = can(regex("^[0-9]+s$", var.task_timeout)) && try(tonumber(trimsuffix(var.task_timeout, "s")) >= 60 && tonumber(trimsuffix(var.task_timeout, "s")) <= 604800, false)
+    error_message = "task_timeout: seconds with an s suffix, from 60s to 604800s (7 days), e.g. \"3000s\"."
+  }
 }
 
 variable "max_retries" {
   description = "Retries of a failed task (a task exits non-zero only when it should be retried)."
   type        = number
   default     = 3
+
+  validation {
+    condition     = var.max_retries >= 0 && var.max_retries <= 10 && floor(var.max_retries) == var.max_retries
+    error_message = "max_retries must be a whole number from 0 to 10 (Cloud Run's limit)."
+  }
 }
 
 variable "cpu" {
@@ -82,42 +107,77 @@ variable "fhir_concurrency" {
   description = "Concurrent FHIR requests per task."
   type        = number
   default     = 64
+
+  validation {
+    condition     = var.fhir_concurrency >= 1 && floor(var.fhir_concurrency) == var.fhir_concurrency
+    error_message = "fhir_concurrency must be a whole number ≥ 1."
+  }
 }
 
 variable "fhir_rate_limit" {
   description = "FHIR requests per second per task: the server's limit divided by parallelism."
   type        = number
   default     = 50
+
+  validation {
+    condition     = var.fhir_rate_limit >= 0
+    error_message = "fhir_rate_limit must be ≥ 0 (0 = unlimited)."
+  }
 }
 
 variable "fhir_timeout_seconds" {
   description = "Timeout of one FHIR request."
   type        = number
   default     = 15
+
+  validation {
+    condition     = var.fhir_timeout_seconds > 0
+    error_message = "fhir_timeout_seconds must be > 0."
+  }
 }
 
 variable "fhir_deadline_seconds" {
   description = "How long a down FHIR server is waited for before remaining rows are deferred."
   type        = number
   default     = 600
+
+  validation {
+    condition     = var.fhir_deadline_seconds > 0
+    error_message = "fhir_deadline_seconds must be > 0."
+  }
 }
 
 variable "lookback_days" {
   description = "Also sync unapplied rows of this many previous days."
   type        = number
   default     = 1
+
+  validation {
+    condition     = var.lookback_days >= 0 && floor(var.lookback_days) == var.lookback_days
+    error_message = "lookback_days must be a whole number ≥ 0."
+  }
 }
 
 variable "retention_days" {
   description = "Days Firestore keeps run, row, manifest and ledger documents (expire_at + TTL policy)."
   type        = number
   default     = 400
+
+  validation {
+    condition     = var.retention_days >= 1 && floor(var.retention_days) == var.retention_days
+    error_message = "retention_days must be a whole number ≥ 1."
+  }
 }
 
 variable "max_delivery_attempts" {
   description = "Replay attempts per failure message before it goes to the dead-letter topic."
   type        = number
   default     = 10
+
+  validation {
+    condition     = var.max_delivery_attempts >= 5 && var.max_delivery_attempts <= 100 && floor(var.max_delivery_attempts) == var.max_delivery_attempts
+    error_message = "max_delivery_attempts must be a whole number from 5 to 100 (Pub/Sub's dead-letter limits)."
+  }
 }
 
 variable "function_source_object" {
@@ -130,29 +190,53 @@ variable "replay_max_instances" {
   description = "Upper bound of replay function instances (protects the FHIR server's rate limit)."
   type        = number
   default     = 5
+
+  validation {
+    condition     = var.replay_max_instances >= 1 && floor(var.replay_max_instances) == var.replay_max_instances
+    error_message = "replay_max_instances must be a whole number ≥ 1."
+  }
 }
 
 variable "secret_rotation_period" {
   description = "How often Secret Manager announces that the FHIR API key is due for rotation."
   type        = string
   default     = "7776000s" # 90 days
+
+  validation {
+    condition     = can(regex("^[0-9]+s$", var.secret_rotation_period)) && try(tonumber(trimsuffix(var.secret_rotation_period, "s")) >= 3600, false)
+    error_message = "secret_rotation_period: seconds with an s suffix, at least 3600s (Secret Manager's minimum), e.g. \"7776000s\"."
+  }
 }
 
 variable "secret_next_rotation_time" {
   description = "First rotation announcement (RFC 3339)."
   type        = string
+
+  validation {
+    condition     = can(timeadd(var.secret_next_rotation_time, "0s"))
+    error_message = "secret_next_rotation_time must be an RFC 3339 time, e.g. \"2027-01-01T00:00:00Z\"."
+  }
 }
 
 variable "notification_channels" {
   description = "Cloud Monitoring notification channel ids for the alert policies."
   type        = list(string)
-  default     = []
+
+  validation {
+    condition     = length(var.notification_channels) > 0
+    error_message = "notification_channels: give at least one channel, or no alert (not even the key-rotation reminder) reaches a person."
+  }
 }
 
 variable "failure_ratio_threshold" {
   description = "Alert when deferred+error rows exceed this share of rows in an hour."
   type        = number
   default     = 0.05
+
+  validation {
+    condition     = var.failure_ratio_threshold > 0 && var.failure_ratio_threshold < 1
+    error_message = "failure_ratio_threshold is a share of rows: between 0 and 1, exclusive."
+  }
 }
 
 variable "rejected_ratio_threshold" {
@@ -165,10 +249,20 @@ variable "fhir_retry_rate_threshold" {
   description = "Alert when FHIR 429/5xx/timeouts exceed this many per second."
   type        = number
   default     = 5
+
+  validation {
+    condition     = var.fhir_retry_rate_threshold > 0
+    error_message = "fhir_retry_rate_threshold must be > 0."
+  }
 }
 
 variable "max_run_minutes" {
   description = "Alert when the nightly run has not finished this many minutes after 23:00."
   type        = number
   default     = 25
+
+  validation {
+    condition     = var.max_run_minutes >= 1 && var.max_run_minutes < 45 && floor(var.max_run_minutes) == var.max_run_minutes
+    error_message = "max_run_minutes must be a whole number from 1 to 44: the \"run not finished\" alert checks from that minute until 23:45, so 45 or more would disable it silently."
+  }
 }
