@@ -243,6 +243,11 @@ variable "rejected_ratio_threshold" {
   description = "Alert when rows rejected by the sheet rules exceed this share of a night's rows."
   type        = number
   default     = 0.2
+
+  validation {
+    condition     = var.rejected_ratio_threshold > 0 && var.rejected_ratio_threshold < 1
+    error_message = "rejected_ratio_threshold is a share of rows: between 0 and 1, exclusive."
+  }
 }
 
 variable "fhir_retry_rate_threshold" {

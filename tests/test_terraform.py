@@ -389,6 +389,7 @@ def test_variable_validations_accept_the_example_and_reject_values_google_or_ale
         "secret_rotation_period=60s",
         "secret_next_rotation_time=next-year",
         "failure_ratio_threshold=5",
+        "rejected_ratio_threshold=1",
         "task_count=0",
     ):
         done = plan_variables(tmp_path, bad)
