@@ -28,13 +28,17 @@ class TokenBucket:
         self.clock = clock
         self.stamp = clock()
 
-    def take(self) -> float:
-        """0 when admitted, else seconds until a token is available."""
+    def take(self, cost: float = 1.0) -> float:
+        """0 when admitted, else seconds until a token is available.
+
+        A request costing more than one token (a batch counted by its entries) is admitted
+        while one token is left and runs the bucket into debt: later requests wait it off.
+        """
         now = self.clock()
         self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
         if self.tokens >= 1:
-            self.tokens -= 1
+            self.tokens -= cost
             return 0.0
         return (1 - self.tokens) / self.rate
 
@@ -52,6 +56,10 @@ class SimState:
         rate_limit: float | None = None,
         sheet_values: list[list[str]] | None = None,
         seed: int | None = None,
+        batch: bool = True,
+        entry_cost_ms: float = 0.0,
+        rate_limit_entries: bool = False,
+        page_size: int = 20,
     ) -> None:
         self.order = [str(p["id"]) for p in patients]
         self.patients: dict[str, Resource] = {str(p["id"]): copy.deepcopy(p) for p in patients}
@@ -63,15 +71,28 @@ class SimState:
         self.error_rate = error_rate
         self.bucket = TokenBucket(rate_limit) if rate_limit else None
         self.sheet_values = sheet_values
+        #: Serve ``POST [base]`` batch Bundles (and list ``batch`` in the CapabilityStatement).
+        self.batch = batch
+        #: Extra time a batch Bundle takes per entry, on top of the per-request latency.
+        self.entry_cost_ms = entry_cost_ms
+        #: The rate limit counts a batch Bundle's entries (a FHIR-aware limit), not the request.
+        self.rate_limit_entries = rate_limit_entries
+        #: Search results per page when the request names no ``_count``.
+        self.page_size = page_size
         self.rng = random.Random(seed)
         self.down = False
         self.fail_queue: list[int] = []
         self.sheet_fail_queue: list[int] = []
         self.delay_queue: list[float] = []
+        self.entry_fail_queue: list[int] = []
+        #: Patients whose every PUT (request or batch entry) is refused with this status.
+        self.refused_puts: dict[str, int] = {}
         self.before_put: Callable[[str, SimState], None] | None = None
         #: The body of every PUT received, as sent (what the client wrote, meta included).
         self.put_bodies: list[Resource] = []
         self.requests: Counter[str] = Counter()
+        #: Batch entries by ``"METHOD status"``, as ``requests`` counts HTTP requests.
+        self.entries: Counter[str] = Counter()
         self.puts_by_patient: Counter[str] = Counter()
         self.lock = threading.Lock()
 
@@ -128,6 +149,14 @@ class SimState:
     def fail_next_sheet(self, count: int, status: int = 503) -> None:
         self.sheet_fail_queue.extend([status] * count)
 
+    def fail_next_entries(self, count: int, status: int = 503) -> None:
+        """The next ``count`` batch entries answer ``status`` (the Bundle itself succeeds)."""
+        self.entry_fail_queue.extend([status] * count)
+
+    def refuse_puts(self, pid: str, status: int = 422) -> None:
+        """Every later PUT of ``pid`` answers ``status`` (e.g. a validation the server applies)."""
+        self.refused_puts[pid] = status
+
     def delay_next(self, count: int, seconds: float) -> None:
         """The next ``count`` FHIR requests wait ``seconds`` before answering (client timeouts)."""
         self.delay_queue.extend([seconds] * count)
@@ -138,11 +167,16 @@ class SimState:
 
     def reset_stats(self) -> None:
         self.requests.clear()
+        self.entries.clear()
         self.puts_by_patient.clear()
         self.put_bodies.clear()
 
     def stats(self) -> dict[str, Any]:
-        return {"requests": dict(self.requests), "puts_by_patient": dict(self.puts_by_patient)}
+        return {
+            "requests": dict(self.requests),
+            "entries": dict(self.entries),
+            "puts_by_patient": dict(self.puts_by_patient),
+        }
 
     # -- per-request faults -----------------------------------------------------------------
     def latency(self) -> float:

@@ -1,22 +1,23 @@
-"""A FHIR R4 server (Patient search/read/update) and a Sheets API ``values.get``, simulated.
+"""A FHIR R4 server (Patient search/read/update, batch) and a Sheets API ``values.get``, simulated.
 
 Faithful where phonesync depends on it: searchset Bundles, paged like production servers
 (``_count``, 20 per page by default, ``next`` links), ``versionId`` and ``ETag``, ``If-Match`` →
-412, ``x-api-key`` → 401, a token bucket → 429 with ``Retry-After``, injected 500/503,
-log-normal latency. Where it and a real server could differ, it follows Medplum's FHIR server
-(tests/medplum): OperationOutcome text in ``details.text``, no ``fullUrl`` on search entries, no
-``entry`` key in an empty searchset, case-insensitive identifier matching, server-owned
-``meta``. Not a general FHIR server: no create, no history.
+412, batch Bundles with Medplum's per-entry answers (``sim/_batch.py``), a CapabilityStatement,
+``x-api-key`` → 401, a token bucket → 429 with ``Retry-After``, injected 500/503, log-normal
+latency (plus a cost per batch entry). Where it and a real server could differ, it follows
+Medplum's FHIR server (tests/medplum): OperationOutcome text in ``details.text``, no ``fullUrl``
+on search entries, no ``entry`` key in an empty searchset, case-insensitive identifier matching,
+server-owned ``meta``. Not a general FHIR server: no create, no history.
 """
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import math
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import orjson
 from starlette.applications import Starlette
@@ -25,6 +26,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from common.bundle import parse_bundle, read_bundle
+from sim import _interactions as fhir
+from sim._batch import process_batch
 from sim._state import Resource, SimState
 
 FHIR_JSON = "application/fhir+json"
@@ -53,12 +56,35 @@ def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
 
 
 def _outcome(status: int, code: str, text: str, headers: dict[str, str] | None = None) -> Response:
-    issue = {"severity": "error", "code": code, "details": {"text": text}}
-    return _json({"resourceType": "OperationOutcome", "issue": [issue]}, status, headers)
+    return _json(fhir.outcome(status, code, text).body, status, headers)
 
 
-def _etag(resource: Resource) -> str:
-    return f'W/"{(resource.get("meta") or {}).get("versionId", "")}"'
+def _answer(answer: fhir.Answer) -> Response:
+    return _json(answer.body, answer.status, {"ETag": answer.etag} if answer.etag else None)
+
+
+def capability_statement(batch: bool) -> dict[str, Any]:
+    """What the simulator serves, as a FHIR R4 CapabilityStatement (``GET [base]/metadata``)."""
+    patient = {
+        "type": "Patient",
+        "interaction": [{"code": c} for c in ("read", "update", "search-type")],
+        "versioning": "versioned",
+        "conditionalUpdate": False,
+        "searchParam": [{"name": "identifier", "type": "token"}],
+    }
+    rest: dict[str, Any] = {"mode": "server", "resource": [patient]}
+    if batch:
+        rest["interaction"] = [{"code": "batch"}]
+    return {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2025-09-23",
+        "kind": "instance",
+        "software": {"name": "phonesync fhir-sim"},
+        "fhirVersion": "4.0.1",
+        "format": ["json"],
+        "rest": [rest],
+    }
 
 
 def create_app(
@@ -70,6 +96,9 @@ def create_app(
     rate_limit: float | None = None,
     sheet_csv: str | None = None,
     seed: int | None = None,
+    batch: bool = True,
+    entry_cost_ms: float = 0.0,
+    rate_limit_entries: bool = False,
     page_size: int = DEFAULT_PAGE_SIZE,
 ) -> Starlette:
     """The simulator as an ASGI app; its controls are ``app.state.sim`` (a :class:`SimState`)."""
@@ -81,15 +110,23 @@ def create_app(
         rate_limit=rate_limit,
         sheet_values=sheet_values_from_csv(sheet_csv) if sheet_csv is not None else None,
         seed=seed,
+        batch=batch,
+        entry_cost_ms=entry_cost_ms,
+        rate_limit_entries=rate_limit_entries,
+        page_size=page_size,
     )
 
-    async def gate(request: Request, method: str) -> Response | None:
-        """Auth, rate limit, outage and injected faults — in the order a real gateway applies them."""
+    async def gate(request: Request, method: str, cost: float = 1.0) -> Response | None:
+        """Auth, rate limit, outage and injected faults — in the order a real gateway applies them.
+
+        ``cost`` is what the request takes from the rate limit (a batch's entries, when the
+        limit counts them).
+        """
         if sim.api_key is not None and request.headers.get("x-api-key") != sim.api_key:
             sim.requests[f"{method} 401"] += 1
             return _outcome(401, "login", "missing or invalid x-api-key")
         if sim.bucket is not None:
-            wait = sim.bucket.take()
+            wait = sim.bucket.take(cost)
             if wait > 0:
                 sim.requests[f"{method} 429"] += 1
                 retry_after = str(max(1, math.ceil(wait)))
@@ -103,81 +140,63 @@ def create_app(
             return _outcome(failure, "transient", "simulated server error")
         return None
 
+    def fhir_base(request: Request) -> str:
+        return str(request.base_url).rstrip("/") + "/fhir"
+
     async def search(request: Request) -> Response:
         refused = await gate(request, "GET")
         if refused:
             return refused
-        system, _, value = request.query_params.get("identifier", "").partition("|")
-        try:
-            count = int(request.query_params.get("_count", page_size))
-            offset = int(request.query_params.get("_offset", 0))
-        except ValueError:
-            sim.requests["GET 400"] += 1
-            return _outcome(400, "invalid", "_count and _offset must be whole numbers")
-        matches = sim.search(system, value)
-        sim.requests["GET 200"] += 1
-        page = matches[offset : offset + max(count, 0)]
-        query = {"identifier": f"{system}|{value}", "_count": count}
-        base = f"{str(request.base_url).rstrip('/')}/fhir/Patient"
-        links = [{"relation": "self", "url": f"{base}?{urlencode({**query, '_offset': offset})}"}]
-        if count > 0 and offset + count < len(matches):
-            following = urlencode({**query, "_offset": offset + count})
-            links.append({"relation": "next", "url": f"{base}?{following}"})
-        bundle: dict[str, Any] = {
-            "resourceType": "Bundle",
-            "type": "searchset",
-            "total": len(matches),
-            "link": links,
-        }
-        if page:
-            bundle["entry"] = [{"resource": m, "search": {"mode": "match"}} for m in page]
-        return _json(bundle)
+        answer = fhir.search(sim, request.query_params, fhir_base(request))
+        sim.requests[f"GET {answer.status}"] += 1
+        return _answer(answer)
 
     async def read(request: Request) -> Response:
         refused = await gate(request, "GET")
         if refused:
             return refused
-        patient = sim.patient(request.path_params["id"])
-        if patient is None:
-            sim.requests["GET 404"] += 1
-            return _outcome(404, "not-found", "no such Patient")
-        sim.requests["GET 200"] += 1
-        return _json(patient, headers={"ETag": _etag(patient)})
+        answer = fhir.read(sim, request.path_params["id"])
+        sim.requests[f"GET {answer.status}"] += 1
+        return _answer(answer)
 
     async def update(request: Request) -> Response:
         refused = await gate(request, "PUT")
         if refused:
             return refused
-        pid = request.path_params["id"]
         try:
             body = orjson.loads(await request.body())
         except orjson.JSONDecodeError:
             sim.requests["PUT 400"] += 1
             return _outcome(400, "invalid", "body is not JSON")
-        if (
-            not isinstance(body, dict)
-            or body.get("resourceType") != "Patient"
-            or body.get("id") != pid
-        ):
-            sim.requests["PUT 400"] += 1
-            return _outcome(400, "invalid", "body must be a Patient whose id matches the URL")
-        sim.put_bodies.append(body)
-        if sim.before_put is not None:
-            sim.before_put(pid, sim)
-        current = sim.patient(pid)
-        if current is None:
-            sim.requests["PUT 404"] += 1
-            return _outcome(
-                404, "not-found", "no such Patient (this server does not create on PUT)"
-            )
-        if_match = request.headers.get("if-match")
-        if if_match is not None and if_match != _etag(current):
-            sim.requests["PUT 412"] += 1
-            return _outcome(412, "conflict", f"version conflict: current is {_etag(current)}")
-        stored = sim.store(pid, body)
-        sim.requests["PUT 200"] += 1
-        sim.puts_by_patient[pid] += 1
-        return _json(stored, headers={"ETag": _etag(stored)})
+        answer = fhir.update(sim, request.path_params["id"], body, request.headers.get("if-match"))
+        sim.requests[f"PUT {answer.status}"] += 1
+        return _answer(answer)
+
+    async def batch_bundle(request: Request) -> Response:
+        if not sim.batch:  # as a server without the interaction: no such endpoint
+            sim.requests["POST 404"] += 1
+            return _outcome(404, "not-supported", "this server does not accept batch Bundles")
+        try:
+            body = orjson.loads(await request.body())
+        except orjson.JSONDecodeError:
+            body = None
+        entries = body.get("entry") if isinstance(body, dict) else None
+        count = len(entries) if isinstance(entries, list) else 0
+        refused = await gate(
+            request, "POST", float(max(count, 1)) if sim.rate_limit_entries else 1.0
+        )
+        if refused:
+            return refused
+        if sim.entry_cost_ms > 0 and count:
+            await asyncio.sleep(sim.entry_cost_ms * count / 1000)
+        answer = process_batch(sim, body, fhir_base(request))
+        sim.requests[f"POST {answer.status}"] += 1
+        return _answer(answer)
+
+    async def metadata(request: Request) -> Response:
+        # Served without the API key (FHIR expects clients to read it first); counted apart.
+        sim.requests["GET metadata"] += 1
+        return _json(capability_statement(sim.batch))
 
     async def sheet_values(request: Request) -> Response:
         if not request.headers.get("authorization", "").startswith("Bearer "):
@@ -202,6 +221,8 @@ def create_app(
 
     app = Starlette(
         routes=[
+            Route("/fhir", batch_bundle, methods=["POST"]),
+            Route("/fhir/metadata", metadata, methods=["GET"]),
             Route("/fhir/Patient", search, methods=["GET"]),
             Route("/fhir/Patient/{id}", read, methods=["GET"]),
             Route("/fhir/Patient/{id}", update, methods=["PUT"]),

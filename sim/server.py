@@ -59,6 +59,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--error-rate", type=float, default=0.0, help="fraction of requests answering 500/503"
     )
     p.add_argument("--rate-limit", type=float, help="requests/s before answering 429 + Retry-After")
+    p.add_argument(
+        "--entry-cost-ms",
+        type=float,
+        default=0.0,
+        help="extra time a batch Bundle takes per entry, on top of --latency-ms",
+    )
+    p.add_argument(
+        "--rate-limit-entries",
+        action="store_true",
+        help="the rate limit counts a batch Bundle's entries instead of one request",
+    )
+    p.add_argument(
+        "--no-batch", action="store_true", help="refuse batch Bundles (POST [base] answers 404)"
+    )
     p.add_argument("--sheet", type=Path, help="serve this CSV as the Sheets API values.get")
     p.add_argument("--seed", type=int, help="seed for latency and error injection")
     p.add_argument(
@@ -83,6 +97,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         sheet_csv=args.sheet.read_text(encoding="utf-8") if args.sheet else None,
         seed=args.seed,
         page_size=args.page_size,
+        batch=not args.no_batch,
+        entry_cost_ms=args.entry_cost_ms,
+        rate_limit_entries=args.rate_limit_entries,
     )
     print(f"phonesync fhir-sim: FHIR base http://{args.host}:{args.port}/fhir", flush=True)
     uvicorn.Server(_config(app, args.host, args.port)).run()

@@ -142,7 +142,7 @@ def test_a_full_rerun_makes_zero_puts(cloud: dict[str, str], gcp_project: str) -
         execute(cloud, sim, 2, "exec-1")
         sim.state.reset_stats()
         assert execute(cloud, sim, 2, "exec-2") == [0, 0]
-        assert sim.state.stats() == {"requests": {}, "puts_by_patient": {}}
+        assert sim.state.stats() == {"requests": {}, "entries": {}, "puts_by_patient": {}}
         assert run_doc(gcp_project).counts == {"already_applied": 10}
 
 

@@ -157,7 +157,11 @@ def test_a_stale_replay_never_overwrites_a_newer_number(
     )
     store.ledger_put([newer])
     assert deliver(function, MESSAGE.to_json()) == 200
-    assert sim.state.stats() == {"requests": {}, "puts_by_patient": {}}  # no FHIR call at all
+    assert sim.state.stats() == {
+        "requests": {},
+        "entries": {},
+        "puts_by_patient": {},
+    }  # no FHIR call at all
     assert store.outcomes(DATE)[0].status is Status.STALE
 
 
