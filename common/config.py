@@ -20,6 +20,8 @@ from common.patient import JAKARTA
 from common.phones import PhoneFormat
 
 STATE_BACKENDS = ("sqlite", "firestore")
+#: Servers cap Bundles (HAPI's default is 1,000 entries); past ~100 nothing is gained (README).
+MAX_BATCH_SIZE = 1000
 _SECRET_NAME = re.compile(r"projects/[^/]+/secrets/[^/]+(/versions/[^/]+)?")
 
 
@@ -51,6 +53,9 @@ class JobConfig:
     fhir_deadline_seconds: float = 600.0
     fhir_max_attempts: int = 6
     fhir_backoff_seconds: float = 0.25  # base of the exponential backoff (full jitter)
+    # Entries per batch Bundle; 0 = one request per search/update; None ("auto", the default):
+    # common.fhir.DEFAULT_BATCH_SIZE when the server's CapabilityStatement lists batch, else 0.
+    fhir_batch_size: int | None = None
     phone_format: PhoneFormat = PhoneFormat.NATIONAL
     cloud_run_task_index: int = 0
     cloud_run_task_count: int = 1
@@ -139,6 +144,13 @@ def _convert(name: str, value: object) -> Any:
             return int(value)
         except ValueError:
             raise ValueError(f"expected a whole number, got {value!r}") from None
+    if kind == "int | None":
+        if value.lower() == "auto":
+            return None
+        try:
+            return int(value)
+        except ValueError:
+            raise ValueError(f"expected a whole number or auto, got {value!r}") from None
     if kind == "float":
         try:
             return float(value)
@@ -201,6 +213,10 @@ def _check(c: JobConfig, role: str) -> list[str]:
     ):
         if getattr(c, name) <= 0:
             problems.append(f"{name.upper()}: must be greater than 0")
+    if c.fhir_batch_size is not None and not 0 <= c.fhir_batch_size <= MAX_BATCH_SIZE:
+        problems.append(
+            f"FHIR_BATCH_SIZE: must be auto or 0 (no batch) to {MAX_BATCH_SIZE} entries per Bundle"
+        )
     if c.fhir_rate_limit < 0:
         problems.append("FHIR_RATE_LIMIT: must be 0 (unlimited) or more")
     if c.retention_days < 1:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from common.config import JobConfig, jakarta_today, lookback_start
 from common.errors import InputError
-from common.fhir import FhirClient
+from common.fhir import BatchingRegistry, FhirClient
 from common.outcomes import NEEDS_OFFICER, SHEET_REJECTED, Status, summarize
 from common.planning import DateWindow, plan_rows, shard_of
 from common.runtime import fhir_settings, ledger_key, open_store
@@ -173,13 +173,16 @@ async def _run_task(config: JobConfig, store: StateStore) -> int:
     try:
         hooks = JobHooks(config, store, run_date, publisher=_publisher(config))
         async with FhirClient(fhir_settings(config), on_retry=_log_retry) as client:
+            registry = BatchingRegistry(
+                client, config.fhir_batch_size, on_fallback=_log_batch_refused
+            )
             progress = await sync_shard(
                 items,
-                client,
+                registry,
                 store,
                 Ledger(ledger_key(config)),
                 hooks,
-                concurrency=config.fhir_concurrency,
+                concurrency=registry.rows_in_flight(config.fhir_concurrency),
                 fmt=config.phone_format,
             )
         await asyncio.to_thread(hooks._progress, progress, True)
@@ -347,6 +350,10 @@ def _log_retry(method: str, status: int, attempt: int) -> None:
         http_status=status,
         attempt=attempt,
     )
+
+
+def _log_batch_refused(reason: str) -> None:
+    log_event("fhir_batch_refused", reason, severity=logging.WARNING)
 
 
 def _log_run_finished(run: RunState) -> None:

@@ -125,6 +125,17 @@ variable "fhir_rate_limit" {
   }
 }
 
+variable "fhir_batch_size" {
+  description = "Entries per FHIR batch Bundle: \"auto\" (50 when the server lists batch, else 0), or 0 for one request per search/update."
+  type        = string
+  default     = "auto"
+
+  validation {
+    condition     = can(regex("^(auto|[0-9]+)$", var.fhir_batch_size))
+    error_message = "fhir_batch_size must be \"auto\" or a whole number of entries (0 = no batch)."
+  }
+}
+
 variable "fhir_timeout_seconds" {
   description = "Timeout of one FHIR request."
   type        = number

@@ -8,6 +8,7 @@ import asyncio
 import copy
 import io
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -21,6 +22,7 @@ import pytest
 from common import telemetry
 from common.config import load_config
 from common.store import RunStatus, SqliteStore
+from common.telemetry import LOGGER_NAME
 from jobs.task import replay_locally, run_task
 from tests.simulator import (
     API_KEY,
@@ -82,9 +84,20 @@ def reference() -> list[dict[str, Any]]:
     return without_last_updated(sample("patients_after_phone_update"))
 
 
-def test_sample_run_gives_the_reference_bundle(tmp_path: Path) -> None:
+def answered(sim: RunningSim, status: int) -> int:
+    """Requests and batch entries the simulator answered with ``status``."""
+    counts = sim.state.requests + sim.state.entries
+    return sum(n for key, n in counts.items() if key.endswith(f" {status}"))
+
+
+#: FHIR_BATCH_SIZE: one request per search/update, and the default (batch: the sim lists it).
+MODES = pytest.mark.parametrize("batch", ["0", "auto"], ids=["per-row", "batch"])
+
+
+@pytest.mark.parametrize("batch", ["0", "auto", "3"], ids=["per-row", "batch", "batch-of-3"])
+def test_sample_run_gives_the_reference_bundle(tmp_path: Path, batch: str) -> None:
     with simulator() as sim:
-        assert run_job(sim, tmp_path / "s.db") == [0, 0]
+        assert run_job(sim, tmp_path / "s.db", FHIR_BATCH_SIZE=batch) == [0, 0]
         assert without_last_updated(sim.bundle()) == reference()
         run, outcomes = run_state(tmp_path / "s.db")
         assert run.status is RunStatus.SUCCEEDED and run.counts == {"updated": 10}
@@ -94,14 +107,22 @@ def test_sample_run_gives_the_reference_bundle(tmp_path: Path) -> None:
         assert [
             set(b.get("meta", {})) & {"versionId", "lastUpdated"} for b in sim.state.put_bodies
         ] == [set()] * 10
+        requests = sim.state.requests
+        if batch == "0":
+            assert requests["GET 200"] == requests["PUT 200"] == 10 and "POST 200" not in requests
+        else:  # every search and update went in Bundles: 2 tasks x (searches, updates) at least
+            assert requests["GET 200"] == requests["PUT 200"] == 0
+            assert sim.state.entries == {"GET 200": 10, "PUT 200": 10}
+            assert 4 <= requests["POST 200"] <= (4 if batch == "auto" else 8)
 
 
-def test_a_rerun_makes_zero_fhir_calls(tmp_path: Path) -> None:
+@MODES
+def test_a_rerun_makes_zero_fhir_calls(tmp_path: Path, batch: str) -> None:
     with simulator() as sim:
-        run_job(sim, tmp_path / "s.db", execution="exec-1")
+        run_job(sim, tmp_path / "s.db", execution="exec-1", FHIR_BATCH_SIZE=batch)
         sim.state.reset_stats()
-        run_job(sim, tmp_path / "s.db", execution="exec-2")
-        assert sim.state.stats() == {"requests": {}, "puts_by_patient": {}}
+        run_job(sim, tmp_path / "s.db", execution="exec-2", FHIR_BATCH_SIZE=batch)
+        assert sim.state.stats() == {"requests": {}, "entries": {}, "puts_by_patient": {}}
         run, _ = run_state(tmp_path / "s.db")
         assert (run.execution, run.status, run.counts) == (
             "exec-2",
@@ -110,34 +131,55 @@ def test_a_rerun_makes_zero_fhir_calls(tmp_path: Path) -> None:
         )
 
 
-def test_429_retry_after_is_obeyed_and_every_row_lands(tmp_path: Path) -> None:
-    with simulator(rate_limit=8) as sim:
-        assert run_job(sim, tmp_path / "s.db", tasks=1, FHIR_RATE_LIMIT="0") == [0]
-        assert sim.state.requests["GET 429"] + sim.state.requests["PUT 429"] > 0
+@MODES
+def test_429_retry_after_is_obeyed_and_every_row_lands(tmp_path: Path, batch: str) -> None:
+    # Batch mode sends 2 requests here; a limit of 1/s with 10 bursting makes it meet 429s too.
+    with simulator(rate_limit=8 if batch == "0" else 1) as sim:
+        assert run_job(
+            sim, tmp_path / "s.db", tasks=1, FHIR_RATE_LIMIT="0", FHIR_BATCH_SIZE=batch
+        ) == [0]
+        assert answered(sim, 429) > 0
         assert puts(sim) == {f"patient-{i:03d}": 1 for i in range(1, 11)}
 
 
-def test_5xx_bursts_and_timeouts_are_retried_without_double_writes(tmp_path: Path) -> None:
+@MODES
+def test_5xx_bursts_and_timeouts_are_retried_without_double_writes(
+    tmp_path: Path, batch: str
+) -> None:
     with simulator(error_rate=0.3, seed=7) as sim:
         sim.state.delay_next(3, 1.5)
-        run_job(sim, tmp_path / "s.db", FHIR_TIMEOUT_SECONDS="0.5", FHIR_MAX_ATTEMPTS="10")
+        sim.state.fail_next_entries(4, 503)  # batch only: entries failing inside a good Bundle
+        run_job(
+            sim,
+            tmp_path / "s.db",
+            FHIR_TIMEOUT_SECONDS="0.5",
+            FHIR_MAX_ATTEMPTS="10",
+            FHIR_BATCH_SIZE=batch,
+        )
         assert puts(sim) == {f"patient-{i:03d}": 1 for i in range(1, 11)}
         run, _ = run_state(tmp_path / "s.db")
         assert run.counts == {"updated": 10}
 
 
-def test_wrong_api_key_defers_rows_after_the_first_refusal(tmp_path: Path) -> None:
+@MODES
+def test_wrong_api_key_defers_rows_after_the_first_refusal(tmp_path: Path, batch: str) -> None:
     with simulator() as sim:
         assert run_job(
-            sim, tmp_path / "s.db", tasks=1, FHIR_API_KEY="wrong", FHIR_CONCURRENCY="1"
+            sim,
+            tmp_path / "s.db",
+            tasks=1,
+            FHIR_API_KEY="wrong",
+            FHIR_CONCURRENCY="1",
+            FHIR_BATCH_SIZE=batch,
         ) == [0]
         run, outcomes = run_state(tmp_path / "s.db")
         assert run.status is RunStatus.PARTIAL and run.counts == {"deferred": 10}
         assert all("API key" in o.reason for o in outcomes.values())
-        assert sim.state.requests["GET 401"] == 1  # it stopped asking after the first 401
+        assert answered(sim, 401) == 1  # it stopped asking after the first 401
 
 
-def test_a_concurrent_writers_changes_survive_a_412(tmp_path: Path) -> None:
+@MODES
+def test_a_concurrent_writers_changes_survive_a_412(tmp_path: Path, batch: str) -> None:
     raced: set[str] = set()
 
     def other_writer(pid: str, state: Any) -> None:
@@ -149,8 +191,8 @@ def test_a_concurrent_writers_changes_survive_a_412(tmp_path: Path) -> None:
 
     with simulator() as sim:
         sim.state.on_before_put(other_writer)
-        run_job(sim, tmp_path / "s.db")
-        assert sim.state.requests["PUT 412"] == 10
+        run_job(sim, tmp_path / "s.db", FHIR_BATCH_SIZE=batch)
+        assert answered(sim, 412) == 10
         patient = sim.state.patient("patient-001")
         assert patient["telecom"] == [
             {"system": "email", "value": "patient-001@example.org"},
@@ -159,13 +201,14 @@ def test_a_concurrent_writers_changes_survive_a_412(tmp_path: Path) -> None:
         assert patient["meta"]["versionId"] == "v003"  # theirs, then ours
 
 
-def test_not_found_and_ambiguous_update_nothing(tmp_path: Path) -> None:
+@MODES
+def test_not_found_and_ambiguous_update_nothing(tmp_path: Path, batch: str) -> None:
     patients = sample()
     patients = [p for p in patients if p["id"] != "patient-003"]
     twin = copy.deepcopy(next(p for p in patients if p["id"] == "patient-004"))
     twin["id"] = "patient-004-duplicate"
     with simulator([*patients, twin]) as sim:
-        run_job(sim, tmp_path / "s.db")
+        run_job(sim, tmp_path / "s.db", FHIR_BATCH_SIZE=batch)
         _, outcomes = run_state(tmp_path / "s.db")
         assert outcomes[4].status == "not_found"
         assert outcomes[5].status == "ambiguous" and "patient-004-duplicate" in outcomes[5].reason
@@ -173,11 +216,16 @@ def test_not_found_and_ambiguous_update_nothing(tmp_path: Path) -> None:
         assert len(puts(sim)) == 8
 
 
-def test_an_outage_past_the_deadline_defers_rows_and_replay_recovers_them(tmp_path: Path) -> None:
+@MODES
+def test_an_outage_past_the_deadline_defers_rows_and_replay_recovers_them(
+    tmp_path: Path, batch: str
+) -> None:
     state = tmp_path / "s.db"
     with simulator() as sim:
         sim.state.set_down(True)
-        codes = run_job(sim, state, FHIR_DEADLINE_SECONDS="0.5", FHIR_MAX_ATTEMPTS="3")
+        codes = run_job(
+            sim, state, FHIR_DEADLINE_SECONDS="0.5", FHIR_MAX_ATTEMPTS="3", FHIR_BATCH_SIZE=batch
+        )
         assert codes == [0, 0]  # row failures are outcomes, not crashes
         run, _outcomes = run_state(state)
         assert run.status is RunStatus.PARTIAL and run.counts == {"deferred": 10}
@@ -195,12 +243,21 @@ def test_an_outage_past_the_deadline_defers_rows_and_replay_recovers_them(tmp_pa
         assert run.status is RunStatus.SUCCEEDED and run.counts == {"updated": 10}
 
 
-def test_a_run_killed_half_way_finishes_on_rerun_with_one_put_per_patient(tmp_path: Path) -> None:
+@pytest.mark.parametrize("batch", ["0", "2"], ids=["per-row", "batch-of-2"])
+def test_a_run_killed_half_way_finishes_on_rerun_with_one_put_per_patient(
+    tmp_path: Path, batch: str
+) -> None:
     state = tmp_path / "s.db"
     with simulator(latency_ms=150, seed=3) as sim:
         env = {
             **os.environ,
-            **job_env(sim, state, FHIR_CONCURRENCY="1", CLOUD_RUN_EXECUTION="exec-killed"),
+            **job_env(
+                sim,
+                state,
+                FHIR_CONCURRENCY="1",
+                CLOUD_RUN_EXECUTION="exec-killed",
+                FHIR_BATCH_SIZE=batch,
+            ),
         }
         child = subprocess.Popen(
             [sys.executable, "-m", "jobs.cli", "run"],
@@ -217,7 +274,14 @@ def test_a_run_killed_half_way_finishes_on_rerun_with_one_put_per_patient(tmp_pa
         done_before = sum(puts(sim).values())
         assert 3 <= done_before < 10
         # Cloud Run retries the task (same execution, next attempt): it picks up where it stopped
-        run_job(sim, state, tasks=1, execution="exec-killed", CLOUD_RUN_TASK_ATTEMPT="1")
+        run_job(
+            sim,
+            state,
+            tasks=1,
+            execution="exec-killed",
+            CLOUD_RUN_TASK_ATTEMPT="1",
+            FHIR_BATCH_SIZE=batch,
+        )
         assert puts(sim) == {f"patient-{i:03d}": 1 for i in range(1, 11)}
         run, _ = run_state(state)
         assert run.status is RunStatus.SUCCEEDED
@@ -250,6 +314,47 @@ def test_two_tasks_as_processes_through_the_cli(tmp_path: Path) -> None:
             assert "081234567890" not in text
             events = [json.loads(line).get("event") for line in text.splitlines()]
             assert "task_finished" in events
+
+
+@pytest.mark.parametrize(
+    ("batch", "posts"),
+    [("50", 1), ("auto", 0)],
+    ids=["batch-asked-for", "batch-auto"],
+)
+def test_a_server_without_batch_gets_one_request_per_call(
+    tmp_path: Path, batch: str, posts: int
+) -> None:
+    events: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = events.append  # type: ignore[method-assign]
+    logger = logging.getLogger(LOGGER_NAME)
+    logger.addHandler(handler)
+    try:
+        with simulator(batch=False) as sim:
+            assert run_job(sim, tmp_path / "s.db", tasks=1, FHIR_BATCH_SIZE=batch) == [0]
+    finally:
+        logger.removeHandler(handler)
+    assert without_last_updated(sim.bundle()) == reference()
+    # Asked for batch: one refused Bundle, then per request. Auto: the CapabilityStatement
+    # does not list batch, so no Bundle is tried.
+    assert sim.state.requests["POST 404"] == posts
+    assert sim.state.requests["PUT 200"] == 10 and sim.state.entries == {}
+    refusals = [e for e in events if e.json_fields["event"] == "fhir_batch_refused"]  # type: ignore[attr-defined]
+    assert len(refusals) == posts  # one warning, not one per row
+    assert all(e.levelno == logging.WARNING for e in refusals)
+
+
+@MODES
+def test_a_patient_the_server_refuses_is_that_rows_error_only(tmp_path: Path, batch: str) -> None:
+    with simulator() as sim:
+        sim.state.refuse_puts("patient-003", 422)
+        run_job(sim, tmp_path / "s.db", FHIR_BATCH_SIZE=batch)
+        run, outcomes = run_state(tmp_path / "s.db")
+        assert run.counts == {"updated": 9, "error": 1}
+        assert outcomes[4].status == "error"
+        assert outcomes[4].reason == (
+            "FHIR rejected the update: PUT Patient update: 422: the server refused this Patient"
+        )
 
 
 @pytest.mark.parametrize("lookback", ["0", "1"])

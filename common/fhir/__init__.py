@@ -3,11 +3,15 @@
 ``FhirClient`` wraps one pooled ``httpx.AsyncClient`` (on httpx-aiohttp's transport by default)
 with a shared token bucket, a circuit breaker and jittered retries; ``FhirSettings`` says how
 hard to push the server; the errors sort every failure into conflict, permanent or transient.
+``BatchingRegistry`` sends the same calls in batch Bundles (``FHIR_BATCH_SIZE``).
 """
 
-from common.fhir._client import FhirClient, RequestStats, RetryHook
+from common.fhir._batch import DEFAULT_BATCH_SIZE, BatchingRegistry
+from common.fhir._capabilities import ServerCapabilities, parse_capability_statement
+from common.fhir._client import BatchAnswer, FhirClient, RequestStats, RetryHook
 from common.fhir._errors import (
     FhirAuthError,
+    FhirBatchRefused,
     FhirConflict,
     FhirError,
     FhirPermanentError,
@@ -17,7 +21,11 @@ from common.fhir._errors import (
 from common.fhir._settings import FhirSettings
 
 __all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "BatchAnswer",
+    "BatchingRegistry",
     "FhirAuthError",
+    "FhirBatchRefused",
     "FhirClient",
     "FhirConflict",
     "FhirError",
@@ -27,4 +35,6 @@ __all__ = [
     "FhirUnavailable",
     "RequestStats",
     "RetryHook",
+    "ServerCapabilities",
+    "parse_capability_statement",
 ]

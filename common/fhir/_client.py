@@ -9,6 +9,10 @@ slot → rate limiter → send. Failures are sorted into the error hierarchy of 
 - 5xx, 408, timeouts, connection errors: retried with jittered backoff, counted by the breaker;
   ``FhirTransientError`` once ``max_attempts`` are spent.
 - any other status: ``FhirPermanentError`` (``FhirAuthError`` for 401/403) at once.
+- 400/404/405/501 on a batch ``POST [base]``: ``FhirBatchRefused`` at once (no batch here).
+
+A batch Bundle is one request to all of this: retried, paced and counted by the breaker as
+one. What its entries answered is sorted by ``common.fhir._batch``.
 
 Nothing this module raises or reports names a URL, a query string (it holds the NIK) or the
 API key; the OperationOutcome text it quotes is redacted of long digit runs and the key.
@@ -31,8 +35,10 @@ import httpx
 import orjson
 
 from common.fhir._breaker import CircuitBreaker
+from common.fhir._capabilities import ServerCapabilities, parse_capability_statement
 from common.fhir._errors import (
     FhirAuthError,
+    FhirBatchRefused,
     FhirConflict,
     FhirPermanentError,
     FhirTransientError,
@@ -53,6 +59,19 @@ _LONG_DIGITS = re.compile(r"\d{8,}")  # NIKs (16 digits), phone numbers
 _MAX_PAGES = 100
 #: Pause for every sender after a 429 that carries no usable Retry-After.
 _DEFAULT_429_PAUSE = 1.0
+#: How a server without batch answers ``POST [base]`` (bad request, no such endpoint, method
+#: not allowed, not implemented).
+BATCH_REFUSALS = frozenset({400, 404, 405, 501})
+
+
+@dataclass(frozen=True, slots=True)
+class BatchAnswer:
+    """One entry of a batch-response: its status, resource and OperationOutcome text."""
+
+    status: int  # 0 when the entry carries no readable status
+    resource: Resource | None
+    outcome: str = ""
+    etag: str | None = None
 
 
 @dataclass
@@ -66,6 +85,8 @@ class RequestStats:
     rate_limited: int = 0
     #: Round-trip time of every attempt, failed ones included.
     latencies_ms: list[float] = field(default_factory=list)
+    #: Batch entries by ``"GET 200"``, ``"PUT 412"`` … as their entry answers said.
+    entries: Counter[str] = field(default_factory=Counter)
 
     def percentile(self, p: float) -> float:
         """The nearest-rank ``p``-th percentile of ``latencies_ms`` (0 when empty)."""
@@ -85,6 +106,11 @@ def diagnostics(response: httpx.Response, *, secret: str | None = None) -> str:
         body = orjson.loads(response.content)
     except orjson.JSONDecodeError:
         return ""
+    return outcome_text(body, secret=secret)
+
+
+def outcome_text(body: object, *, secret: str | None = None) -> str:
+    """The redacted text of an OperationOutcome (see :func:`diagnostics`); "" for anything else."""
     if not isinstance(body, dict) or body.get("resourceType") != "OperationOutcome":
         return ""
     texts: list[str] = []
@@ -138,6 +164,7 @@ class FhirClient:
         )
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._base = httpx.URL(settings.base_url.rstrip("/") + "/")
+        self._root = httpx.URL(settings.base_url.rstrip("/"))  # POST [base]: no trailing slash
         self._network_errors: tuple[type[BaseException], ...] = (httpx.RequestError, OSError)
         headers = {"Accept": FHIR_JSON}
         if settings.api_key:
@@ -191,19 +218,22 @@ class FhirClient:
         response = await self._send(
             "GET", "Patient", what, params={"identifier": f"{NIK_SYSTEM}|{nik}"}
         )
+        return await self.searchset_patients(self._json(response, what), what)
+
+    async def searchset_patients(self, bundle: object, what: str) -> list[Resource]:
+        """The Patients of a searchset ``bundle`` and of the pages its ``next`` links lead to."""
         seen: set[str] = set()
         patients: list[Resource] = []
         for _ in range(_MAX_PAGES):
-            bundle = self._json(response, what)
-            if bundle.get("resourceType") != "Bundle":
-                raise FhirPermanentError(what, response.status_code, "the answer is not a Bundle")
+            if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+                raise FhirPermanentError(what, 200, "the answer is not a Bundle")
             patients += _matches(bundle)
             following = self._next_page(bundle, what)
             if following is None or str(following) in seen:
                 return patients
             seen.add(str(following))
-            response = await self._send("GET", following, what)
-        raise FhirPermanentError(what, response.status_code, f"more than {_MAX_PAGES} pages")
+            bundle = self._json(await self._send("GET", following, what), what)
+        raise FhirPermanentError(what, 200, f"more than {_MAX_PAGES} pages")
 
     async def read(self, patient_id: str) -> Resource:
         what = "GET Patient read"
@@ -220,9 +250,7 @@ class FhirClient:
         patient_id = _checked_id(resource.get("id"), what)
         headers = {"Content-Type": FHIR_JSON, "Prefer": "return=representation"}
         if version_id is not None:
-            headers["If-Match"] = (
-                version_id if version_id.startswith(('W/"', '"')) else f'W/"{version_id}"'
-            )
+            headers["If-Match"] = if_match(version_id)
         response = await self._send(
             "PUT",
             f"Patient/{patient_id}",
@@ -232,11 +260,50 @@ class FhirClient:
         )
         if response.content.strip():
             return self._json(response, what)
-        stored = dict(resource)
-        version = _etag_version(response.headers.get("ETag"))
-        if version is not None:
-            stored["meta"] = {**(resource.get("meta") or {}), "versionId": version}
-        return stored
+        return stored_as(resource, response.headers.get("ETag"))
+
+    async def batch(self, entries: list[Resource]) -> list[BatchAnswer]:
+        """``POST [base]`` a Bundle of type ``batch`` with ``entries``; their answers, in order.
+
+        Sent, retried and paced as one request. Raises ``FhirBatchRefused`` when the server
+        refuses batch or answers with anything but a batch-response of as many entries.
+        """
+        what = "POST batch"
+        body = orjson.dumps({"resourceType": "Bundle", "type": "batch", "entry": entries})
+        response = await self._send(
+            "POST",
+            self._root,
+            what,
+            content=body,
+            headers={"Content-Type": FHIR_JSON},
+            refusals=BATCH_REFUSALS,
+        )
+        try:
+            bundle = self._json(response, what)
+        except FhirPermanentError as exc:
+            raise FhirBatchRefused(what, response.status_code, exc.diagnostics) from None
+        answered = bundle.get("entry") or []
+        if bundle.get("type") != "batch-response" or not isinstance(answered, list):
+            raise FhirBatchRefused(what, response.status_code, "the answer is no batch-response")
+        if len(answered) != len(entries):
+            raise FhirBatchRefused(
+                what,
+                response.status_code,
+                f"the batch-response has {len(answered)} entries for {len(entries)} requests",
+            )
+        answers = [self._batch_answer(entry) for entry in answered]
+        for request, answer in zip(entries, answers, strict=True):
+            self.stats.entries[f"{request['request']['method']} {answer.status}"] += 1
+        return answers
+
+    async def capabilities(self) -> ServerCapabilities:
+        """``GET [base]/metadata``: what the server says it supports (fhirVersion, batch …)."""
+        what = "GET metadata"
+        response = await self._send("GET", "metadata", what)
+        try:
+            return parse_capability_statement(self._json(response, what))
+        except ValueError as exc:
+            raise FhirPermanentError(what, response.status_code, str(exc)) from None
 
     # --- internals -------------------------------------------------------------------------
 
@@ -249,7 +316,9 @@ class FhirClient:
         params: dict[str, str] | None = None,
         content: bytes | None = None,
         headers: dict[str, str] | None = None,
+        refusals: frozenset[int] = frozenset(),
     ) -> httpx.Response:
+        """One call, every attempt of it; ``refusals`` are statuses raised as FhirBatchRefused."""
         settings = self.settings
         attempts = 0  # requests sent for this call
         counted = 0  # those that count against max_attempts (failed probes don't)
@@ -272,6 +341,10 @@ class FhirClient:
             self.stats.requests[f"{method} {status}"] += 1
 
             retry_after = 0.0
+            if status in refusals:
+                assert response is not None
+                self._breaker.record_success()  # the server answered: it is up
+                raise FhirBatchRefused(what, status, diagnostics(response, secret=settings.api_key))
             if response is None or status == 408 or status >= 500:
                 self._breaker.record_failure(status)
                 if response is not None:
@@ -299,18 +372,25 @@ class FhirClient:
                 counted += 1
             if counted >= settings.max_attempts:
                 raise FhirTransientError(what, status, attempts, detail=detail)
-            self.stats.retries += 1
-            if self._on_retry is not None:
-                self._on_retry(method, status, attempts)
-            await asyncio.sleep(
-                backoff_delay(
-                    counted - 1,
-                    settings.backoff_base_seconds,
-                    settings.backoff_cap_seconds,
-                    floor=retry_after,
-                    rng=self._rng,
-                )
+            await self.retry_pause(method, status, attempts, counted - 1, floor=retry_after)
+
+    async def retry_pause(
+        self, method: str, status: int, attempts: int, retry: int, *, floor: float = 0.0
+    ) -> None:
+        """Count a retry, tell ``on_retry``, and wait the jittered backoff of retry ``retry``."""
+        self.stats.retries += 1
+        if self._on_retry is not None:
+            self._on_retry(method, status, attempts)
+        settings = self.settings
+        await asyncio.sleep(
+            backoff_delay(
+                retry,
+                settings.backoff_base_seconds,
+                settings.backoff_cap_seconds,
+                floor=floor,
+                rng=self._rng,
             )
+        )
 
     def _retry_after(self, response: httpx.Response) -> float:
         # Honoured, but never past the deadline: a server asking for an hour is down.
@@ -325,6 +405,20 @@ class FhirClient:
         if not isinstance(body, dict):
             raise FhirPermanentError(what, response.status_code, "the answer is not a JSON object")
         return body
+
+    def _batch_answer(self, entry: object) -> BatchAnswer:
+        if not isinstance(entry, dict):
+            return BatchAnswer(0, None, "the batch-response entry is not an object")
+        response = entry.get("response")
+        response = response if isinstance(response, dict) else {}
+        resource = entry.get("resource")
+        etag = response.get("etag")
+        return BatchAnswer(
+            status=_status_code(response.get("status")),
+            resource=resource if isinstance(resource, dict) else None,
+            outcome=outcome_text(response.get("outcome"), secret=self.settings.api_key),
+            etag=etag if isinstance(etag, str) else None,
+        )
 
     def _next_page(self, bundle: Resource, what: str) -> httpx.URL | None:
         for link in bundle.get("link") or ():
@@ -363,6 +457,27 @@ def _checked_id(value: object, what: str) -> str:
     if not isinstance(value, str) or not _FHIR_ID.fullmatch(value):
         raise FhirPermanentError(what, 0, "not a valid FHIR resource id")
     return value
+
+
+def if_match(version_id: str) -> str:
+    """The ``If-Match`` value for a version: ``3`` → ``W/"3"`` (an ETag is kept as given)."""
+    return version_id if version_id.startswith(('W/"', '"')) else f'W/"{version_id}"'
+
+
+def stored_as(resource: Resource, etag: str | None) -> Resource:
+    """What an update stored when the server sent no body: ``resource`` at the ETag's version."""
+    stored = dict(resource)
+    version = _etag_version(etag)
+    if version is not None:
+        stored["meta"] = {**(resource.get("meta") or {}), "versionId": version}
+    return stored
+
+
+def _status_code(value: object) -> int:
+    """A batch entry's ``response.status``: ``"200"`` (Medplum), ``"200 OK"`` (HAPI) → 200."""
+    text = str(value).strip() if isinstance(value, str | int) else ""
+    code = text.split(" ", 1)[0]
+    return int(code) if code.isascii() and code.isdigit() and len(code) == 3 else 0
 
 
 def _etag_version(etag: str | None) -> str | None:

@@ -38,6 +38,11 @@ class FhirPermanentError(FhirError):
         self.diagnostics = diagnostics
 
 
+class FhirBatchRefused(FhirPermanentError):
+    """``POST [base]`` with a batch Bundle was refused (400/404/405/501), or answered with
+    something other than a batch-response: this server does not do batch; send per request."""
+
+
 class FhirAuthError(FhirPermanentError):
     """401/403: the ``x-api-key`` is missing, wrong or lacks permission."""
 

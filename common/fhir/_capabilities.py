@@ -1,0 +1,50 @@
+"""What a FHIR server says it supports: its CapabilityStatement (``GET [base]/metadata``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ServerCapabilities:
+    """The parts of a CapabilityStatement phonesync acts on."""
+
+    fhir_version: str
+    #: ``rest[mode=server].interaction[].code``: whole-system interactions (``batch`` …).
+    system_interactions: frozenset[str]
+    #: ``rest[mode=server].resource[type=Patient].interaction[].code`` (``search-type`` …).
+    patient_interactions: frozenset[str]
+
+    @property
+    def batch(self) -> bool:
+        """The server accepts ``POST [base]`` with a Bundle of type ``batch``."""
+        return "batch" in self.system_interactions
+
+
+def parse_capability_statement(body: object) -> ServerCapabilities:
+    """The capabilities in ``body``; ``ValueError`` when it is not a CapabilityStatement."""
+    if not isinstance(body, dict) or body.get("resourceType") != "CapabilityStatement":
+        raise ValueError("the answer is not a CapabilityStatement")
+    system: set[str] = set()
+    patient: set[str] = set()
+    for rest in _dicts(body.get("rest")):
+        if rest.get("mode") != "server":
+            continue
+        system |= _codes(rest.get("interaction"))
+        for resource in _dicts(rest.get("resource")):
+            if resource.get("type") == "Patient":
+                patient |= _codes(resource.get("interaction"))
+    version = body.get("fhirVersion")
+    return ServerCapabilities(
+        fhir_version=version if isinstance(version, str) else "",
+        system_interactions=frozenset(system),
+        patient_interactions=frozenset(patient),
+    )
+
+
+def _dicts(value: object) -> list[dict[str, object]]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _codes(interactions: object) -> set[str]:
+    return {str(i["code"]) for i in _dicts(interactions) if isinstance(i.get("code"), str)}
