@@ -135,3 +135,73 @@ def test_sheets_api_requires_a_bearer_token() -> None:
         assert httpx.get(url).status_code == 401
         body = httpx.get(url, headers={"Authorization": "Bearer t"}).json()
         assert body["values"] == [["a", "b"], ["1", "2"]]
+
+
+def test_batch_bundles_are_answered_as_medplum_answers_them() -> None:
+    search = f"Patient?identifier={NIK}%7C3171044203920001"
+    with simulator() as sim, httpx.Client(base_url=sim.fhir, headers=KEY) as http:
+        patient = http.get("/Patient/patient-002").json()
+        bundle = {
+            "resourceType": "Bundle",
+            "type": "batch",
+            "entry": [
+                {"request": {"method": "GET", "url": search}},
+                {
+                    "request": {
+                        "method": "PUT",
+                        "url": "Patient/patient-002",
+                        "ifMatch": 'W/"v001"',
+                    },
+                    "resource": patient,
+                },
+                {
+                    "request": {
+                        "method": "PUT",
+                        "url": "Patient/patient-003",
+                        "ifMatch": 'W/"v000"',
+                    },
+                    "resource": {**patient, "id": "patient-003"},
+                },
+                {"request": {"method": "GET", "url": "Patient/nobody"}},
+            ],
+        }
+        answer = http.post(sim.fhir, json=bundle)
+        assert answer.status_code == 200
+        body = answer.json()
+        assert (body["resourceType"], body["type"]) == ("Bundle", "batch-response")
+        statuses = [e["response"]["status"] for e in body["entry"]]
+        assert statuses == ["200", "200", "412", "404"]  # bare codes, in request order
+        assert all("etag" not in e["response"] for e in body["entry"])
+        found, stored = body["entry"][0]["resource"], body["entry"][1]["resource"]
+        assert found["type"] == "searchset" and found["entry"][0]["resource"]["id"] == "patient-001"
+        assert stored["meta"]["versionId"] == "v002"
+        assert body["entry"][1]["response"]["location"] == "Patient/patient-002"
+        assert body["entry"][2]["response"]["outcome"]["resourceType"] == "OperationOutcome"
+        # Medplum refuses a Bundle that modifies one resource twice, whole, as it does an empty one.
+        twice = {**bundle, "entry": [bundle["entry"][1], bundle["entry"][1]]}
+        assert http.post(sim.fhir, json=twice).status_code == 400
+        assert http.post(sim.fhir, json={**bundle, "entry": []}).status_code == 400
+        assert http.post(sim.fhir, json={**bundle, "type": "collection"}).status_code == 400
+        assert sim.state.requests["POST 200"] == 1 and sim.state.requests["POST 400"] == 3
+        assert sim.state.entries == {"GET 200": 1, "PUT 200": 1, "PUT 412": 1, "GET 404": 1}
+
+
+def test_metadata_lists_batch_unless_it_is_off() -> None:
+    for batch in (True, False):
+        with simulator(batch=batch) as sim:
+            statement = httpx.get(f"{sim.fhir}/metadata").json()
+            assert statement["resourceType"] == "CapabilityStatement"
+            assert statement["fhirVersion"].startswith("4.0.")
+            codes = [i["code"] for r in statement["rest"] for i in r.get("interaction", [])]
+            assert codes == (["batch"] if batch else [])
+            answer = httpx.post(sim.fhir, headers=KEY, json={"resourceType": "Bundle"})
+            assert answer.status_code == (400 if batch else 404)
+
+
+def test_the_rate_limit_counts_a_bundle_once_or_by_its_entries() -> None:
+    reads = {"request": {"method": "GET", "url": "Patient/patient-001"}}
+    bundle = {"resourceType": "Bundle", "type": "batch", "entry": [reads] * 5}
+    for by_entries, refused in ((False, 0), (True, 1)):  # 6 tokens: 5, then 5 into debt
+        with simulator(rate_limit=6, rate_limit_entries=by_entries) as sim:
+            codes = [httpx.post(sim.fhir, headers=KEY, json=bundle).status_code for _ in range(3)]
+            assert codes.count(429) == refused
