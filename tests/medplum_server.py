@@ -15,10 +15,11 @@ Fixtures (registered in ``tests/conftest.py``):
   - ``medplum.load(patients)``: replace every stored patient (ids kept, the server assigns
     ``meta``), counters reset;
   - ``medplum.patients()``: the stored patients, in load order, as the server holds them;
-  - ``medplum.requests()`` / ``medplum.puts()``: answered FHIR requests by ``"METHOD status"``,
-    successful PUTs by ``"Patient/id"``; ``medplum.reset_stats()``;
+  - ``medplum.requests()`` / ``medplum.entries()`` / ``medplum.puts()``: answered FHIR requests
+    and batch Bundle entries by ``"METHOD status"``, successful PUTs (requests or entries) by
+    ``"Patient/id"``; ``medplum.reset_stats()``;
   - ``medplum.interpose({"Patient/id": {field: value}})``: another writer sets those fields
-    just before our next PUT of that patient (the 412 path).
+    just before our next PUT of that patient, a request or a batch entry (the 412 path).
 """
 
 from __future__ import annotations
@@ -75,6 +76,9 @@ class MedplumServer:
 
     def requests(self) -> dict[str, int]:
         return dict(self._call("GET", "stats")["requests"])
+
+    def entries(self) -> dict[str, int]:
+        return dict(self._call("GET", "stats")["entries"])
 
     def puts(self) -> dict[str, int]:
         return dict(self._call("GET", "stats")["puts"])

@@ -16,8 +16,9 @@
 //   (packages/server/src/fhir/response.ts), the default page of 20 and a `next` link
 //   (packages/server/src/fhir/search.ts), and a CapabilityStatement at /metadata shaped as
 //   packages/server/src/fhir/metadata.ts builds it.
-// - This adapter only: the /_test/* endpoints (load patients, read them back, count requests,
-//   make another writer change a patient just before our next PUT of it). No authentication:
+// - This adapter only: the /_test/* endpoints (load patients, read them back, count requests
+//   and batch entries, make another writer change a patient just before our next PUT of it,
+//   also when that PUT is an entry of a batch Bundle). No authentication:
 //   the registry's gateway, not Medplum, checks x-api-key / bearer tokens.
 
 import {
@@ -61,8 +62,10 @@ for (const file of ['search-parameters.json', 'search-parameters-medplum.json'])
 const router = new FhirRouter();
 let repo = new MemoryRepository();
 
-/** Requests answered, `"PUT 200"` → count; successful PUTs per `Type/id`. */
+/** Requests answered, `"PUT 200"` → count; batch entries answered, likewise; successful PUTs
+ * (requests or batch entries) per `Type/id`. */
 let requests = {};
+let entries = {};
 let putsByResource = {};
 /** `Type/id` → fields another writer sets just before our next PUT of that resource. */
 let interpose = {};
@@ -172,12 +175,18 @@ async function handleFhir(req, res, url, text) {
   const searchQuery = paging ? paging.query : query;
   const routed = new URLSearchParams(searchQuery).toString();
 
-  if (req.method === 'PUT' && interpose[path]) {
-    // Another writer changes the resource between our read and our PUT (test control).
-    const [type, id] = path.split('/');
-    const current = await repo.readResource(type, id);
-    await repo.updateResource({ ...current, ...interpose[path] });
-    delete interpose[path];
+  const batchPuts =
+    req.method === 'POST' && path === '' && body?.resourceType === 'Bundle'
+      ? (body.entry ?? []).map((e) => (e.request?.method === 'PUT' ? e.request.url : undefined))
+      : [];
+  for (const target of req.method === 'PUT' ? [path] : batchPuts) {
+    if (target && interpose[target]) {
+      // Another writer changes the resource between our read and our PUT (test control).
+      const [type, id] = target.split('/');
+      const current = await repo.readResource(type, id);
+      await repo.updateResource({ ...current, ...interpose[target] });
+      delete interpose[target];
+    }
   }
   const [outcome, resource] = await router.handleRequest(
     {
@@ -210,6 +219,16 @@ async function handleFhir(req, res, url, text) {
   if (isOk(outcome) && req.method === 'PUT') {
     putsByResource[path] = (putsByResource[path] ?? 0) + 1;
   }
+  if (batchPuts.length && resource.resourceType === 'Bundle') {
+    (resource.entry ?? []).forEach((answer, i) => {
+      const method = body.entry[i]?.request?.method;
+      const key = `${method} ${answer.response?.status}`;
+      entries[key] = (entries[key] ?? 0) + 1;
+      if (method === 'PUT' && answer.response?.status?.startsWith('2')) {
+        putsByResource[batchPuts[i]] = (putsByResource[batchPuts[i]] ?? 0) + 1;
+      }
+    });
+  }
   return [getStatus(outcome), resource, headers];
 }
 
@@ -226,6 +245,7 @@ async function handleTest(req, url, text) {
       await repo.updateResource(rest);
     }
     requests = {};
+    entries = {};
     putsByResource = {};
     interpose = {};
     return [200, { loaded: resources.length }];
@@ -236,10 +256,11 @@ async function handleTest(req, url, text) {
     return [200, (bundle.entry ?? []).map((e) => e.resource)];
   }
   if (req.method === 'GET' && what === 'stats') {
-    return [200, { requests, puts: putsByResource }];
+    return [200, { requests, entries, puts: putsByResource }];
   }
   if (req.method === 'POST' && what === 'reset-stats') {
     requests = {};
+    entries = {};
     putsByResource = {};
     return [200, {}];
   }
