@@ -165,7 +165,11 @@ def test_a_task_killed_mid_shard_and_retried_puts_each_patient_once(
     cloud: dict[str, str], gcp_project: str
 ) -> None:
     with sim_with_sheet(latency_ms=150, seed=5) as sim:
-        env = {**os.environ, **task_env(cloud, sim, 0, 1, "exec-k", FHIR_CONCURRENCY="1")}
+        # Batch mode, Bundles of 2 rows: the kill lands between Bundles, as it would per row.
+        env = {
+            **os.environ,
+            **task_env(cloud, sim, 0, 1, "exec-k", FHIR_CONCURRENCY="1", FHIR_BATCH_SIZE="2"),
+        }
         child = subprocess.Popen(
             [sys.executable, "-m", "jobs.cli", "run"],
             env=env,

@@ -1,5 +1,6 @@
 """Configuration comes from the environment, flags override, and every problem is listed at once."""
 
+import re
 from datetime import date
 from pathlib import Path
 
@@ -109,3 +110,24 @@ def test_env_var_names_are_the_documented_ones() -> None:
         "LEDGER_KEY_SECRET",
     ):
         assert name in ENV_VARS
+
+
+@pytest.mark.parametrize(
+    ("value", "size"), [(None, None), ("auto", None), ("AUTO", None), ("0", 0), ("50", 50)]
+)
+def test_fhir_batch_size_is_auto_unless_given(value: str | None, size: int | None) -> None:
+    env = LOCAL if value is None else {**LOCAL, "FHIR_BATCH_SIZE": value}
+    assert load_config(env).fhir_batch_size == size
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("fifty", "FHIR_BATCH_SIZE: expected a whole number or auto, got 'fifty'"),
+        ("-1", "FHIR_BATCH_SIZE: must be auto or 0 (no batch) to 1000 entries per Bundle"),
+        ("1001", "FHIR_BATCH_SIZE: must be auto or 0 (no batch) to 1000 entries per Bundle"),
+    ],
+)
+def test_a_bad_fhir_batch_size_is_refused(value: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config({**LOCAL, "FHIR_BATCH_SIZE": value})

@@ -238,7 +238,7 @@ def sync_forwarder(app: Any) -> Callable[[httpx.Request], httpx.Response]:
 
         path = request.url.path.removeprefix("/fhir/")
         if path == "Patient":
-            result = fhir.search(sim, request.url.params["identifier"], "http://sim/fhir")
+            result = fhir.search(sim, request.url.params, "http://sim/fhir")
         else:
             result = fhir.read(sim, path.removeprefix("Patient/"))
         return httpx.Response(result.status, content=orjson.dumps(result.body))
