@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import random
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +33,13 @@ def nik(i: int) -> str:
     return f"3171{i:012d}"
 
 
-def patients(count: int, seed: int = 7) -> list[dict[str, Any]]:
-    """``count`` Patient resources cloned from the sample, each with its own id and NIK."""
+def patients(count: int, seed: int = 7) -> Iterator[dict[str, Any]]:
+    """``count`` Patient resources cloned from the sample, each with its own id and NIK (made
+    one at a time: a million of them at once would take several GB)."""
     template = json.loads((EXAMPLES / "patients-data.json").read_text())[
         "patients_before_phone_update"
     ]
     rng = random.Random(seed)
-    out = []
     for i in range(count):
         resource = copy.deepcopy(template[i % len(template)]["resource"])
         resource["id"] = f"patient-{i:07d}"
@@ -49,8 +50,7 @@ def patients(count: int, seed: int = 7) -> list[dict[str, Any]]:
             resource["telecom"] = [
                 {"system": "phone", "use": "mobile", "value": f"08{rng.randrange(10**9, 10**10)}"}
             ]
-        out.append(resource)
-    return out
+        yield resource
 
 
 def sheet_rows(
@@ -81,11 +81,15 @@ def write_sheet(path: Path, rows: list[list[str]]) -> None:
     path.write_text(buffer.getvalue())
 
 
-def write_bundle(path: Path, resources: list[dict[str, Any]]) -> None:
+def write_bundle(path: Path, resources: Iterable[dict[str, Any]]) -> None:
+    """What ``json.dump({"patients_before_phone_update": [...]}, indent=2, ensure_ascii=False)``
+    writes, an entry at a time."""
     with path.open("w") as handle:
-        json.dump(
-            {"patients_before_phone_update": [{"resource": r} for r in resources]},
-            handle,
-            indent=2,
-            ensure_ascii=False,
-        )
+        handle.write('{\n  "patients_before_phone_update": [')
+        separator = "\n    "
+        for resource in resources:
+            # Nested two lists deep, an entry is indented as it stands in the file.
+            nested = json.dumps([[{"resource": resource}]], indent=2, ensure_ascii=False)
+            handle.write(separator + nested[len("[\n  [\n    ") : -len("\n  ]\n]")])
+            separator = ",\n    "
+        handle.write("\n  ]\n}" if separator != "\n    " else "]\n}")

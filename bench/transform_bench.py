@@ -1,76 +1,89 @@
-"""Benchmark ``phonesync transform`` on a large generated sheet and bundle.
+"""Benchmark ``phonesync transform`` on large generated sheets and bundles.
 
-    python -m bench.transform_bench [--patients 100000] [--rows 100000] [--repeat 3]
+    python -m bench.transform_bench [--patients 100000 300000 1000000] [--repeat 3]
 
-Runs the real CLI in a child process and prints wall time, rows/s and the child's peak RSS.
+For each size (as many sheet rows as patients unless ``--rows``), runs the real CLI in a child
+process and prints wall time, CPU time, rows/s and the child's peak RSS (the whole command,
+its forked indexer included). A million patients is a 2.65 GB bundle and its 2.65 GB output;
+each size's files are removed before the next is generated.
 """
 
 from __future__ import annotations
 
 import argparse
-import resource
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from bench.data import patients, sheet_rows, write_bundle, write_sheet
 
+NOW = "2025-09-23T23:45:00.123456+07:00"
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--patients", type=int, default=100_000)
-    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--patients", type=int, nargs="+", default=[100_000, 300_000, 1_000_000])
+    parser.add_argument("--rows", type=int, help="sheet rows (default: as many as patients)")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--workdir", type=Path, help="keep generated files here")
+    parser.add_argument("--workdir", type=Path, help="keep generated files here (one size only)")
     args = parser.parse_args()
     if args.workdir:
+        if len(args.patients) != 1:
+            parser.error("--workdir keeps the files of one size: give one --patients")
         args.workdir.mkdir(parents=True, exist_ok=True)
-        run(args, args.workdir)
-    else:  # ~850 MB of generated files: not left behind in /tmp
+        run(args.patients[0], args.rows or args.patients[0], args.repeat, args.workdir)
+        return
+    for count in args.patients:  # generated files are not left behind in /tmp
         with tempfile.TemporaryDirectory(prefix="phonesync-bench-") as work:
-            run(args, Path(work))
+            run(count, args.rows or count, args.repeat, Path(work))
 
 
-def run(args: argparse.Namespace, work: Path) -> None:
+def run(count: int, rows: int, repeat: int, work: Path) -> None:
     sheet, bundle, out = work / "sheet.csv", work / "bundle.json", work / "out.json"
     if not bundle.exists():
-        print(
-            f"generating {args.patients:,} patients and {args.rows:,} rows in {work} …", flush=True
-        )
-        write_bundle(bundle, patients(args.patients))
-        write_sheet(sheet, sheet_rows(args.rows, args.patients))
+        print(f"generating {count:,} patients and {rows:,} rows in {work} …", flush=True)
+        write_bundle(bundle, patients(count))
+        write_sheet(sheet, sheet_rows(rows, count))
     print(
-        f"bundle {bundle.stat().st_size / 1e6:,.0f} MB, sheet {sheet.stat().st_size / 1e6:,.1f} MB"
+        f"{count:,} patients: bundle {bundle.stat().st_size / 1e6:,.0f} MB, "
+        f"sheet {sheet.stat().st_size / 1e6:,.1f} MB",
+        flush=True,
     )
     command = [
-        sys.executable,
-        "-m",
-        "jobs.cli",
-        "transform",
-        "--sheet",
-        str(sheet),
-        "--bundle",
-        str(bundle),
-        "--out",
-        str(out),
-        "--report",
-        str(work / "report.json"),
-        "--now",
-        "2025-09-23T23:45:00.123456+07:00",
+        *(sys.executable, "-m", "jobs.cli", "transform", "--now", NOW),
+        *("--sheet", str(sheet), "--bundle", str(bundle)),
+        *("--out", str(out), "--report", str(work / "report.json")),
     ]
-    for attempt in range(1, args.repeat + 1):
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        start = time.perf_counter()
-        done = subprocess.run(command, capture_output=True, text=True, check=True)
-        wall = time.perf_counter() - start
-        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        note = "" if peak_mb > before / 1024 else " (peak of an earlier run)"
+    for attempt in range(1, repeat + 1):
+        # A fresh interpreter per run, so the peak RSS (kept per process tree by the kernel) is
+        # this run's own and not the largest of all runs so far.
+        wall, cpu, peak_mb, summary = measured(command)
         print(
-            f"run {attempt}: wall {wall:.2f} s, {args.rows / wall:,.0f} rows/s, "
-            f"peak RSS {peak_mb:,.0f} MB{note} | {done.stderr.strip()}"
+            f"  run {attempt}: wall {wall:.2f} s, cpu {cpu:.2f} s, {rows / wall:,.0f} rows/s, "
+            f"peak RSS {peak_mb:,.0f} MB | {summary}",
+            flush=True,
         )
+
+
+def measured(command: list[str]) -> tuple[float, float, float, str]:
+    """Run ``command`` under a small Python parent; wall s, CPU s, peak RSS MB, its stderr."""
+    probe = (
+        "import resource, subprocess, sys, time\n"
+        "start = time.perf_counter()\n"
+        "done = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+        "wall = time.perf_counter() - start\n"
+        "use = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+        "sys.stderr.write(done.stderr)\n"
+        "print(wall, use.ru_utime + use.ru_stime, use.ru_maxrss / 1024, done.returncode)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, *command], capture_output=True, text=True, check=True
+    )
+    wall, cpu, peak_mb, code = done.stdout.split()
+    if code != "0":
+        raise SystemExit(f"transform failed ({code}): {done.stderr.strip()}")
+    return float(wall), float(cpu), float(peak_mb), done.stderr.strip()
 
 
 if __name__ == "__main__":

@@ -1,24 +1,18 @@
 """Offline mode: apply the sheet to a patient bundle file (no server, no state).
 
-The bundle is read as one JSON text per entry (:mod:`common.bundle`), indexed while the sheet
-is read and planned. Knowing every entry's NIKs before writing anything, the output pass
-settles each winning row at once — ``not_found``, ``ambiguous`` or decided on its one patient —
-and streams the output: an entry no row touches is written as the bytes it was read as, and
-only the patients that change are parsed and serialised again.
+The bundle is indexed (:mod:`common.bundle`) while the sheet is read and planned. Knowing every
+entry's NIKs before writing anything, the output pass settles each winning row at once —
+``not_found``, ``ambiguous`` or decided on its one patient — and streams the output: an entry no
+row touches is copied as the bytes it was read as, and only the patients that change are parsed
+and serialised again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, BinaryIO
 
-from common.bundle import (
-    Bundle,
-    EntryText,
-    entry_text,
-    parse_entry,
-    write_bundle,
-)
+from common.bundle import Bundle, EntryText, entry_text, parse_entry
 from common.outcomes import RowOutcome, summarize
 from common.patient import NOT_FOUND, Decision, ambiguous, decide_for
 from common.phones import PhoneFormat
@@ -44,7 +38,7 @@ def transform(
     """
     plan = plan_rows(rows, window)
     application = _Application(plan, bundle(), fmt, last_updated)
-    write_bundle(application.texts(), out)
+    application.bundle.write(out, sorted(application.assigned), application.apply)
     return application.outcomes()
 
 
@@ -53,32 +47,26 @@ class _Application:
 
     def __init__(self, plan: Plan, bundle: Bundle, fmt: PhoneFormat, last_updated: str) -> None:
         self.plan, self.bundle, self.fmt, self.last_updated = plan, bundle, fmt, last_updated
-        wanted = {c.nik: c for c in plan.candidates}
-        #: Wanted NIK → indexes of the entries carrying it.
-        self.holders: dict[str, list[int]] = {}
-        for index, (_, niks) in enumerate(bundle.keys):
-            for nik in niks:
-                if nik in wanted:
-                    self.holders.setdefault(nik, []).append(index)
+        wanted = {int(c.nik) for c in plan.candidates}
+        #: Wanted NIK (as an integer) → indexes of the entries carrying it.
+        self.holders: dict[int, list[int]] = {}
+        for nik, entry in zip(bundle.index.niks, bundle.index.holders, strict=True):
+            if nik in wanted:
+                self.holders.setdefault(nik, []).append(entry)
         #: Entry index → the rows it takes, in sheet order (an ambiguous NIK's rows take none).
         self.assigned: dict[int, list[Candidate]] = {}
         for candidate in plan.candidates:  # already in sheet order
-            found = self.holders.get(candidate.nik, ())
+            found = self.holders.get(int(candidate.nik), ())
             if len(found) == 1:
                 self.assigned.setdefault(found[0], []).append(candidate)
         #: Wanted NIK → the outcome of its row, once its patient is decided.
         self.settled: dict[str, RowOutcome] = {}
 
-    def texts(self) -> Iterator[EntryText]:
-        """The output entries in input order; decides the assigned rows as it goes."""
-        for index, text in enumerate(self.bundle.texts):
-            candidates = self.assigned.get(index)
-            yield text if candidates is None else self._apply(text, candidates)
-
-    def _apply(self, text: EntryText, candidates: list[Candidate]) -> EntryText:
+    def apply(self, index: int, text: EntryText) -> EntryText:
+        """Entry ``index`` with its rows applied; decides those rows."""
         entry: dict[str, Any] = parse_entry(text)
         original = resource = entry["resource"]
-        for candidate in candidates:
+        for candidate in self.assigned[index]:
             decision = decide_for(resource, candidate.phone, self.fmt, self.last_updated)
             if decision.resource is not None:
                 resource = decision.resource
@@ -87,13 +75,13 @@ class _Application:
         return text if resource is original else entry_text({**entry, "resource": resource})
 
     def outcomes(self) -> list[RowOutcome]:
-        """One per sheet row, in row order (call after :meth:`texts` is exhausted)."""
+        """One per sheet row, in row order (call after the bundle is written)."""
         outcomes = list(self.plan.decided)
         for candidate in self.plan.candidates:
             outcome = self.settled.get(candidate.nik)
             if outcome is None:  # no patient, or several: nothing was decided
-                found = self.holders.get(candidate.nik, ())
-                ids = [self.bundle.keys[i][0] for i in found]
+                found = self.holders.get(int(candidate.nik), ())
+                ids = [self.bundle.patient_id(i) for i in found]
                 outcome = _outcome(candidate, ambiguous(ids) if len(found) > 1 else NOT_FOUND)
             outcomes.append(outcome)
         outcomes.sort(key=lambda o: o.row)

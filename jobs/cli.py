@@ -14,7 +14,7 @@ from typing import BinaryIO, TypeVar
 
 import orjson
 
-from common.bundle import read_bundle, reading
+from common.bundle import reading
 from common.errors import InputError
 from common.outcomes import summarize
 from common.patient import jakarta_now_iso
@@ -193,8 +193,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_transform(args: argparse.Namespace) -> int:
-    bundle_bytes = read_bundle(args.bundle)
-    with collector_paused(), reading(bundle_bytes, str(args.bundle)) as bundle:
+    with collector_paused(), reading(args.bundle, str(args.bundle)) as bundle:
         rows = read_csv(args.sheet)  # while the bundle is indexed
         outcomes = write_output(
             args.out,

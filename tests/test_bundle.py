@@ -7,6 +7,10 @@ import io
 import json
 import os
 import time
+import tracemalloc
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -14,15 +18,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from common import bundle as bundle_module
 from common._forked import Forked
 from common.bundle import (
     OUTPUT_KEY,
+    Bundle,
     MalformedEntry,
-    cut_entries,
-    parse_entry,
+    entry_text,
     reading,
-    rewrite_entries,
-    write_bundle,
+    rewrite_bundle,
 )
 from common.errors import InputError
 from common.transform import transform
@@ -53,21 +57,45 @@ _entries = st.lists(
     ),
     max_size=6,
 )
+#: Blocks smaller than an entry, smaller than a separator, and the real size.
+_block_sizes = st.sampled_from([5, 64, bundle_module.BLOCK_BYTES])
 
 
 def orjson_layout(entries: list[Any], key: str = "patients_before_phone_update") -> bytes:
     return orjson.dumps({key: entries}, option=orjson.OPT_INDENT_2)
 
 
-def written(texts: list[Any]) -> bytes:
+@contextmanager
+def blocks_of(size: int) -> Iterator[None]:
+    saved, bundle_module.BLOCK_BYTES = bundle_module.BLOCK_BYTES, size
+    try:
+        yield
+    finally:
+        bundle_module.BLOCK_BYTES = saved
+
+
+def read(raw: bytes) -> Bundle:
+    with reading(raw, "test", background=False) as bundle:
+        return bundle()
+
+
+def written(bundle: Bundle, edits: dict[int, Any] | None = None) -> bytes:
+    """The bundle written back, entry ``i`` of ``edits`` replaced by ``edits[i]``."""
+    changes = edits or {}
     out = io.BytesIO()
-    write_bundle(texts, out)
+    bundle.write(out, sorted(changes), lambda i, _text: entry_text(changes[i]))
     return out.getvalue()
 
 
 @settings(max_examples=200)
-@given(_entries, st.sampled_from(["orjson", "json-ascii", "json-utf8", "compact", "indent-4"]))
-def test_cut_or_rewritten_a_file_gives_back_its_entries(entries: list[Any], layout: str) -> None:
+@given(
+    _entries,
+    st.sampled_from(["orjson", "json-ascii", "json-utf8", "compact", "indent-4"]),
+    _block_sizes,
+)
+def test_cut_or_rewritten_a_file_gives_back_its_entries(
+    entries: list[Any], layout: str, block: int
+) -> None:
     doc = {"patients_before_phone_update": entries}
     raw = {
         "orjson": lambda: orjson_layout(entries),
@@ -76,33 +104,34 @@ def test_cut_or_rewritten_a_file_gives_back_its_entries(entries: list[Any], layo
         "compact": lambda: orjson.dumps(doc),
         "indent-4": lambda: json.dumps(doc, indent=4).encode(),
     }[layout]()
-    cut = cut_entries(raw)
-    if layout in ("orjson", "json-ascii", "json-utf8") and entries:
-        assert cut is not None, "the two-space layouts are cut, not parsed whole"
-    for texts in (cut, rewrite_entries(raw, "test")):
-        if texts is None:
-            continue
-        assert [parse_entry(t) for t in texts] == entries
-        assert orjson.loads(written(texts)) == {OUTPUT_KEY: entries}
+    with blocks_of(block):
+        bundle = read(raw)
+        if layout in ("orjson", "json-ascii", "json-utf8") and entries:
+            assert not bundle.rewritten, "the two-space layouts are cut, not parsed whole"
+        assert [bundle.entry(i) for i in range(len(bundle))] == entries
+        assert orjson.loads(written(bundle)) == {OUTPUT_KEY: entries}
 
 
-@given(_entries)
-def test_output_is_byte_for_byte_what_orjson_writes(entries: list[Any]) -> None:
-    raw = orjson_layout(entries, OUTPUT_KEY)
-    expected = orjson.dumps({OUTPUT_KEY: entries}, option=orjson.OPT_INDENT_2) + b"\n"
-    assert written(rewrite_entries(raw, "test")) == expected
-    cut = cut_entries(raw)
-    if cut is not None:
-        assert written(cut) == expected  # so a transform's output can be its next input
+@given(_entries, st.data(), _block_sizes)
+def test_output_is_byte_for_byte_what_orjson_writes(
+    entries: list[Any], data: st.DataObject, block: int
+) -> None:
+    edited = data.draw(st.dictionaries(st.integers(0, max(len(entries) - 1, 0)), _entries))
+    edits = {i: e[0] for i, e in edited.items() if i < len(entries) and e}
+    after = [edits.get(i, e) for i, e in enumerate(entries)]
+    expected = orjson.dumps({OUTPUT_KEY: after}, option=orjson.OPT_INDENT_2) + b"\n"
+    with blocks_of(block):
+        for raw in (orjson_layout(entries, OUTPUT_KEY), orjson.dumps({OUTPUT_KEY: entries})):
+            # so a transform's output can be its next input
+            assert written(read(raw), edits) == expected
 
 
 def test_unchanged_entries_keep_their_exact_bytes() -> None:
     raw = json.dumps(
         {"patients_before_phone_update": [{"resource": {"name": "Séna", "n": 1.50}}]}, indent=2
     ).encode()
-    texts = cut_entries(raw)
-    assert texts is not None
-    assert b'"S\\u00e9na"' in written(texts) and b'"n": 1.5' in written(texts)
+    out = written(read(raw))
+    assert b'"S\\u00e9na"' in out and b'"n": 1.5' in out
 
 
 def test_a_file_that_only_looks_cut_able_is_caught_by_parsing_the_pieces() -> None:
@@ -111,14 +140,11 @@ def test_a_file_that_only_looks_cut_able_is_caught_by_parsing_the_pieces() -> No
         b'{\n  "patients_before_phone_update": [\n    {\n      "resource": {"id": "a", "c": [\n'
         b'    {"x": 1\n    },\n    {"y": 2}\n      ]}\n    }\n  ]\n}'
     )
-    texts = cut_entries(raw)
-    assert texts is not None and len(texts) == 2  # the cut is wrong here…
-    with pytest.raises(MalformedEntry):
-        [parse_entry(t) for t in texts]  # …and parsing every piece says so
-    out = io.BytesIO()
-    with reading(raw, "test") as bundle:
-        transform([], bundle, out, last_updated=NOW)
-    assert orjson.loads(out.getvalue())[OUTPUT_KEY] == [
+    with pytest.raises(MalformedEntry):  # the cut is wrong here, and parsing the pieces says so
+        bundle_module.index_bundle(bundle_module._MemoryData(raw), 38, len(raw) - 8)
+    bundle = read(raw)
+    assert bundle.rewritten
+    assert orjson.loads(written(bundle))[OUTPUT_KEY] == [
         {"resource": {"id": "a", "c": [{"x": 1}, {"y": 2}]}}
     ]
 
@@ -147,31 +173,61 @@ def test_other_shapes_are_read_whole() -> None:
         "patients_after_phone_update": [{"resource": {"id": "after"}}],
     }
     for doc, first in ((fhir, fhir["entry"][0]), (sample_like, {"resource": {"id": "before"}})):
-        raw = orjson.dumps(doc, option=orjson.OPT_INDENT_2)
-        assert [parse_entry(t) for t in rewrite_entries(raw, "test")] == [first]
-    bare = orjson.dumps([{"resource": {"id": "1"}}])
-    assert len(rewrite_entries(bare, "test")) == 1
+        bundle = read(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+        assert bundle.rewritten and [bundle.entry(i) for i in range(len(bundle))] == [first]
+    assert len(read(orjson.dumps([{"resource": {"id": "1"}}]))) == 1
+    assert rewrite_bundle(b"[]", "test") == orjson_layout([]) + b"\n"
 
 
 def test_an_empty_bundle_writes_an_empty_list() -> None:
-    raw = orjson_layout([])
-    assert cut_entries(raw) is None
-    assert written(rewrite_entries(raw, "test")) == b'{\n  "%s": []\n}\n' % OUTPUT_KEY.encode()
+    bundle = read(orjson_layout([]))
+    assert len(bundle) == 0
+    assert written(bundle) == b'{\n  "%s": []\n}\n' % OUTPUT_KEY.encode()
 
 
-def test_a_child_indexes_the_same_bundle_as_the_parent() -> None:
+def test_a_child_indexes_the_same_bundle_as_the_parent(tmp_path: Path) -> None:
     entries = [
         {"resource": {"id": f"p{i}", "identifier": [{"system": NIK, "value": f"{i:016d}"}]}}
         for i in range(50)
     ]
-    raw = orjson_layout(entries)
+    entries[3]["resource"]["identifier"].append({"system": NIK, "value": "3.17104E+15"})
+    path = tmp_path / "bundle.json"
+    path.write_bytes(orjson_layout(entries))
     results = []
     for background in (False, True):
-        with reading(raw, "test", background=background) as read:
-            bundle = read()
-        results.append((bytes(written(bundle.texts)), bundle.keys))
+        with reading(path, "test", background=background) as read_it:
+            bundle = read_it()
+            results.append((written(bundle), bundle.index))
     assert results[0] == results[1]
-    assert results[0][1][7] == ("p7", ("0000000000000007",))
+    index = results[0][1]
+    assert (index.niks[7], index.holders[7]) == (7, 7)
+    assert len(index.niks) == 50, "a value that is not 16 digits can match no row: not kept"
+
+
+def test_the_index_pass_and_the_output_pass_hold_blocks_not_the_file(tmp_path: Path) -> None:
+    entries = [
+        {
+            "resource": {
+                "id": f"p{i}",
+                "identifier": [{"system": NIK, "value": f"{i:016d}"}],
+                "text": "x" * 2000,
+            }
+        }
+        for i in range(10_000)
+    ]
+    path = tmp_path / "bundle.json"
+    path.write_bytes(orjson_layout(entries))  # ~21 MB
+    with blocks_of(1 << 20):
+        tracemalloc.start()
+        try:
+            with reading(path, "test", background=False) as read_it:
+                bundle = read_it()
+                bundle.write(_Discard(), range(0, 10_000, 2), lambda _i, text: bytes(text))
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    # A few blocks, the writer's queue (<= 9 MB) and the index: not the 21 MB file.
+    assert peak < path.stat().st_size / 2
 
 
 def test_a_forked_child_computes_in_another_process_and_its_failure_is_a_none() -> None:
@@ -188,12 +244,17 @@ def test_a_child_whose_result_is_not_needed_is_stopped() -> None:
     assert time.monotonic() - started < 10
 
 
+class _Discard(io.RawIOBase):
+    def write(self, data: Any) -> int:
+        return len(data)
+
+
 class _FullDisk(io.BytesIO):
     def write(self, data: Any) -> int:
         raise OSError(28, "No space left on device")
 
 
 def test_a_failed_write_is_raised_not_lost() -> None:
-    texts = [b"{" + b" " * 1000 + b"}"] * 5000  # several batches for the writer thread
+    entries = [{"resource": {"text": " " * 1000}}] * 5000  # several batches for the writer thread
     with pytest.raises(OSError, match="No space left"):
-        write_bundle(texts, _FullDisk())
+        read(orjson_layout(entries)).write(_FullDisk(), [], lambda _i, text: text)
