@@ -10,11 +10,12 @@ import csv
 import io
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
+from typing import TextIO
 
 from common.errors import InputError
 
@@ -58,16 +59,70 @@ class SheetRow:
     phone: str
 
 
-def read_csv(path: str | Path) -> list[SheetRow]:
-    """Rows of a CSV export of the sheet (UTF-8, optional BOM, any line endings)."""
+@dataclass(frozen=True, slots=True)
+class Columns:
+    """Where the sheet's columns are, found by name in its header row (row 1)."""
+
+    date: int
+    nik: int
+    phone: int
+    name: int | None
+
+    @classmethod
+    def of(cls, header: Iterable[object] | None) -> Columns:
+        """The columns of ``header``; :class:`SheetError` if it is missing or lacks one."""
+        if header is None:
+            raise SheetError("the sheet is empty: expected a header row with " + _column_list())
+        found = _locate_columns(header)
+        return cls(
+            found[DATE_COLUMN], found[NIK_COLUMN], found[PHONE_COLUMN], found.get(NAME_COLUMN)
+        )
+
+    def rows(self, values: Iterable[Sequence[object]], first: int = 2) -> Iterator[SheetRow]:
+        """The data rows of ``values`` (a CSV's records or the Sheets API's ``values``, ragged
+        rows allowed), the first being sheet row ``first``; blank rows are skipped, not
+        reported."""
+        width = max(self.date, self.nik, self.phone, self.name or 0) + 1
+        for number, cells in enumerate(values, start=first):
+            texts = [c if isinstance(c, str) else "" if c is None else str(c) for c in cells]
+            if not "".join(texts).strip():
+                continue
+            if len(texts) < width:  # the Sheets API leaves out a row's empty trailing cells
+                texts += [""] * (width - len(texts))
+            yield SheetRow(
+                number,
+                texts[self.date],
+                texts[self.nik],
+                "" if self.name is None else texts[self.name],
+                texts[self.phone],
+            )
+
+
+def read_csv(path: str | Path) -> Iterator[SheetRow]:
+    """Rows of a CSV export of the sheet (UTF-8, optional BOM, any line endings), read as they
+    are asked for: a million-row sheet is never in memory at once. The file is opened and its
+    header checked at once."""
     try:
-        with open(path, encoding="utf-8-sig", newline="") as handle:
-            text = handle.read()
+        handle = open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115 (_records closes it)
     except FileNotFoundError:
         raise InputError(f"sheet file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise InputError(f"cannot read sheet file {path}: {exc}") from None
-    return parse_csv(text)
+    records = _records(handle, path)
+    try:
+        columns = Columns.of(next(records, None))
+    except BaseException:
+        records.close()
+        raise
+    return columns.rows(records)
+
+
+def _records(handle: TextIO, path: str | Path) -> Generator[list[str], None, None]:
+    with handle:
+        try:
+            yield from csv.reader(handle)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"cannot read sheet file {path}: {exc}") from None
 
 
 def parse_csv(text: str) -> list[SheetRow]:
@@ -75,30 +130,8 @@ def parse_csv(text: str) -> list[SheetRow]:
 
 
 def rows_from_values(values: Sequence[Sequence[object]]) -> list[SheetRow]:
-    """Rows from a grid of cells: a CSV, or the Sheets API's ``values`` (ragged rows allowed)."""
-    if not values:
-        raise SheetError("the sheet is empty: expected a header row with " + _column_list())
-    columns = _locate_columns(values[0])
-    date_at, nik_at, phone_at = (columns[c] for c in REQUIRED_COLUMNS)
-    name_at = columns.get(NAME_COLUMN)
-    width = max(columns.values()) + 1
-    rows: list[SheetRow] = []
-    for number, cells in enumerate(values[1:], start=2):
-        texts = [c if isinstance(c, str) else "" if c is None else str(c) for c in cells]
-        if not "".join(texts).strip():
-            continue  # blank rows are skipped, not reported
-        if len(texts) < width:  # the Sheets API leaves out a row's empty trailing cells
-            texts += [""] * (width - len(texts))
-        rows.append(
-            SheetRow(
-                number,
-                texts[date_at],
-                texts[nik_at],
-                "" if name_at is None else texts[name_at],
-                texts[phone_at],
-            )
-        )
-    return rows
+    """Rows from a grid of cells whose first row is the header."""
+    return list(Columns.of(values[0] if values else None).rows(values[1:]))
 
 
 @lru_cache(maxsize=4096)  # a sheet holds few distinct dates and many rows

@@ -12,8 +12,6 @@ from datetime import date
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
-import orjson
-
 from common.bundle import reading
 from common.errors import InputError
 from common.outcomes import summarize
@@ -22,7 +20,7 @@ from common.phones import PhoneFormat
 from common.planning import DateWindow
 from common.sheet import read_csv
 from common.store import StateStore
-from common.transform import report, transform
+from common.transform import transform, write_report
 
 T = TypeVar("T")
 
@@ -207,8 +205,7 @@ def cmd_transform(args: argparse.Namespace) -> int:
             ),
         )
         if args.report:
-            payload = orjson.dumps(report(outcomes), option=orjson.OPT_INDENT_2)
-            write_output(args.report, lambda out: out.write(payload))
+            write_output(args.report, lambda out: write_report(outcomes, out))
     counts = summarize(outcomes)
     print(
         f"phonesync transform: {len(outcomes)} rows: "

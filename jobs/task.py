@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from common.config import JobConfig, jakarta_today, lookback_start
@@ -37,7 +37,7 @@ EXIT_RETRY = 1
 _SEVERITY = {Status.DEFERRED: logging.WARNING, Status.ERROR: logging.ERROR}
 
 
-def read_rows(config: JobConfig) -> list[SheetRow]:
+def read_rows(config: JobConfig) -> Iterable[SheetRow]:
     if config.sheet_csv is not None:
         return read_csv(config.sheet_csv)
     from common.sheets_api import read_sheet

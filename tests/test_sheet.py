@@ -1,11 +1,20 @@
 """Reading the sheet: header names, CSV quirks, row numbers, dates and NIKs."""
 
 from datetime import date
+from pathlib import Path
 
 import pytest
 
 from common.errors import InputError
-from common.sheet import InvalidCell, SheetError, parse_csv, parse_date, parse_nik, rows_from_values
+from common.sheet import (
+    InvalidCell,
+    SheetError,
+    parse_csv,
+    parse_date,
+    parse_nik,
+    read_csv,
+    rows_from_values,
+)
 
 
 def test_columns_are_found_by_name_in_any_order_case_and_spacing() -> None:
@@ -34,6 +43,25 @@ def test_bom_crlf_quoted_commas_and_blank_rows() -> None:
     )
     rows = parse_csv(text)
     assert [(r.row, r.name) for r in rows] == [(2, "SARI, DEWI"), (5, "MAYA")]
+
+
+def test_a_csv_file_is_read_as_its_rows_are_asked_for(tmp_path: Path) -> None:
+    path = tmp_path / "sheet.csv"
+    path.write_bytes(
+        b"\xef\xbb\xbfnik_identifier,phone_number,last_updated_date\r\n"
+        + b"3171044203920001,0812,23-09-2025\r\n" * 10_000
+        + b"\xff\xfe not UTF-8\n"
+    )
+    rows = read_csv(path)  # the header is checked at once…
+    assert [next(rows).row for _ in range(3)] == [2, 3, 4]  # …the rows come as they are read
+    with pytest.raises(InputError, match="cannot read sheet file"):
+        list(rows)
+    path.write_text("nik_identifier,phone_number\n")
+    with pytest.raises(SheetError, match="'last_updated_date'"):
+        read_csv(path)
+    path.write_text("")
+    with pytest.raises(SheetError, match="the sheet is empty"):
+        read_csv(path)
 
 
 def test_row_numbers_are_what_a_sheet_user_sees() -> None:

@@ -7,8 +7,9 @@ from typing import Any
 import orjson
 
 from common.bundle import reading
+from common.outcomes import RowOutcome, Status, summarize
 from common.sheet import SheetRow
-from common.transform import transform
+from common.transform import transform, write_report
 
 NOW = "2025-09-23T23:45:00.123456+07:00"
 NIK_SYSTEM = "https://fhir.kemkes.go.id/id/nik"
@@ -118,3 +119,15 @@ def test_not_found_and_unchanged() -> None:
     )
     assert outcomes[2][0] == "unchanged" and outcomes[3][0] == "not_found"
     assert resources == [has_it["resource"]]
+
+
+def test_the_report_is_written_in_chunks_byte_for_byte_as_one_document() -> None:
+    outcomes = [
+        RowOutcome(r, Status.UPDATED if r % 3 else Status.NOT_FOUND, "é", f"p{r}", "3171****0001")
+        for r in range(2, 25_002)
+    ]
+    for rows in (outcomes, outcomes[:1], []):
+        out = io.BytesIO()
+        write_report(rows, out)
+        whole = {"summary": summarize(rows), "rows": [o.as_report_row() for o in rows]}
+        assert out.getvalue() == orjson.dumps(whole, option=orjson.OPT_INDENT_2)
