@@ -3,6 +3,13 @@
 Task 0 takes the run lock, reads the sheet once and writes the manifest; every task then syncs
 its shard. Exit codes follow the Cloud Run convention: non-zero only when the task should be
 retried (Cloud Run reruns it); row-level failures are recorded outcomes, not crashes.
+
+When the run cannot proceed (task 0 could not read or use the sheet), task 0 marks it failed and
+exits 1; every other task sees that within a second and exits 1 too (``task_stopped``). Cloud
+Run has no exit code for "do not retry": any non-zero exit is retried up to ``max_retries``, and
+only non-zero exits make the execution fail (and the "execution failed" alert fire). A retry is
+cheap and is also the recovery: a retried task 0 reads the sheet again (fixed meanwhile, or the
+API back) and revives the run; a retried task finding it running again waits for the manifest.
 """
 
 from __future__ import annotations
@@ -268,6 +275,17 @@ async def _wait_for_shard(
                 holder=run.execution,
             )
             return None
+        if run is not None and run.execution == config.execution and run.status is RunStatus.FAILED:
+            # Task 0 could not start this execution's run: waiting for a manifest that will not
+            # come only delays the failure. Exit non-zero like task 0 (see the module docstring).
+            log_event(
+                "task_stopped",
+                f"task 0 could not start the run: {run.reason}",
+                severity=logging.ERROR,
+                status="failed",
+                reason=run.reason,
+            )
+            return EXIT_RETRY
         if time.monotonic() > deadline:
             log_event(
                 "manifest_timeout",

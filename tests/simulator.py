@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -45,17 +46,22 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_cli(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """``phonesync ARGS`` in a child process, as an operator or Cloud Run would start it."""
-    return subprocess.run(
-        [sys.executable, "-m", "jobs.cli", *args],
-        env={**os.environ, **(env or {})},
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    """``phonesync ARGS`` in a child process, as an operator or Cloud Run would start it.
+
+    It runs in ``cwd`` or a fresh temporary folder, never the checkout: a default relative path
+    (``.phonesync/``) must not land in the repository.
+    """
+    with tempfile.TemporaryDirectory(prefix="phonesync-cli-") as scratch:
+        return subprocess.run(
+            [sys.executable, "-m", "jobs.cli", *args],
+            env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+            cwd=cwd or scratch,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
 
 @contextmanager

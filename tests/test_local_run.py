@@ -357,6 +357,39 @@ def test_a_patient_the_server_refuses_is_that_rows_error_only(tmp_path: Path, ba
         )
 
 
+def test_a_sheet_without_a_column_ends_every_task_within_seconds(tmp_path: Path) -> None:
+    sheet = tmp_path / "sheet.csv"
+    sheet.write_text(
+        "last_updated_date,nik_identifier,name,phone\n23-09-2025,3171044203920001,DEWI,0812\n"
+    )
+    with simulator() as sim:
+        started = time.monotonic()
+        done = run_cli(
+            "run",
+            "--date",
+            DATE,
+            "--sheet",
+            str(sheet),
+            "--fhir-url",
+            sim.fhir,
+            "--tasks",
+            "2",
+            "--state",
+            str(tmp_path / "s.db"),
+            env={"FHIR_API_KEY": API_KEY},  # MANIFEST_TIMEOUT_SECONDS stays at its 600 s
+            timeout=60,
+        )
+        elapsed = time.monotonic() - started
+    assert done.returncode == 1, done.stderr
+    assert elapsed < 20, f"the tasks took {elapsed:.0f} s to give up"
+    assert "run 2025-09-23: failed" in done.stderr and "phone_number" in done.stderr
+    assert "task exit codes: [1, 1]" in done.stderr
+    (task1,) = (tmp_path / "logs").glob("*-task-1.jsonl")
+    stopped = [json.loads(line) for line in task1.read_text().splitlines()]
+    (line,) = [e for e in stopped if e.get("event") == "task_stopped"]
+    assert line["severity"] == "ERROR" and "phone_number" in line["reason"]
+
+
 @pytest.mark.parametrize("lookback", ["0", "1"])
 def test_lookback_takes_yesterdays_unapplied_rows(tmp_path: Path, lookback: str) -> None:
     sheet = tmp_path / "sheet.csv"
