@@ -55,9 +55,26 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_INPUT, f"phonesync: error: {message}\n")
 
 
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("phonesync")
+    except PackageNotFoundError:  # run from a checkout that was not installed
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="phonesync", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = _Parser(
+        prog="phonesync",
+        description="Nightly sync of patients' WhatsApp numbers from the field officers' Google"
+        " Sheet into the FHIR R4 registry, and the commands around it.",
+        formatter_class=lambda prog: argparse.HelpFormatter(prog, max_help_position=24),
+        epilog="`phonesync COMMAND -h` describes a command; README.md has them all.",
+    )
+    parser.add_argument("--version", action="version", version=f"phonesync {version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     sub.add_parser("fhir-sim", help="FHIR R4 + Sheets API simulator (see phonesync fhir-sim -h)")
     t = sub.add_parser("transform", help="apply a sheet CSV to a patient bundle file (offline)")
@@ -119,13 +136,26 @@ def build_parser() -> argparse.ArgumentParser:
     add_state_flags(rp)
     rp.set_defaults(handler=cmd_report)
 
-    rl = sub.add_parser("replay", help="retry chosen rows of a date: re-publish, or replay locally")
+    rl = sub.add_parser(
+        "replay", help="retry chosen rows of a date: --via pubsub (re-publish) or --via direct"
+    )
     rl.add_argument("--date", type=iso_date, required=True, help="run date YYYY-MM-DD")
     rl.add_argument("--status", choices=["deferred", "error"], default="deferred")
     rl.add_argument("--row", type=int, nargs="+", default=[], help="only these sheet rows")
-    rl.add_argument("--dry-run", action="store_true", help="list the rows, change nothing")
     rl.add_argument(
-        "--fhir-url", help="local mode: FHIR base URL to replay against (env FHIR_BASE_URL)"
+        "--dry-run",
+        action="store_true",
+        help="list the rows, change nothing (needs the store only)",
+    )
+    rl.add_argument(
+        "--via",
+        choices=["pubsub", "direct"],
+        help="pubsub: re-publish to the failure topic (the replay function applies them);"
+        " direct: this machine calls --fhir-url. Required unless --dry-run",
+    )
+    rl.add_argument("--topic", help="--via pubsub: the failure topic (env FAILURE_TOPIC)")
+    rl.add_argument(
+        "--fhir-url", help="--via direct: FHIR base URL to replay against (env FHIR_BASE_URL)"
     )
     add_state_flags(rl)
     rl.set_defaults(handler=cmd_replay)
@@ -262,31 +292,45 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    """List the chosen rows; unless --dry-run, replay them the way --via names (never guessed)."""
     import asyncio
-    import os
 
     from common.config import load_config
     from common.outcomes import Status
     from jobs.operator import replay_candidates
 
-    overrides = {
-        **state_overrides(args.state),
-        "google_cloud_project": args.project,
-        "fhir_base_url": args.fhir_url,
-    }
-    publish = bool(os.environ.get("FAILURE_TOPIC"))
-    config = load_config(overrides=overrides, role="publish" if publish else "replay")
+    if not args.dry_run and args.via is None:
+        raise InputError(
+            "say how to replay: --via pubsub (re-publish; the replay function applies them) or"
+            " --via direct (this machine calls --fhir-url); --dry-run only lists the rows"
+        )
+    config = None
+    if not args.dry_run:  # a dry run needs the store only
+        overrides = {
+            **state_overrides(args.state),
+            "google_cloud_project": args.project,
+            "fhir_base_url": args.fhir_url if args.via == "direct" else None,
+            "failure_topic": args.topic if args.via == "pubsub" else None,
+        }
+        config = load_config(
+            overrides=overrides, role="publish" if args.via == "pubsub" else "replay"
+        )
     store = open_state_from(args)
     try:
         run_date = args.date.isoformat()
         items = replay_candidates(store, run_date, Status(args.status), args.row)
-        where = f"to {config.failure_topic}" if publish else f"against {config.fhir_base_url}"
+        if config is None:
+            where = "(dry run: nothing changed)"
+        elif args.via == "pubsub":
+            where = f"by re-publishing to {config.failure_topic}"
+        else:
+            where = f"directly against {config.fhir_base_url}"
         print(f"{len(items)} {args.status} row(s) of {run_date} to replay {where}", file=sys.stderr)
         for item in items:
             print(f"  row {item.row}", file=sys.stderr)
-        if args.dry_run or not items:
+        if config is None or not items:
             return EXIT_OK
-        if publish:
+        if args.via == "pubsub":
             from jobs.task import publish_items
 
             reason = f"re-published by an operator (was {args.status})"
@@ -348,7 +392,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from sim.server import main as sim_main
 
         return sim_main(argv[1:])
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:  # bare `phonesync`: say what there is
+        parser.print_help()
+        return EXIT_OK
     try:
         return int(args.handler(args))
     except InputError as exc:

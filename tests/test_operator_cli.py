@@ -147,3 +147,16 @@ def test_unknown_date_or_missing_state_exits_2(
     assert "no outcomes recorded for 2025-01-01" in capsys.readouterr().err
     assert main(["status", "--state", str(tmp_path / "nothing.sqlite3")]) == 2
     assert "no local state" in capsys.readouterr().err
+
+
+def test_bare_phonesync_lists_the_commands_and_version_works(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    for command in ("run", "status", "report", "replay", "transform", "fhir-sim"):
+        assert f"\n    {command}" in out
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.startswith("phonesync ")

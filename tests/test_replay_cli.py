@@ -41,10 +41,15 @@ def test_local_replay_of_chosen_rows_with_dry_run_first(
         outage_run(sim.fhir, state)
         sim.state.set_down(False)
         sim.state.reset_stats()
-        args = ["replay", "--date", DATE, "--state", str(state), "--fhir-url", sim.fhir]
-        assert main([*args, "--row", "2", "3", "--dry-run"]) == 0
+        listing = ["replay", "--date", DATE, "--state", str(state)]
+        # a dry run needs the store only: no FHIR settings, no mode
+        assert main([*listing, "--row", "2", "3", "--dry-run"]) == 0
         assert "2 deferred row(s)" in capsys.readouterr().err
         assert sim.state.puts_by_patient == {}
+        # the mode is never guessed from the environment
+        assert main([*listing, "--fhir-url", sim.fhir]) == 2
+        assert "--via pubsub" in capsys.readouterr().err and sim.state.puts_by_patient == {}
+        args = [*listing, "--via", "direct", "--fhir-url", sim.fhir]
         assert main([*args, "--row", "2", "3"]) == 0
         assert "replayed: updated 2" in capsys.readouterr().err
         assert dict(sim.state.puts_by_patient) == {"patient-001": 1, "patient-002": 1}
@@ -54,6 +59,22 @@ def test_local_replay_of_chosen_rows_with_dry_run_first(
         assert len(sim.state.puts_by_patient) == 10
         assert main(["status", "--date", DATE, "--state", str(state)]) == 0
         assert "run 2025-09-23: succeeded" in capsys.readouterr().out
+
+
+def test_direct_replay_ignores_a_failure_topic_in_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = tmp_path / "s.db"
+    monkeypatch.setenv("FHIR_API_KEY", API_KEY)
+    monkeypatch.setenv("FAILURE_TOPIC", "phonesync-failures")  # set, but --via says direct
+    with simulator() as sim:
+        sim.state.set_down(True)
+        outage_run(sim.fhir, state)
+        sim.state.set_down(False)
+        args = ["replay", "--date", DATE, "--state", str(state), "--row", "2"]
+        assert main([*args, "--via", "direct", "--fhir-url", sim.fhir]) == 0
+        assert "directly against" in capsys.readouterr().err
+        assert dict(sim.state.puts_by_patient) == {"patient-001": 1}
 
 
 def test_replay_republishes_to_the_failure_topic(
@@ -69,7 +90,9 @@ def test_replay_republishes_to_the_failure_topic(
         outage_run(sim.fhir, state)
     monkeypatch.setenv("FAILURE_TOPIC", "failures")
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", gcp_project)
-    assert main(["replay", "--date", DATE, "--state", str(state), "--row", "4", "5"]) == 0
+    monkeypatch.setenv("FHIR_BASE_URL", sim.fhir)  # set, but --via says pubsub: no FHIR call
+    args = ["replay", "--date", DATE, "--state", str(state), "--row", "4", "5"]
+    assert main([*args, "--via", "pubsub"]) == 0
     pulled = subscriber.pull(
         subscription=subscription, max_messages=10, timeout=10
     ).received_messages
