@@ -70,4 +70,6 @@ def log_event(
 ) -> None:
     """Log one structured event. Pass masked NIKs/phones only (see :mod:`common.privacy`)."""
     payload = {**_context, "event": event, **fields}
-    _logger.log(severity, message or event, extra={"json_fields": payload})
+    # stacklevel=2: the record's file, line and function (Cloud Logging's sourceLocation) are
+    # the caller's, not this helper's.
+    _logger.log(severity, message or event, extra={"json_fields": payload}, stacklevel=2)

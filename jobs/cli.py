@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -275,12 +276,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.tasks < 1:
             raise InputError("--tasks must be at least 1")
         overrides["cloud_run_task_count"] = args.tasks
-    config = load_config(overrides=overrides)
-    configure_logging()
-    if args.tasks is None:
-        from jobs.task import run_task
+        config = load_config(overrides=overrides)  # a person at a terminal: errors on stderr
+        configure_logging()
+    else:  # a Cloud Run task: every line, errors included, is JSON with a severity
+        configure_logging()
+        try:
+            config = load_config(overrides=overrides)
+            from jobs.task import run_task
 
-        return run_task(config)
+            return run_task(config)
+        except InputError as exc:  # configuration, or a secret that cannot be read
+            from common.telemetry import log_event
+
+            log_event("config_invalid", str(exc), severity=logging.ERROR, reason=str(exc))
+            return EXIT_INPUT
     from common.runtime import open_store
     from jobs.local import run_tasks
 

@@ -366,7 +366,7 @@ def _log_retry(method: str, status: int, attempt: int) -> None:
         severity=logging.WARNING,
         method=method,
         http_status=status,
-        attempt=attempt,
+        request_attempt=attempt,  # `attempt` is the task's (Cloud Run's), bound for every line
     )
 
 

@@ -46,3 +46,32 @@ def test_a_nik_or_phone_that_slips_through_is_redacted() -> None:
     (line,) = [entry for entry in lines(stream) if entry.get("event") == "oops"]
     assert line["masked"] == "3171********0001"  # masked values pass untouched
     assert line["message"] == "patient [redacted] phone [redacted]"
+
+
+def test_source_location_is_the_callers_line() -> None:
+    stream = capture()
+    telemetry.log_event("here")
+    (line,) = [entry for entry in lines(stream) if entry.get("event") == "here"]
+    location = line["logging.googleapis.com/sourceLocation"]
+    assert location["file"].endswith("test_telemetry.py")
+    assert location["function"] == "test_source_location_is_the_callers_line"
+
+
+def test_a_fhir_retry_keeps_the_tasks_attempt() -> None:
+    from jobs.task import _log_retry
+
+    stream = capture()
+    telemetry.bind(attempt=2)
+    _log_retry("GET", 503, 4)
+    (line,) = [entry for entry in lines(stream) if entry.get("event") == "fhir_retry"]
+    assert (line["attempt"], line["request_attempt"], line["http_status"]) == (2, 4, 503)
+    assert line["logging.googleapis.com/sourceLocation"]["function"] == "_log_retry"
+
+
+def test_a_cloud_run_task_with_a_bad_configuration_logs_it_as_json_with_severity() -> None:
+    from tests.simulator import run_cli
+
+    done = run_cli("run", env={"FHIR_BASE_URL": "", "SHEET_ID": "", "SHEET_CSV": ""})
+    assert done.returncode == 2
+    (line,) = [json.loads(text) for text in done.stdout.splitlines() if '"config_invalid"' in text]
+    assert line["severity"] == "ERROR" and "FHIR_BASE_URL: required" in line["message"]
