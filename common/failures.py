@@ -19,6 +19,8 @@ import orjson
 from common.errors import PhonesyncError
 
 _E164_ID = re.compile(r"\+62[1-9][0-9]{6,12}")  # E.164 allows at most 15 digits in all
+#: What common.store.read_stamp writes: stamps compare as strings only in this one form.
+_READ_STAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}\+00:00")
 PUBLISH_TIMEOUT = 60.0  # seconds to wait for each message's acknowledgement
 
 
@@ -36,6 +38,8 @@ class FailureMessage:
     reason: str
     attempts: int
     sheet_date: str  # ISO date of the sheet row
+    #: The read of the sheet the row comes from; "" in messages published before stamps.
+    read_at: str = ""
 
     def to_json(self) -> bytes:
         return orjson.dumps(asdict(self))
@@ -49,6 +53,7 @@ class FailureMessage:
             raise ValueError("message data is not JSON") from None
         if not isinstance(data, dict):
             raise ValueError("message data is not a JSON object")
+        data.setdefault("read_at", "")  # optional: older messages may be in flight
         missing = [f.name for f in fields(cls) if f.name not in data]
         if missing:
             raise ValueError(f"message lacks {', '.join(missing)}")
@@ -68,6 +73,8 @@ class FailureMessage:
                 raise ValueError(f"message {name} is not YYYY-MM-DD") from None
         if not (len(data["nik"]) == 16 and data["nik"].isdigit()):
             raise ValueError("message nik is not 16 digits")
+        if data["read_at"] and not _READ_STAMP.fullmatch(data["read_at"]):
+            raise ValueError("message read_at is not a read stamp (UTC, microseconds)")
         if not _E164_ID.fullmatch(data["phone"]):
             raise ValueError("message phone is not an Indonesian E.164 number (+62…)")
         return cls(**{f.name: data[f.name] for f in fields(cls)})

@@ -61,12 +61,15 @@ class Plan:
 def plan_rows(rows: Iterable[SheetRow], window: DateWindow | None = None) -> Plan:
     """Apply the sheet rules: per NIK the latest date wins, then the last row in sheet order.
 
-    A winner whose phone is invalid applies nothing: never fall back to an older number the
-    officer already replaced.
+    Only rows in ``window`` are applied, but a row dated after the window supersedes the
+    NIK's rows inside it: rerunning an old date never brings back a number the officer has
+    replaced since. A winner whose phone is invalid applies nothing: never fall back to an
+    older number the officer already replaced.
     """
     window = window or DateWindow()
     plan = Plan()
     winners: dict[str, tuple[date, SheetRow]] = {}  # NIK → the row that wins so far, and its date
+    later: dict[str, tuple[date, int]] = {}  # NIK → its latest row dated after the window
     for sheet_row in rows:
         try:
             day = parse_date(sheet_row.date)
@@ -77,6 +80,8 @@ def plan_rows(rows: Iterable[SheetRow], window: DateWindow | None = None) -> Pla
             plan.decided.append(
                 RowOutcome(sheet_row.row, Status.OTHER_DATE, f"dated {day}, not in this run")
             )
+            if window.last is not None and day > window.last:
+                _note_later(later, sheet_row, day)
             continue
         try:
             nik = parse_nik(sheet_row.nik)
@@ -101,6 +106,18 @@ def plan_rows(rows: Iterable[SheetRow], window: DateWindow | None = None) -> Pla
             )
         )
     for nik, (day, sheet_row) in sorted(winners.items(), key=lambda item: item[1][1].row):
+        if nik in later:
+            later_day, later_row = later[nik]
+            plan.decided.append(
+                RowOutcome(
+                    sheet_row.row,
+                    Status.SUPERSEDED,
+                    f"row {later_row} (dated {later_day}, after this run) gives a newer number"
+                    " for this NIK",
+                    nik_masked=mask_nik(nik),
+                )
+            )
+            continue
         try:
             phone = normalize_phone(sheet_row.phone)
         except InvalidPhone as exc:
@@ -116,6 +133,16 @@ def plan_rows(rows: Iterable[SheetRow], window: DateWindow | None = None) -> Pla
         plan.candidates.append(Candidate(sheet_row.row, day, nik, phone))
     plan.decided.sort(key=lambda o: o.row)
     return plan
+
+
+def _note_later(later: dict[str, tuple[date, int]], sheet_row: SheetRow, day: date) -> None:
+    """Remember a row dated after the window if it is its NIK's latest so far."""
+    try:
+        nik = parse_nik(sheet_row.nik)
+    except InvalidCell:
+        return  # cannot belong to any NIK; reported as other_date
+    if nik not in later or day >= later[nik][0]:
+        later[nik] = (day, sheet_row.row)
 
 
 def _rejected(sheet_row: SheetRow, status: Status, reason: str) -> RowOutcome:

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -75,7 +75,7 @@ def _phone_of(item: WorkItem) -> Phone:
     )
 
 
-def _outcome(
+def row_outcome(
     item: WorkItem, status: Status, reason: str, patient_id: str | None = None
 ) -> RowOutcome:
     return RowOutcome(
@@ -88,18 +88,28 @@ def _outcome(
     )
 
 
-def ledger_verdict(item: WorkItem, entry: LedgerEntry | None, ledger: Ledger) -> RowOutcome | None:
-    """``already_applied`` / ``stale`` when the ledger settles the row without a FHIR call."""
+def ledger_verdict(item: WorkItem, entry: LedgerEntry | None, ledger: Ledger) -> RowResult | None:
+    """``already_applied`` / ``stale`` when the ledger settles the row without a FHIR call.
+
+    Only reads of the sheet are compared, never sheet dates or row numbers: a row from the
+    latest read applies whatever an earlier read applied (the officer may have corrected it
+    anywhere in the sheet), and a row from an older read (a replay, a task of an older
+    execution) never overwrites a number a later read applied or confirmed.
+    """
     if entry is None:
         return None
     if entry.phone_hash == ledger.phone_hash(item.phone):
-        return _outcome(
+        outcome = row_outcome(
             item, Status.ALREADY_APPLIED, f"applied by {entry.run_date} row {entry.row}"
         )
-    if entry.is_newer_than(item.date, item.row):
-        return _outcome(
-            item, Status.STALE, f"a newer number was applied ({entry.run_date} row {entry.row})"
+        # This read confirms the number: remember it, so an older read's replay stays stale.
+        confirmed = replace(entry, read_at=item.read_at) if item.read_at > entry.read_at else None
+        return RowResult(item, outcome, confirmed)
+    if entry.read_after(item.read_at):
+        reason = (
+            f"a later read of the sheet applied another number ({entry.run_date} row {entry.row})"
         )
+        return RowResult(item, row_outcome(item, Status.STALE, reason))
     return None
 
 
@@ -120,7 +130,7 @@ async def sync_row(
         for _ in range(MAX_CONFLICT_RETRIES + 1):
             decision = decide(matches, phone, fmt)
             if decision.resource is None:
-                result = _outcome(item, decision.status, decision.reason, decision.patient_id)
+                result = row_outcome(item, decision.status, decision.reason, decision.patient_id)
                 applied = decision.status is Status.UNCHANGED
                 return RowResult(item, result, _entry(item, ledger) if applied else None)
             version = (matches[0].get("meta") or {}).get("versionId")
@@ -130,11 +140,11 @@ async def sync_row(
                 # Another writer changed the patient since we read it: re-read and decide again.
                 matches = [await registry.read(str(decision.patient_id))]
                 continue
-            result = _outcome(item, Status.UPDATED, decision.reason, decision.patient_id)
+            result = row_outcome(item, Status.UPDATED, decision.reason, decision.patient_id)
             return RowResult(item, result, _entry(item, ledger))
         return RowResult(
             item,
-            _outcome(
+            row_outcome(
                 item,
                 Status.DEFERRED,
                 f"version conflict persisted after {MAX_CONFLICT_RETRIES} re-reads",
@@ -144,12 +154,12 @@ async def sync_row(
     except FhirAuthError as exc:
         reason = f"FHIR refused the API key ({exc}); replay after fixing it"
         return RowResult(
-            item, _outcome(item, Status.DEFERRED, reason), attempts=1, auth_refused=True
+            item, row_outcome(item, Status.DEFERRED, reason), attempts=1, auth_refused=True
         )
     except FhirPermanentError as exc:
-        return RowResult(item, _outcome(item, Status.ERROR, f"FHIR rejected the update: {exc}"))
+        return RowResult(item, row_outcome(item, Status.ERROR, f"FHIR rejected the update: {exc}"))
     except FhirTransientError as exc:
-        return RowResult(item, _outcome(item, Status.DEFERRED, str(exc)), attempts=exc.attempts)
+        return RowResult(item, row_outcome(item, Status.DEFERRED, str(exc)), attempts=exc.attempts)
 
 
 def _entry(item: WorkItem, ledger: Ledger) -> LedgerEntry:
@@ -159,6 +169,7 @@ def _entry(item: WorkItem, ledger: Ledger) -> LedgerEntry:
         run_date=item.date,
         row=item.row,
         applied_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        read_at=item.read_at,
     )
 
 
@@ -211,8 +222,8 @@ async def sync_shard(
     for item, key in zip(items, keys, strict=True):
         verdict = ledger_verdict(item, known.get(key), ledger)
         if verdict is not None:
-            pending.append(RowResult(item, verdict))
-            progress.add(verdict)
+            pending.append(verdict)
+            progress.add(verdict.outcome)
         else:
             todo.put_nowait(item)
     batch_due = asyncio.Event()
@@ -240,7 +251,7 @@ async def sync_shard(
             except asyncio.QueueEmpty:
                 return
             if refused:
-                result = RowResult(item, _outcome(item, Status.DEFERRED, refused[0]))
+                result = RowResult(item, row_outcome(item, Status.DEFERRED, refused[0]))
             else:
                 result = await sync_row(item, registry, ledger, fmt)
                 if result.auth_refused and not refused:

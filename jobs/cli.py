@@ -343,7 +343,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
             from jobs.task import publish_items
 
             reason = f"re-published by an operator (was {args.status})"
-            publish_items(config, run_date, [(i, reason, 0) for i in items])
+            run = store.get_run(run_date)
+            publish_items(
+                config,
+                run_date,
+                [(i, reason, 0) for i in items],
+                execution=run.execution if run is not None else None,
+            )
             return EXIT_OK
         from jobs.task import replay_locally
 

@@ -35,6 +35,7 @@ from common.store import (
     StateStore,
     TaskProgress,
     WorkItem,
+    read_stamp,
 )
 from common.sync import Ledger, RowResult, ShardProgress, sync_shard
 from common.telemetry import bind, log_event
@@ -210,10 +211,12 @@ async def _run_task(config: JobConfig, store: StateStore) -> int:
 
 
 def _write_manifest(config: JobConfig, store: StateStore, run_date: str) -> None:
-    from datetime import date
+    from datetime import date, timedelta
 
     day = date.fromisoformat(run_date)
-    window = DateWindow(lookback_start(day, config.lookback_days), day)
+    first = lookback_start(day, config.lookback_days)
+    window = DateWindow(first, day)
+    read_at = read_stamp()  # taken before the read: a later read sees at least this sheet
     plan = plan_rows(read_rows(config), window)
     shards: dict[int, list[WorkItem]] = {i: [] for i in range(config.task_count)}
     for c in plan.candidates:
@@ -223,8 +226,15 @@ def _write_manifest(config: JobConfig, store: StateStore, run_date: str) -> None
             nik=c.nik,
             phone=c.phone.e164,
             assigned=c.phone.assigned,
+            read_at=read_at,
         )
         shards[shard_of(c.nik, config.task_count)].append(item)
+    # This read re-decides every row of its window: replays of older reads' rows become stale.
+    # Noted before the manifest, so no run of this read can exist without it (a crash in
+    # between only makes older reads' replays stale a little early: this run redoes them).
+    store.note_read(
+        read_at, [(first + timedelta(days=n)).isoformat() for n in range((day - first).days + 1)]
+    )
     store.write_manifest(run_date, config.execution, shards, plan.decided)
     rejected = [o for o in plan.decided if o.status in SHEET_REJECTED]
     for o in rejected:  # one line per row, like the synced rows: the rows metric counts them
@@ -313,21 +323,26 @@ def publish_items(
     run_date: str,
     rows: Sequence[tuple[WorkItem, str, int]],
     publisher: object | None = None,
+    *,
+    execution: str | None = None,
 ) -> None:
-    """One Pub/Sub message per (row, reason, attempts) on FAILURE_TOPIC, for the replay function."""
+    """One Pub/Sub message per (row, reason, attempts) on FAILURE_TOPIC, for the replay function.
+
+    ``execution`` is the run the rows belong to (default: this task's execution)."""
     from common.failures import FailureMessage, FailurePublisher, topic_path
 
     client = publisher if isinstance(publisher, FailurePublisher) else FailurePublisher()
     messages = [
         FailureMessage(
             run_date=run_date,
-            execution=config.execution,
+            execution=execution or config.execution,
             row=i.row,
             nik=i.nik,
             phone=i.phone,
             reason=reason,
             attempts=attempts,
             sheet_date=i.date,
+            read_at=i.read_at,
         )
         for i, reason, attempts in rows
     ]
@@ -344,9 +359,13 @@ async def replay_locally(
 
     counts: dict[str, int] = {}
     ledger = Ledger(ledger_key(config))
+    run = await asyncio.to_thread(store.get_run, run_date)
+    execution = run.execution if run is not None else ""  # the items are its manifest's
     async with FhirClient(fhir_settings(config)) as client:
         for item in items:
-            result = await replay_item(item, run_date, client, store, ledger, config.phone_format)
+            result = await replay_item(
+                item, run_date, execution, client, store, ledger, config.phone_format
+            )
             counts[result.outcome.status.value] = counts.get(result.outcome.status.value, 0) + 1
     return counts
 

@@ -61,11 +61,10 @@ class SimState:
         rate_limit_entries: bool = False,
         page_size: int = 20,
     ) -> None:
-        self.order = [str(p["id"]) for p in patients]
-        self.patients: dict[str, Resource] = {str(p["id"]): copy.deepcopy(p) for p in patients}
+        self.order: list[str] = []
+        self.patients: dict[str, Resource] = {}
         self.index: dict[tuple[str, str], set[str]] = {}
-        for pid, patient in self.patients.items():
-            self._index(pid, patient)
+        self.load(patients)
         self.api_key = api_key
         self.latency_ms = latency_ms
         self.error_rate = error_rate
@@ -97,6 +96,14 @@ class SimState:
         self.lock = threading.Lock()
 
     # -- data -------------------------------------------------------------------------------
+    def load(self, patients: list[Resource]) -> None:
+        """Replace every patient (tests start each example from the same registry)."""
+        self.order = [str(p["id"]) for p in patients]
+        self.patients = {str(p["id"]): copy.deepcopy(p) for p in patients}
+        self.index = {}
+        for pid, patient in self.patients.items():
+            self._index(pid, patient)
+
     # Identifier tokens match case-insensitively, system and value, as Medplum's do.
     def _index(self, pid: str, patient: Resource) -> None:
         for ident in patient.get("identifier") or ():

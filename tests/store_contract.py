@@ -77,8 +77,9 @@ def check_manifest_is_invisible_until_ready_then_sharded(store: StateStore) -> N
 
 def check_a_large_manifest_round_trips(store: StateStore) -> None:
     store.acquire_run(DATE, "exec-a", 1, LEASE, T0)
+    read_at = "2025-09-23T16:00:00.123456+00:00"
     items = [
-        WorkItem(row=r, date=DATE, nik=f"{r:016d}", phone="+6281234567890")
+        WorkItem(row=r, date=DATE, nik=f"{r:016d}", phone="+6281234567890", read_at=read_at)
         for r in range(2, 12_002)
     ]
     store.write_manifest(DATE, "exec-a", {0: items}, [])
@@ -141,7 +142,7 @@ def check_a_run_without_failures_succeeds_and_a_failed_run_says_why(store: State
 
 
 def check_a_replayed_row_moves_the_counts_and_can_complete_the_run(store: StateStore) -> None:
-    assert store.record_replay("2025-01-01", RowOutcome(2, Status.UPDATED), T0) is None
+    assert store.record_replay("2025-01-01", "exec-a", RowOutcome(2, Status.UPDATED), T0) is None
     store.acquire_run(DATE, "exec-a", 1, LEASE, T0)
     store.write_manifest(DATE, "exec-a", {0: [item(2), item(3)]}, [])
     store.record_outcomes(
@@ -149,14 +150,18 @@ def check_a_replayed_row_moves_the_counts_and_can_complete_the_run(store: StateS
     )
     final = store.finish_task(DATE, "exec-a", 0, T0 + 1)
     assert final is not None and final.status is RunStatus.PARTIAL
-    after_one = store.record_replay(DATE, RowOutcome(2, Status.UPDATED, "replayed", "p-2"), T0 + 5)
+    # a replay of an older execution's row does not touch this run's report
+    assert store.record_replay(DATE, "exec-old", RowOutcome(2, Status.UPDATED), T0 + 4) is None
+    after_one = store.record_replay(
+        DATE, "exec-a", RowOutcome(2, Status.UPDATED, "replayed", "p-2"), T0 + 5
+    )
     assert after_one is not None
     assert (after_one.status, after_one.counts) == (
         RunStatus.PARTIAL,
         {"deferred": 1, "updated": 1},
     )
     after_two = store.record_replay(
-        DATE, RowOutcome(3, Status.UNCHANGED, "replayed", "p-3"), T0 + 6
+        DATE, "exec-a", RowOutcome(3, Status.UNCHANGED, "replayed", "p-3"), T0 + 6
     )
     assert after_two is not None
     assert (after_two.status, after_two.counts) == (
@@ -182,15 +187,35 @@ def check_progress_is_one_record_per_task(store: StateStore) -> None:
     ]
 
 
-def check_ledger_keeps_the_newest_row(store: StateStore) -> None:
-    newer = LedgerEntry("k1", "h-new", "2025-09-23", 7, "t2")
-    store.ledger_put([newer, LedgerEntry("k2", "h2", "2025-09-22", 3, "t1")])
-    store.ledger_put([LedgerEntry("k1", "h-old", "2025-09-22", 9, "t3")])  # an older date: ignored
-    got = store.ledger_get(["k1", "k2", "missing"])
-    assert got == {"k1": newer, "k2": LedgerEntry("k2", "h2", "2025-09-22", 3, "t1")}
-    store.ledger_put([LedgerEntry("k1", "h-later-row", "2025-09-23", 8, "t4")])
-    assert store.ledger_get(["k1"])["k1"].phone_hash == "h-later-row"
-    assert newer.is_newer_than("2025-09-23", 6) and not newer.is_newer_than("2025-09-23", 7)
+def check_ledger_keeps_the_entry_of_the_latest_read(store: StateStore) -> None:
+    read_1, read_2, read_3 = (f"2025-09-23T16:0{n}:00.000000+00:00" for n in (1, 2, 3))
+    newer = LedgerEntry("k1", "h-new", "2025-09-23", 7, "t2", read_2)
+    legacy = LedgerEntry("k2", "h2", "2025-09-22", 3, "t1")  # written before read stamps
+    store.ledger_put([newer, legacy])
+    # an older read never wins, whatever its sheet date and row say
+    store.ledger_put([LedgerEntry("k1", "h-old", "2025-09-24", 99, "t3", read_1)])
+    assert store.ledger_get(["k1", "k2", "missing"]) == {"k1": newer, "k2": legacy}
+    # the same read replaces (a retried task); a later read replaces, whatever its row number
+    same = LedgerEntry("k1", "h-same-read", "2025-09-23", 2, "t4", read_2)
+    store.ledger_put([same])
+    assert store.ledger_get(["k1"])["k1"] == same
+    later = LedgerEntry("k1", "h-later-read", "2025-09-22", 2, "t5", read_3)
+    store.ledger_put([later, LedgerEntry("k2", "h2", "2025-09-22", 3, "t1", read_1)])
+    got = store.ledger_get(["k1", "k2"])
+    assert got["k1"] == later and got["k2"].read_at == read_1
+    assert later.read_after(read_2) and not later.read_after(read_3) and not legacy.read_after("")
+
+
+def check_reads_of_the_sheet_keep_the_latest_per_date(store: StateStore) -> None:
+    read_1, read_2 = "2025-09-23T16:00:00.000000+00:00", "2025-09-24T16:00:00.000000+00:00"
+    assert store.last_read("2025-09-22") == ""
+    store.note_read(read_2, ["2025-09-23", "2025-09-24"])
+    store.note_read(read_1, ["2025-09-22", "2025-09-23"])  # older: kept only where none is
+    assert [store.last_read(d) for d in ("2025-09-22", "2025-09-23", "2025-09-24")] == [
+        read_1,
+        read_2,
+        read_2,
+    ]
 
 
 def check_ledger_handles_many_keys(store: StateStore) -> None:

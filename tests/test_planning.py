@@ -41,11 +41,34 @@ def test_without_a_date_the_latest_date_wins_even_earlier_in_the_sheet() -> None
 def test_with_a_date_only_that_dates_rows_take_part() -> None:
     rows = [
         row(2, "24-09-2025", NIK_A, "081111111111"),
-        row(3, "23-09-2025", NIK_A, "082222222222"),
+        row(3, "23-09-2025", NIK_B, "082222222222"),
+        row(4, "22-09-2025", NIK_B, "083333333333"),
     ]
     plan = plan_rows(rows, DateWindow.exactly(date(2025, 9, 23)))
     assert [c.row for c in plan.candidates] == [3]
-    assert statuses(plan)[2] is Status.OTHER_DATE
+    assert statuses(plan)[2] is Status.OTHER_DATE and statuses(plan)[4] is Status.OTHER_DATE
+
+
+def test_a_row_dated_after_the_window_supersedes_the_nik_inside_it() -> None:
+    """Rerunning an old date never brings back a number the officer has replaced since."""
+    rows = [
+        row(2, "24-09-2025", NIK_A, "081111111111"),
+        row(3, "23-09-2025", NIK_A, "082222222222"),
+        row(4, "25-09-2025", NIK_A, "not a phone"),  # the latest: even an invalid one wins
+        row(5, "23-09-2025", NIK_B, "083333333333"),
+        row(6, "24-09-2025", "3.57811E+15", "084444444444"),  # no NIK: supersedes nothing
+    ]
+    plan = plan_rows(rows, DateWindow.exactly(date(2025, 9, 23)))
+    assert [c.row for c in plan.candidates] == [5]
+    assert statuses(plan) == {
+        2: Status.OTHER_DATE,
+        3: Status.SUPERSEDED,
+        4: Status.OTHER_DATE,
+        5: Status.UPDATED,
+        6: Status.OTHER_DATE,
+    }
+    (superseded,) = [o for o in plan.decided if o.row == 3]
+    assert "row 4 (dated 2025-09-25, after this run)" in superseded.reason
 
 
 def test_a_date_window_takes_the_latest_row_within_it() -> None:

@@ -152,8 +152,13 @@ def test_a_stale_replay_never_overwrites_a_newer_number(
     function: Any, store: FirestoreStore, sim: RunningSim
 ) -> None:
     key = LEDGER_KEY.encode()
-    newer = LedgerEntry(
-        keyed_hash(MESSAGE.nik, key), keyed_hash("+6289999999999", key), "2025-09-24", 5, "t"
+    newer = LedgerEntry(  # applied by a later read of the sheet, from an earlier row and date
+        keyed_hash(MESSAGE.nik, key),
+        keyed_hash("+6289999999999", key),
+        "2025-09-22",
+        1,
+        "t",
+        "2025-09-24T16:00:00.000000+00:00",
     )
     store.ledger_put([newer])
     assert deliver(function, MESSAGE.to_json()) == 200

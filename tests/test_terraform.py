@@ -237,6 +237,7 @@ def test_firestore_has_pitr_and_ttl_on_every_collection_the_app_writes() -> None
         "tasks",
         "manifest",
         "ledger",
+        "sheet_reads",
     }
 
 

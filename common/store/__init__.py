@@ -14,6 +14,7 @@ from common.store._model import (
     WorkItem,
     final_status,
     moved_counts,
+    read_stamp,
 )
 from common.store._sqlite import SqliteStore
 
@@ -42,4 +43,5 @@ __all__ = [
     "final_status",
     "firestore_store",
     "moved_counts",
+    "read_stamp",
 ]

@@ -72,11 +72,26 @@ class StateStore(Protocol):
         """Every recorded outcome of the date, by row."""
         ...
 
-    def record_replay(self, run_date: str, outcome: RowOutcome, now: float) -> RunState | None:
+    def record_replay(
+        self, run_date: str, execution: str, outcome: RowOutcome, now: float
+    ) -> RunState | None:
         """Record a replayed row's outcome and, in the same transaction, move the run's counts
         from the row's previous status to the new one. A finished run's status is derived
         again (``partial`` becomes ``succeeded`` when its last deferred row is applied).
-        Returns the run, or None when the date has no run."""
+
+        Only while ``execution`` still owns the date: after a rerun the date's report and
+        row numbers are the newer read's, which an old replay must not overwrite. Returns
+        the run, or None when nothing was recorded (no run, or another execution's)."""
+        ...
+
+    # -- reads of the sheet -------------------------------------------------------------------
+    def note_read(self, read_at: str, sheet_dates: Sequence[str]) -> None:
+        """Remember that the read ``read_at`` re-decided every row dated ``sheet_dates``
+        (per date the latest read is kept)."""
+        ...
+
+    def last_read(self, sheet_date: str) -> str:
+        """The latest read that decided the rows dated ``sheet_date``; "" if none did."""
         ...
 
     # -- progress ----------------------------------------------------------------------------
@@ -97,7 +112,8 @@ class StateStore(Protocol):
     def ledger_get(self, keys: Sequence[str]) -> dict[str, LedgerEntry]: ...
 
     def ledger_put(self, entries: Sequence[LedgerEntry]) -> None:
-        """Write entries, keeping an existing entry set by a newer sheet row."""
+        """Write entries, keeping an existing entry from a later read of the sheet
+        (``read_at``); an entry of the same read replaces it."""
         ...
 
     def close(self) -> None: ...

@@ -13,7 +13,9 @@ Layout (every document written by a run carries ``expire_at`` for the TTL policy
   manifest after the transaction; a retried task 0 (RESUMED, manifest not ready yet) clears
   them again, in case the first attempt died between the two.
 - ``runs/{run_date}/tasks/{task}``: one progress document per task (no shared hot document).
-- ``ledger/{hmac(nik)}``: the last applied number's hash, run date and row.
+- ``ledger/{hmac(nik)}``: the last applied number's hash, run date and row, and the latest
+  read of the sheet that applied or confirmed it.
+- ``sheet_reads/{sheet_date}``: the latest read of the sheet that re-decided that date's rows.
 
 Finishing: a task flags its own progress document, then reads every task's; the call that
 sees every task finished claims the run (``finalizing_task``) in a transaction on the run
@@ -298,6 +300,8 @@ class FirestoreStore:
                     "execution": execution,
                     "task_index": index,
                     "chunk": number,
+                    # one read per manifest: its stamp is stored once per chunk, not per item
+                    "read_at": part[0].read_at if part else "",
                     "items": [
                         {"r": i.row, "d": i.date, "n": i.nik, "p": i.phone, "a": i.assigned}
                         for i in part
@@ -335,7 +339,14 @@ class FirestoreStore:
             (_data(d) for d in self.db.get_all(refs) if d.exists), key=lambda d: d["chunk"]
         )
         return [
-            WorkItem(row=i["r"], date=i["d"], nik=i["n"], phone=i["p"], assigned=i["a"])
+            WorkItem(
+                row=i["r"],
+                date=i["d"],
+                nik=i["n"],
+                phone=i["p"],
+                assigned=i["a"],
+                read_at=d.get("read_at", ""),
+            )
             for d in docs
             for i in d["items"]
         ]
@@ -380,7 +391,9 @@ class FirestoreStore:
             )
         return sorted(out, key=lambda o: o.row)
 
-    def record_replay(self, run_date: str, outcome: RowOutcome, now: float) -> RunState | None:
+    def record_replay(
+        self, run_date: str, execution: str, outcome: RowOutcome, now: float
+    ) -> RunState | None:
         run_ref = self._run(run_date)
         row_ref = self._sub(run_date, "rows").document(f"{outcome.row:07d}")
         expire = self._expire()
@@ -388,7 +401,7 @@ class FirestoreStore:
         @firestore.transactional
         def attempt(transaction: Any) -> RunState | None:
             run = run_ref.get(transaction=transaction)
-            if not run.exists:
+            if not run.exists or run.get("execution") != execution:
                 return None
             previous = row_ref.get(transaction=transaction)
             data = _data(run)
@@ -543,7 +556,12 @@ class FirestoreStore:
                 if snap.exists:
                     d = _data(snap)
                     found[snap.id] = LedgerEntry(
-                        snap.id, d["phone_hash"], d["run_date"], d["row"], d["applied_at"]
+                        snap.id,
+                        d["phone_hash"],
+                        d["run_date"],
+                        d["row"],
+                        d["applied_at"],
+                        d.get("read_at", ""),
                     )
         return found
 
@@ -554,7 +572,7 @@ class FirestoreStore:
         latest: dict[str, LedgerEntry] = {}
         for entry in entries:
             current = latest.get(entry.key) or existing.get(entry.key)
-            if current is None or not current.is_newer_than(entry.run_date, entry.row):
+            if current is None or not current.read_after(entry.read_at):
                 latest[entry.key] = entry
         ledger = self.db.collection("ledger")
         expire = self._expire()
@@ -566,12 +584,32 @@ class FirestoreStore:
                     "run_date": e.run_date,
                     "row": e.row,
                     "applied_at": e.applied_at,
+                    "read_at": e.read_at,
                     "expire_at": expire,
                 },
             )
             for e in latest.values()
             if existing.get(e.key) != e
         )
+
+    # -- reads of the sheet -----------------------------------------------------------------
+    def note_read(self, read_at: str, sheet_dates: Sequence[str]) -> None:
+        refs = [self.db.collection("sheet_reads").document(day) for day in sheet_dates]
+        expire = self._expire()
+
+        @firestore.transactional
+        def attempt(transaction: Any) -> None:
+            snaps = list(transaction.get_all(refs)) if refs else []
+            known = {s.id: _data(s).get("read_at", "") for s in snaps if s.exists}
+            for ref in refs:
+                if known.get(ref.id, "") < read_at:
+                    transaction.set(ref, {"read_at": read_at, "expire_at": expire})
+
+        attempt(self._transaction())
+
+    def last_read(self, sheet_date: str) -> str:
+        snap = self.db.collection("sheet_reads").document(sheet_date).get()
+        return str(_data(snap).get("read_at", "")) if snap.exists else ""
 
     def close(self) -> None:
         self.db.close()

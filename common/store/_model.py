@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from common.outcomes import NEEDS_OFFICER, NOT_YET_APPLIED
@@ -33,21 +34,36 @@ class WorkItem:
     nik: str
     phone: str  # E.164
     assigned: bool = True  # False: number range not assigned to an operator (applied, warned)
+    #: When task 0 read the sheet this row comes from (see :func:`read_stamp`).
+    read_at: str = ""
+
+
+def read_stamp(moment: datetime | None = None) -> str:
+    """The stamp of one read of the sheet: UTC, microseconds, fixed width.
+
+    Stamps of the same form order as strings do; ``""`` (records written before stamps
+    existed) sorts before every stamp. Row numbers and sheet dates order rows *within* one
+    read; across reads, only these stamps say which is newer (docs/decisions.md).
+    """
+    return (moment or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="microseconds")
 
 
 @dataclass(frozen=True, slots=True)
 class LedgerEntry:
-    """The last number applied to a patient, keyed by HMAC(NIK); the number itself is hashed."""
+    """The number a patient holds as far as phonesync knows, keyed by HMAC(NIK); the number
+    itself is hashed. ``run_date`` and ``row`` say which row applied it; ``read_at`` is the
+    latest read of the sheet that applied or confirmed it."""
 
     key: str
     phone_hash: str
     run_date: str
     row: int
     applied_at: str
+    read_at: str = ""
 
-    def is_newer_than(self, run_date: str, row: int) -> bool:
-        """Whether this entry was set by a later sheet row than (run_date, row)."""
-        return (self.run_date, self.row) > (run_date, row)
+    def read_after(self, read_at: str) -> bool:
+        """Whether a later read of the sheet than ``read_at`` set or confirmed this entry."""
+        return self.read_at > read_at
 
 
 @dataclass(slots=True)

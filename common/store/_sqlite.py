@@ -43,8 +43,11 @@ CREATE TABLE IF NOT EXISTS progress (
   PRIMARY KEY (run_date, task_index));
 CREATE TABLE IF NOT EXISTS ledger (
   key TEXT PRIMARY KEY, phone_hash TEXT NOT NULL, run_date TEXT NOT NULL, row INTEGER NOT NULL,
-  applied_at TEXT NOT NULL);
+  applied_at TEXT NOT NULL, read_at TEXT NOT NULL DEFAULT '');
+CREATE TABLE IF NOT EXISTS sheet_reads (sheet_date TEXT PRIMARY KEY, read_at TEXT NOT NULL);
 """
+#: Columns added since a table was first created: (table, column, definition).
+_ADDED_COLUMNS = (("ledger", "read_at", "TEXT NOT NULL DEFAULT ''"),)
 
 
 class SqliteStore:
@@ -61,6 +64,10 @@ class SqliteStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        for table, column, definition in _ADDED_COLUMNS:  # a state file of an older version
+            have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -230,10 +237,13 @@ class SqliteStore:
         )
         return [RowOutcome(r[0], Status(r[1]), r[2], r[3], r[4], r[5]) for r in rows]
 
-    def record_replay(self, run_date: str, outcome: RowOutcome, now: float) -> RunState | None:
+    def record_replay(
+        self, run_date: str, execution: str, outcome: RowOutcome, now: float
+    ) -> RunState | None:
         with self._write() as db:
             run = db.execute(
-                "SELECT counts, finished_at FROM runs WHERE run_date = ?", (run_date,)
+                "SELECT counts, finished_at FROM runs WHERE run_date = ? AND execution = ?",
+                (run_date, execution),
             ).fetchone()
             if run is None:
                 return None
@@ -330,7 +340,8 @@ class SqliteStore:
             chunk = list(keys[start : start + 500])
             marks = ",".join("?" * len(chunk))
             for row in self._query(
-                f"SELECT key, phone_hash, run_date, row, applied_at FROM ledger WHERE key IN ({marks})",
+                "SELECT key, phone_hash, run_date, row, applied_at, read_at FROM ledger"
+                f" WHERE key IN ({marks})",
                 chunk,
             ):
                 found[row[0]] = LedgerEntry(*row)
@@ -341,12 +352,30 @@ class SqliteStore:
             return
         with self._write() as db:
             db.executemany(
-                "INSERT INTO ledger (key, phone_hash, run_date, row, applied_at) VALUES (?, ?, ?, ?, ?)"
+                "INSERT INTO ledger (key, phone_hash, run_date, row, applied_at, read_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (key) DO UPDATE SET phone_hash = excluded.phone_hash,"
-                " run_date = excluded.run_date, row = excluded.row, applied_at = excluded.applied_at"
-                " WHERE (excluded.run_date, excluded.row) >= (ledger.run_date, ledger.row)",
-                [(e.key, e.phone_hash, e.run_date, e.row, e.applied_at) for e in entries],
+                " run_date = excluded.run_date, row = excluded.row,"
+                " applied_at = excluded.applied_at, read_at = excluded.read_at"
+                " WHERE excluded.read_at >= ledger.read_at",
+                [
+                    (e.key, e.phone_hash, e.run_date, e.row, e.applied_at, e.read_at)
+                    for e in entries
+                ],
             )
+
+    def note_read(self, read_at: str, sheet_dates: Sequence[str]) -> None:
+        with self._write() as db:
+            db.executemany(
+                "INSERT INTO sheet_reads (sheet_date, read_at) VALUES (?, ?)"
+                " ON CONFLICT (sheet_date) DO UPDATE SET read_at = excluded.read_at"
+                " WHERE excluded.read_at > sheet_reads.read_at",
+                [(day, read_at) for day in sheet_dates],
+            )
+
+    def last_read(self, sheet_date: str) -> str:
+        found = self._query("SELECT read_at FROM sheet_reads WHERE sheet_date = ?", (sheet_date,))
+        return str(found[0][0]) if found else ""
 
     def close(self) -> None:
         self._db.close()

@@ -73,12 +73,19 @@ def replay(cloud_event: CloudEvent) -> None:
 async def _replay(message: FailureMessage) -> Any:
     config = load_config(role="replay")
     store = open_store(config)
-    item = WorkItem(row=message.row, date=message.sheet_date, nik=message.nik, phone=message.phone)
+    item = WorkItem(
+        row=message.row,
+        date=message.sheet_date,
+        nik=message.nik,
+        phone=message.phone,
+        read_at=message.read_at,
+    )
     try:
         async with FhirClient(fhir_settings(config)) as client:
             return await replay_item(
                 item,
                 message.run_date,
+                message.execution,
                 client,
                 store,
                 Ledger(ledger_key(config)),
