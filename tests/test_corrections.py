@@ -26,7 +26,7 @@ from common.planning import DateWindow, plan_rows
 from common.replay import replay_item
 from common.runtime import fhir_settings, ledger_key
 from common.sheet import SheetRow
-from common.store import RunStatus, SqliteStore, WorkItem
+from common.store import SqliteStore, WorkItem
 from common.sync import Ledger
 from jobs.task import run_task
 from tests.simulator import API_KEY, RunningSim, sample, simulator
@@ -85,8 +85,9 @@ def test_a_same_date_correction_moved_up_by_a_resort_wins_on_rerun(tmp_path: Pat
         assert outcomes(tmp_path)[2][0] == "updated", outcomes(tmp_path)[2]
         assert mobile(sim, "patient-001") == "081399998888"
         store = SqliteStore(tmp_path / "state.db")
-        assert store.get_run(DATE).status is RunStatus.SUCCEEDED
+        run = store.get_run(DATE)
         store.close()
+        assert run.counts == {"updated": 1, "already_applied": 1, "not_found": 7}
 
 
 def test_rerunning_an_old_date_keeps_the_later_dated_number(tmp_path: Path) -> None:
@@ -312,7 +313,7 @@ def assert_as_fresh(
     first_down=True,
     order=random.Random(0),
 )
-@settings(max_examples=40, deadline=None, derandomize=True)
+@settings(max_examples=30, deadline=None, derandomize=True)
 @given(
     first=st.lists(rows_st, max_size=8),
     rounds=st.lists(
