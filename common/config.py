@@ -35,6 +35,9 @@ class JobConfig:
     sheet_id: str | None = None
     sheet_range: str = "A:Z"
     sheets_api_url: str = "https://sheets.googleapis.com"
+    # The officers' report tab: a spreadsheet shared with the job's account as Editor (optional).
+    report_sheet_id: str | None = None
+    report_sheet_tab: str = "phonesync"
     fhir_base_url: str = ""
     # Local use only; production reads FHIR_API_KEY_SECRET. Never in repr or logs.
     fhir_api_key: str | None = field(default=None, repr=False)
@@ -183,6 +186,8 @@ def _check(c: JobConfig, role: str) -> list[str]:
         problems.append(
             "SHEET_ID or SHEET_CSV: exactly one is required (the Sheet, or a CSV export)"
         )
+    if not c.report_sheet_tab or len(c.report_sheet_tab) > 100:
+        problems.append("REPORT_SHEET_TAB: a tab name of 1 to 100 characters")
     if c.cloud_run_task_count < 1:
         problems.append("CLOUD_RUN_TASK_COUNT: must be at least 1")
     elif not 0 <= c.cloud_run_task_index < c.cloud_run_task_count:

@@ -60,6 +60,8 @@ def render_status(
         + ("" if run.manifest_ready else " (manifest not written yet)"),
         f"  tasks      {sum(t.finished for t in tasks)}/{run.task_count} finished",
     ]
+    if run.report:
+        lines.append(f"  report tab {run.report}")
     for t in tasks:
         share = t.done / t.total if t.total else 1.0
         state = "done" if t.finished else f"updated {time.time() - t.updated_at:.0f} s ago"

@@ -207,6 +207,7 @@ async def _run_task(config: JobConfig, store: StateStore) -> int:
     )
     if final is not None:
         _log_run_finished(final)
+        await asyncio.to_thread(write_officer_report, config, store, final)
     return EXIT_OK
 
 
@@ -391,6 +392,49 @@ def _log_retry(method: str, status: int, attempt: int) -> None:
 
 def _log_batch_refused(reason: str) -> None:
     log_event("fhir_batch_refused", reason, severity=logging.WARNING)
+
+
+def write_officer_report(config: JobConfig, store: StateStore, run: RunState) -> None:
+    """Replace the officers' report tab with the run's rows needing action (when configured).
+
+    Never raises: a report that cannot be written must not fail (and so retry) a finished run.
+    The outcome is logged (``report_written`` / ``report_failed``, counted by a log-based
+    metric) and kept with the run for ``phonesync status``.
+    """
+    if not config.report_sheet_id:
+        return
+    from common.officer_report import report_values
+    from common.sheets_api import replace_tab
+    from jobs.operator import jakarta_time
+
+    tab = config.report_sheet_tab
+    try:
+        outcomes = store.outcomes(run.run_date)
+        needing = [o for o in outcomes if o.status in NEEDS_OFFICER]
+        rows = read_rows(config) if needing else []  # the date and name as typed
+        values = report_values(run.run_date, outcomes, rows, jakarta_time(time.time()))
+        replace_tab(config.report_sheet_id, tab, values, api_url=config.sheets_api_url)
+    except Exception as exc:  # any failure: recorded below, the run stays as it finished
+        detail = f"failed: {type(exc).__name__}: {exc}"
+        log_event(
+            "report_failed",
+            f"the officers' report tab {tab!r} was not written: {exc}",
+            severity=logging.ERROR,
+            tab=tab,
+            reason=str(exc),
+        )
+    else:
+        detail = f"written: {len(needing)} row(s) to tab {tab!r} at {jakarta_time(time.time())}"
+        log_event(
+            "report_written",
+            f"{len(needing)} row(s) to the officers' tab {tab!r}",
+            tab=tab,
+            rows=len(needing),
+        )
+    try:
+        store.set_report(run.run_date, run.execution, detail)
+    except Exception as exc:  # the tab's fate stays in the log line above
+        log_event("report_unrecorded", str(exc), severity=logging.WARNING)
 
 
 def _log_run_finished(run: RunState) -> None:

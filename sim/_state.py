@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from common.patient import bump_version_id
+from sim.sheets_tabs import SheetTabs
 
 Resource = dict[str, Any]
 
@@ -82,6 +83,7 @@ class SimState:
         self.down = False
         self.fail_queue: list[int] = []
         self.sheet_fail_queue: list[int] = []
+        self.sheet_tabs = SheetTabs()  # tabs written through the Sheets API (sim/sheets_tabs.py)
         self.delay_queue: list[float] = []
         self.entry_fail_queue: list[int] = []
         #: Patients whose every PUT (request or batch entry) is refused with this status.

@@ -29,6 +29,7 @@ from common.bundle import parse_bundle, read_bundle
 from sim import _interactions as fhir
 from sim._batch import process_batch
 from sim._state import Resource, SimState
+from sim.sheets_tabs import split_range, tab_routes
 
 FHIR_JSON = "application/fhir+json"
 #: Medplum's and HAPI's default page size.
@@ -204,6 +205,10 @@ def create_app(
         if sim.sheet_fail_queue:
             status = sim.sheet_fail_queue.pop(0)
             return _json({"error": {"code": status}}, status)
+        tab, _ = split_range(request.path_params["range"])
+        written = sim.sheet_tabs.values(request.path_params["sheet_id"], tab)
+        if written is not None:  # a tab the job wrote (the officers' report)
+            return _json({"range": request.path_params["range"], "values": written})
         if sim.sheet_values is None:
             return _json({"error": {"code": 404, "status": "NOT_FOUND"}}, 404)
         range_ = request.path_params["range"]
@@ -227,6 +232,7 @@ def create_app(
             Route("/fhir/Patient/{id}", read, methods=["GET"]),
             Route("/fhir/Patient/{id}", update, methods=["PUT"]),
             Route("/v4/spreadsheets/{sheet_id}/values/{range:path}", sheet_values, methods=["GET"]),
+            *tab_routes(sim),
             Route("/_sim/stats", stats, methods=["GET"]),
             Route("/_sim/bundle", bundle, methods=["GET"]),
             Route("/_sim/down", down, methods=["POST"]),

@@ -3,6 +3,8 @@ locals {
   job_env = {
     SHEET_ID              = var.sheet_id
     SHEET_RANGE           = var.sheet_range
+    REPORT_SHEET_ID       = var.report_sheet_id
+    REPORT_SHEET_TAB      = var.report_sheet_tab
     FHIR_BASE_URL         = var.fhir_base_url
     FHIR_API_KEY_SECRET   = google_secret_manager_secret.fhir_api_key.id
     LEDGER_KEY_SECRET     = google_secret_manager_secret.ledger_hmac_key.id

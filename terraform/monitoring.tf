@@ -75,14 +75,24 @@ resource "google_logging_metric" "fhir_retries" {
   }
 }
 
+resource "google_logging_metric" "report_failures" {
+  name   = "phonesync_report_failures"
+  filter = "${local.job_logs} AND jsonPayload.event=\"report_failed\""
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "INT64"
+  }
+}
+
 resource "google_monitoring_dashboard" "phonesync" {
   dashboard_json = templatefile("${path.module}/dashboards/phonesync.json", {
-    job_name            = var.job_name
-    dead_letter_sub     = google_pubsub_subscription.dead_letter.name
-    rows_metric         = google_logging_metric.rows.name
-    runs_metric         = google_logging_metric.runs.name
-    run_duration_metric = google_logging_metric.run_duration.name
-    fhir_retries_metric = google_logging_metric.fhir_retries.name
+    job_name               = var.job_name
+    dead_letter_sub        = google_pubsub_subscription.dead_letter.name
+    rows_metric            = google_logging_metric.rows.name
+    runs_metric            = google_logging_metric.runs.name
+    run_duration_metric    = google_logging_metric.run_duration.name
+    fhir_retries_metric    = google_logging_metric.fhir_retries.name
+    report_failures_metric = google_logging_metric.report_failures.name
   })
 }
 

@@ -98,6 +98,22 @@ variable "sheet_range" {
   default     = "A:Z"
 }
 
+variable "report_sheet_id" {
+  description = "Spreadsheet the officers' report tab is written to (shared with the job's account as Editor); empty = no report tab."
+  type        = string
+  default     = ""
+}
+
+variable "report_sheet_tab" {
+  description = "Tab of report_sheet_id replaced after each run with the rows needing an officer."
+  type        = string
+  default     = "phonesync"
+  validation {
+    condition     = length(var.report_sheet_tab) >= 1 && length(var.report_sheet_tab) <= 100
+    error_message = "report_sheet_tab must be 1 to 100 characters (a Sheets tab name)."
+  }
+}
+
 variable "fhir_base_url" {
   description = "FHIR R4 base URL of the national registry."
   type        = string

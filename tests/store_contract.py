@@ -230,3 +230,15 @@ CHECKS: list[Callable[[StateStore], None]] = [
     for name, value in sorted(globals().items())
     if name.startswith("check_") and callable(value)
 ]
+
+
+def check_the_report_tabs_fate_is_kept_per_run_and_cleared_by_a_new_run(store: StateStore) -> None:
+    store.acquire_run(DATE, "exec-a", 1, LEASE, T0)
+    store.set_report(DATE, "exec-b", "written: someone else's run")  # not this run: ignored
+    assert store.get_run(DATE).report == ""  # type: ignore[union-attr]
+    store.set_report(DATE, "exec-a", "failed: Sheets API answered 403")
+    assert store.get_run(DATE).report == "failed: Sheets API answered 403"  # type: ignore[union-attr]
+    store.write_manifest(DATE, "exec-a", {0: []}, [])
+    store.finish_task(DATE, "exec-a", 0, T0 + 1)
+    assert store.acquire_run(DATE, "exec-c", 1, LEASE, T0 + 2) is LockResult.ACQUIRED
+    assert store.get_run(DATE).report == ""  # type: ignore[union-attr]

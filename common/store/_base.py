@@ -47,6 +47,10 @@ class StateStore(Protocol):
         """Mark the run failed: it could not proceed (nothing to replay, rerun the date)."""
         ...
 
+    def set_report(self, run_date: str, execution: str, report: str) -> None:
+        """Record what became of the officers' report tab for the run (shown by ``status``)."""
+        ...
+
     # -- manifest: task 0 writes it once, every task reads its shard -----------------------
     def write_manifest(
         self,

@@ -185,6 +185,7 @@ class FirestoreStore:
             counts=dict(data.get("counts") or {}),
             total_rows=int(data.get("total_rows") or 0),
             reason=data.get("reason") or "",
+            report=data.get("report") or "",
         )
 
     # -- execution date ---------------------------------------------------------------------
@@ -274,6 +275,17 @@ class FirestoreStore:
                 transaction.update(
                     ref, {"status": RunStatus.FAILED.value, "reason": reason, "finished_at": now}
                 )
+
+        attempt(self._transaction())
+
+    def set_report(self, run_date: str, execution: str, report: str) -> None:
+        ref = self._run(run_date)
+
+        @firestore.transactional
+        def attempt(transaction: Any) -> None:
+            snap = ref.get(transaction=transaction)
+            if snap.exists and snap.get("execution") == execution:
+                transaction.update(ref, {"report": report})
 
         attempt(self._transaction())
 

@@ -79,6 +79,8 @@ class RunState:
     counts: dict[str, int] = field(default_factory=dict)
     total_rows: int = 0
     reason: str = ""
+    #: What became of the officers' report tab: "" (not written), "written: …" or "failed: …".
+    report: str = ""
 
 
 @dataclass(slots=True)

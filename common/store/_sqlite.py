@@ -47,7 +47,10 @@ CREATE TABLE IF NOT EXISTS ledger (
 CREATE TABLE IF NOT EXISTS sheet_reads (sheet_date TEXT PRIMARY KEY, read_at TEXT NOT NULL);
 """
 #: Columns added since a table was first created: (table, column, definition).
-_ADDED_COLUMNS = (("ledger", "read_at", "TEXT NOT NULL DEFAULT ''"),)
+_ADDED_COLUMNS = (
+    ("ledger", "read_at", "TEXT NOT NULL DEFAULT ''"),
+    ("runs", "report", "TEXT NOT NULL DEFAULT ''"),  # the officers' report tab's fate
+)
 
 
 class SqliteStore:
@@ -144,7 +147,7 @@ class SqliteStore:
     def get_run(self, run_date: str) -> RunState | None:
         found = self._query(
             "SELECT run_date, execution, status, task_count, started_at, lease_until, finished_at,"
-            " manifest_ready, counts, total_rows, reason FROM runs WHERE run_date = ?",
+            " manifest_ready, counts, total_rows, reason, report FROM runs WHERE run_date = ?",
             (run_date,),
         )
         if not found:
@@ -162,6 +165,7 @@ class SqliteStore:
             counts=json.loads(row[8]),
             total_rows=row[9],
             reason=row[10],
+            report=row[11],
         )
 
     def fail_run(self, run_date: str, execution: str, reason: str, now: float) -> None:
@@ -170,6 +174,13 @@ class SqliteStore:
                 "UPDATE runs SET status = ?, reason = ?, finished_at = ?"
                 " WHERE run_date = ? AND execution = ?",
                 (RunStatus.FAILED.value, reason, now, run_date, execution),
+            )
+
+    def set_report(self, run_date: str, execution: str, report: str) -> None:
+        with self._write() as db:
+            db.execute(
+                "UPDATE runs SET report = ? WHERE run_date = ? AND execution = ?",
+                (report, run_date, execution),
             )
 
     def write_manifest(
