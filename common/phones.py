@@ -21,6 +21,8 @@ from typing import Any
 
 import phonenumbers
 
+from common.sheet import too_long
+
 # Separators people type inside a number: whitespace (incl. non-breaking), - . ( ) /
 _SEPARATORS = re.compile(r"[\s\u00a0\u2007\u202f\-.()/]+")
 _DIGITS = re.compile(r"\+?[0-9]+")  # not \d, which also takes Arabic-Indic and other digits
@@ -54,6 +56,9 @@ def normalize_phone(raw: str) -> Phone:
     NFKC first turns full-width digits, plus sign and separators (a phone keyboard's or an IME's)
     into their ASCII forms.
     """
+    reason = too_long(raw)
+    if reason is not None:
+        raise InvalidPhone(reason)
     return _normalize(_SEPARATORS.sub("", unicodedata.normalize("NFKC", raw)))
 
 

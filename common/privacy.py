@@ -12,6 +12,7 @@ import hmac
 
 #: Used when no key is configured (local runs and tests only; production reads Secret Manager).
 DEVELOPMENT_LEDGER_KEY = b"phonesync-development-ledger-key"
+_LONGEST_MASK = 40
 
 
 def mask_nik(nik: str) -> str:
@@ -19,6 +20,8 @@ def mask_nik(nik: str) -> str:
     value = nik.strip()
     if len(value) <= 8:
         return "*" * len(value)
+    if len(value) > _LONGEST_MASK:  # a hostile cell: a mask as long as it would fill a report
+        return f"{value[:4]}***({len(value):,} characters)***{value[-4:]}"
     return f"{value[:4]}{'*' * (len(value) - 8)}{value[-4:]}"
 
 

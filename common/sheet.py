@@ -34,6 +34,14 @@ _DATE_FORMATS = (
 _NIK = re.compile(r"[0-9]{16}")  # not \d, which also takes Arabic-Indic and other digits
 _WHITESPACE = re.compile(r"\s+")
 
+#: Longer than any date, NIK or phone number could be written, separators and all: a longer
+#: cell is rejected by its length alone (its row only), before any other check reads it.
+MAX_CELL_CHARS = 256
+#: The csv module refuses fields over 128 KiB by default and stops the whole file. Cells up to
+#: this size are read, and rejected row by row above; only a larger one stops the sheet (with
+#: its row named), which bounds the memory one hostile cell can take.
+CSV_FIELD_LIMIT = 64 * 1024 * 1024
+
 
 class SheetError(InputError):
     """The sheet as a whole is unusable (e.g. a required column is missing)."""
@@ -119,14 +127,35 @@ def read_csv(path: str | Path) -> Iterator[SheetRow]:
 
 def _records(handle: TextIO, path: str | Path) -> Generator[list[str], None, None]:
     with handle:
-        try:
-            yield from csv.reader(handle)
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"cannot read sheet file {path}: {exc}") from None
+        yield from csv_records(handle, f"sheet file {path}")
+
+
+def csv_records(lines: Iterable[str], source: str = "sheet") -> Generator[list[str], None, None]:
+    """The records of a CSV text, as :func:`csv.reader` gives them, but with cells up to
+    :data:`CSV_FIELD_LIMIT` and every failure an :class:`InputError` naming the row."""
+    csv.field_size_limit(CSV_FIELD_LIMIT)  # process-wide; nothing else here reads CSV
+    reader = csv.reader(lines)
+    row = 0
+    try:
+        for row, record in enumerate(reader, start=1):  # noqa: B007 (row is reported below)
+            yield record
+    except csv.Error as exc:
+        raise InputError(f"cannot read {source}: row {row + 1}: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read {source}: {exc}") from None
 
 
 def parse_csv(text: str) -> list[SheetRow]:
-    return rows_from_values(list(csv.reader(io.StringIO(text.lstrip("\ufeff")))))
+    return rows_from_values(list(csv_records(io.StringIO(text.lstrip("\ufeff")))))
+
+
+def too_long(raw: str) -> str | None:
+    """The reason a cell is rejected for its length alone, or None."""
+    if len(raw) <= MAX_CELL_CHARS:
+        return None
+    return (
+        f"is {len(raw):,} characters long: far too long for this column (at most {MAX_CELL_CHARS})"
+    )
 
 
 def rows_from_values(values: Sequence[Sequence[object]]) -> list[SheetRow]:
@@ -134,9 +163,16 @@ def rows_from_values(values: Sequence[Sequence[object]]) -> list[SheetRow]:
     return list(Columns.of(values[0] if values else None).rows(values[1:]))
 
 
-@lru_cache(maxsize=4096)  # a sheet holds few distinct dates and many rows
 def parse_date(raw: str) -> date:
     """``DD-MM-YYYY`` (canonical), ``DD/MM/YYYY`` or ``YYYY-MM-DD``; impossible dates rejected."""
+    reason = too_long(raw)
+    if reason is not None:
+        raise InvalidCell(DATE_COLUMN, reason)
+    return _parse_date(raw)
+
+
+@lru_cache(maxsize=4096)  # a sheet holds few distinct dates and many rows
+def _parse_date(raw: str) -> date:
     text = raw.strip()
     for pattern, order in _DATE_FORMATS:
         match = pattern.fullmatch(text)
@@ -156,6 +192,9 @@ def parse_nik(raw: str) -> str:
     """The NIK without whitespace; exactly 16 digits (full-width digits are read as 0-9)."""
     if len(raw) == 16 and raw.isascii() and raw.isdigit():
         return raw  # as most cells are; the rest is for the ones that are not
+    reason = too_long(raw)
+    if reason is not None:
+        raise InvalidCell(NIK_COLUMN, reason)
     text = _WHITESPACE.sub("", unicodedata.normalize("NFKC", raw))
     if _NIK.fullmatch(text):
         return text

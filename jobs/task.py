@@ -18,8 +18,10 @@ import asyncio
 import contextlib
 import logging
 import time
+import traceback
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from common.config import JobConfig, jakarta_today, lookback_start
 from common.errors import InputError
@@ -38,7 +40,7 @@ from common.store import (
     read_stamp,
 )
 from common.sync import Ledger, RowResult, ShardProgress, sync_shard
-from common.telemetry import bind, log_event
+from common.telemetry import bind, log_event, redact
 
 EXIT_OK = 0
 EXIT_RETRY = 1
@@ -161,15 +163,9 @@ async def _run_task(config: JobConfig, store: StateStore) -> int:
             try:
                 await asyncio.to_thread(_write_manifest, config, store, run_date)
             except InputError as exc:
-                await asyncio.to_thread(store.fail_run, run_date, execution, str(exc), time.time())
-                log_event(
-                    "run_failed",
-                    f"cannot start the run: {exc}",
-                    severity=logging.ERROR,
-                    status="failed",
-                    reason=str(exc),
-                )
-                return EXIT_RETRY
+                return await _fail_run(store, run_date, execution, str(exc))
+            except Exception as exc:
+                return await _fail_run(store, run_date, execution, _cause(exc), error=True)
 
     items = await _wait_for_shard(config, store, run_date)
     if items is None:
@@ -209,6 +205,36 @@ async def _run_task(config: JobConfig, store: StateStore) -> int:
         _log_run_finished(final)
         await asyncio.to_thread(write_officer_report, config, store, final)
     return EXIT_OK
+
+
+async def _fail_run(
+    store: StateStore, run_date: str, execution: str, reason: str, *, error: bool = False
+) -> int:
+    """Mark the run failed and say why in a ``run_failed`` event; Cloud Run retries task 0.
+
+    ``error``: the cause is not the input's fault as far as we know (an unexpected exception):
+    the event says so, so on-call looks at the code and not at the sheet."""
+    await asyncio.to_thread(store.fail_run, run_date, execution, reason, time.time())
+    log_event(
+        "run_failed",
+        f"cannot start the run: {reason}",
+        severity=logging.ERROR,
+        status="failed",
+        reason=reason,
+        unexpected=error,
+    )
+    return EXIT_RETRY
+
+
+def _cause(exc: BaseException) -> str:
+    """``Type: message (at file:line in function)``, PII redacted, bounded for the run record."""
+    where = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+    at = (
+        f" (at {Path(where[0].filename).name}:{where[0].lineno} in {where[0].name})"
+        if where
+        else ""
+    )
+    return redact(f"{type(exc).__name__}: {exc}"[:500] + at)
 
 
 def _write_manifest(config: JobConfig, store: StateStore, run_date: str) -> None:

@@ -13,7 +13,6 @@ server-owned ``meta``. Not a general FHIR server: no create, no history.
 from __future__ import annotations
 
 import asyncio
-import csv
 import io
 import math
 from pathlib import Path
@@ -26,6 +25,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from common.bundle import parse_bundle, read_bundle
+from common.sheet import csv_records
 from sim import _interactions as fhir
 from sim._batch import process_batch
 from sim._state import Resource, SimState
@@ -43,7 +43,7 @@ def load_bundle_patients(path: str | Path) -> list[Resource]:
 
 def sheet_values_from_csv(text: str) -> list[list[str]]:
     """What the Sheets API returns for a CSV: strings, trailing empty cells and rows omitted."""
-    rows = [list(r) for r in csv.reader(io.StringIO(text.lstrip("\ufeff")))]
+    rows = [list(r) for r in csv_records(io.StringIO(text.lstrip("\ufeff")))]
     for row in rows:
         while row and row[-1] == "":
             row.pop()
