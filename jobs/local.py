@@ -66,9 +66,15 @@ def run_tasks(config: JobConfig, tasks: int, store: StateStore, out: TextIO = sy
             f"{run_date} is held by execution {run.execution} ({run.status.value}); this run did nothing",
             file=out,
         )
-        return max(codes) if codes else 0
+        return exit_code(codes)
     print(summary(run, codes), file=out)
-    return max(codes) if codes else 0
+    return exit_code(codes)
+
+
+def exit_code(codes: list[int]) -> int:
+    """0 only when every task exited 0. A task killed by signal N (``Popen`` reports -N) counts
+    as ``128 + N``, as a shell says it; otherwise the highest code."""
+    return max((128 - code if code < 0 else code for code in codes), default=0)
 
 
 def _env_of(config: JobConfig) -> dict[str, str]:

@@ -454,3 +454,51 @@ def test_report_of_a_run_on_a_messy_sheet(
         "6,1275********0004,invalid_phone,phone_number: is not a mobile number (Indonesian mobiles start with 08 or +62 8); nothing applied for this NIK,,",
         "7,9999********9999,not_found,no patient in the registry has this NIK,,",
     ]
+
+
+def test_a_killed_task_makes_the_local_run_exit_non_zero(tmp_path: Path) -> None:
+    """`phonesync run --tasks 2` with one task process killed (SIGKILL): the parent must not
+    exit 0 (it once took max(0, -9) == 0 while its own summary said 'running')."""
+    execution = f"exec-killed-{os.getpid()}"
+
+    def task_1_pid() -> int | None:
+        for proc in Path("/proc").iterdir():
+            try:
+                environ = (proc / "environ").read_bytes().split(b"\0")
+            except (OSError, ValueError):
+                continue
+            if (
+                f"CLOUD_RUN_EXECUTION={execution}".encode() in environ
+                and b"CLOUD_RUN_TASK_INDEX=1" in environ
+            ):
+                return int(proc.name)
+        return None
+
+    with simulator(latency_ms=100, seed=1) as sim:
+        parent = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "jobs.cli", "run", "--date", DATE, "--tasks", "2"),
+                *("--sheet", str(SAMPLE_SHEET), "--fhir-url", sim.fhir),
+                *("--state", str(tmp_path / "s.db"), "--concurrency", "1"),
+            ],
+            env={
+                **os.environ,
+                "PYTHONPATH": str(ROOT),
+                "FHIR_API_KEY": API_KEY,
+                "CLOUD_RUN_EXECUTION": execution,
+            },
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 30
+        pid = None
+        while pid is None and time.monotonic() < deadline:
+            pid = task_1_pid()
+            time.sleep(0.05)
+        assert pid is not None, "task 1 never started"
+        os.kill(pid, signal.SIGKILL)
+        _, err = parent.communicate(timeout=60)
+    assert parent.returncode == 128 + signal.SIGKILL, err
+    assert "-9" in err  # the summary lists the task exit codes
