@@ -22,6 +22,7 @@ from common.phones import PhoneFormat
 STATE_BACKENDS = ("sqlite", "firestore")
 #: Servers cap Bundles (HAPI's default is 1,000 entries); past ~100 nothing is gained (README).
 MAX_BATCH_SIZE = 1000
+FHIR_AUTH_MODES = ("api-key", "oauth2", "google")
 _SECRET_NAME = re.compile(r"projects/[^/]+/secrets/[^/]+(/versions/[^/]+)?")
 
 
@@ -42,6 +43,13 @@ class JobConfig:
     # Local use only; production reads FHIR_API_KEY_SECRET. Never in repr or logs.
     fhir_api_key: str | None = field(default=None, repr=False)
     fhir_api_key_secret: str | None = None
+    # How to authenticate: api-key (x-api-key), oauth2 (client credentials) or google (ADC).
+    fhir_auth: str = "api-key"
+    fhir_token_url: str | None = None  # oauth2
+    fhir_client_id: str | None = None  # oauth2
+    fhir_client_secret_secret: str | None = None  # oauth2: Secret Manager name of the secret
+    # Local use only; production reads FHIR_CLIENT_SECRET_SECRET. Never in repr or logs.
+    fhir_client_secret: str | None = field(default=None, repr=False)
     ledger_key_secret: str | None = None
     # Local use and tests only (Secret Manager has no emulator). Never in repr or logs.
     ledger_key: str | None = field(default=None, repr=False)
@@ -82,7 +90,7 @@ class JobConfig:
     def redacted(self) -> dict[str, Any]:
         """The settings for a start-up log line, with the API key hidden."""
         out = {f.name: getattr(self, f.name) for f in fields(self)}
-        for secret in ("fhir_api_key", "ledger_key"):
+        for secret in ("fhir_api_key", "fhir_client_secret", "ledger_key"):
             if out[secret]:
                 out[secret] = "***"
         return {k: str(v) if isinstance(v, Path | date) else v for k, v in out.items()}
@@ -192,7 +200,20 @@ def _check(c: JobConfig, role: str) -> list[str]:
         problems.append("CLOUD_RUN_TASK_COUNT: must be at least 1")
     elif not 0 <= c.cloud_run_task_index < c.cloud_run_task_count:
         problems.append(f"CLOUD_RUN_TASK_INDEX: must be in 0..{c.cloud_run_task_count - 1}")
-    for name in ("fhir_api_key_secret", "ledger_key_secret"):
+    if c.fhir_auth not in FHIR_AUTH_MODES:
+        problems.append(
+            f"FHIR_AUTH: expected one of {', '.join(FHIR_AUTH_MODES)}, got {c.fhir_auth!r}"
+        )
+    elif c.fhir_auth == "oauth2" and role != "publish":
+        if not (c.fhir_token_url or "").startswith(("http://", "https://")):
+            problems.append("FHIR_TOKEN_URL: required with FHIR_AUTH=oauth2 (https://…)")
+        if not c.fhir_client_id:
+            problems.append("FHIR_CLIENT_ID: required with FHIR_AUTH=oauth2")
+        if not (c.fhir_client_secret_secret or c.fhir_client_secret):
+            problems.append(
+                "FHIR_CLIENT_SECRET_SECRET: required with FHIR_AUTH=oauth2 (Secret Manager name)"
+            )
+    for name in ("fhir_api_key_secret", "fhir_client_secret_secret", "ledger_key_secret"):
         value = getattr(c, name)
         if value and not _SECRET_NAME.fullmatch(value):
             problems.append(f"{name.upper()}: expected projects/PROJECT/secrets/NAME")
@@ -203,8 +224,14 @@ def _check(c: JobConfig, role: str) -> list[str]:
             problems.append(
                 "FAILURE_TOPIC: required with STATE_BACKEND=firestore (deferred rows go there)"
             )
-        if role != "publish" and not (c.fhir_api_key_secret or c.fhir_api_key):
-            problems.append("FHIR_API_KEY_SECRET: required with STATE_BACKEND=firestore")
+        if (
+            role != "publish"
+            and c.fhir_auth == "api-key"
+            and not (c.fhir_api_key_secret or c.fhir_api_key)
+        ):
+            problems.append(
+                "FHIR_API_KEY_SECRET: required with STATE_BACKEND=firestore and FHIR_AUTH=api-key"
+            )
         if role != "publish" and not (c.ledger_key_secret or c.ledger_key):
             problems.append(
                 "LEDGER_KEY_SECRET: required with STATE_BACKEND=firestore (NIK hashing key)"

@@ -34,17 +34,22 @@ def open_store(config: JobConfig) -> StateStore:
 
 
 def fhir_settings(config: JobConfig) -> FhirSettings:
-    """FHIR client settings; the API key is read from Secret Manager (``latest``) when named."""
+    """FHIR client settings; the API key or the oauth2 client secret is read from Secret Manager
+    (``latest``) when named, and only for the ``FHIR_AUTH`` mode in use."""
     from common.fhir import FhirSettings
 
-    api_key = config.fhir_api_key
-    if config.fhir_api_key_secret and not api_key:
-        from common.secrets import read_secret
-
-        api_key = read_secret(config.fhir_api_key_secret).decode().strip()
+    api_key = client_secret = None
+    if config.fhir_auth == "api-key":
+        api_key = config.fhir_api_key or _secret_text(config.fhir_api_key_secret)
+    elif config.fhir_auth == "oauth2":
+        client_secret = config.fhir_client_secret or _secret_text(config.fhir_client_secret_secret)
     return FhirSettings(
         base_url=config.fhir_base_url,
+        auth=config.fhir_auth,
         api_key=api_key,
+        token_url=config.fhir_token_url,
+        client_id=config.fhir_client_id,
+        client_secret=client_secret,
         concurrency=config.fhir_concurrency,
         rate_limit=config.fhir_rate_limit,
         timeout_seconds=config.fhir_timeout_seconds,
@@ -52,6 +57,14 @@ def fhir_settings(config: JobConfig) -> FhirSettings:
         max_attempts=config.fhir_max_attempts,
         backoff_base_seconds=config.fhir_backoff_seconds,
     )
+
+
+def _secret_text(name: str | None) -> str | None:
+    if not name:
+        return None
+    from common.secrets import read_secret
+
+    return read_secret(name).decode().strip()
 
 
 def ledger_key(config: JobConfig) -> bytes:

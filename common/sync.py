@@ -152,7 +152,7 @@ async def sync_row(
             attempts=MAX_CONFLICT_RETRIES + 1,
         )
     except FhirAuthError as exc:
-        reason = f"FHIR refused the API key ({exc}); replay after fixing it"
+        reason = f"FHIR refused our credentials ({exc}); replay after fixing them"
         return RowResult(
             item, row_outcome(item, Status.DEFERRED, reason), attempts=1, auth_refused=True
         )
@@ -228,7 +228,7 @@ async def sync_shard(
             todo.put_nowait(item)
     batch_due = asyncio.Event()
     workers_done = False
-    refused: list[str] = []  # the reason, once the server refused our API key
+    refused: list[str] = []  # the reason, once the server refused our credentials
 
     async def flusher() -> None:
         """Hand results to ``hooks`` in batches, off the workers' path: a worker never waits

@@ -6,6 +6,7 @@ import asyncio
 import copy
 import math
 import random
+import secrets
 import threading
 import time
 from collections import Counter
@@ -61,12 +62,19 @@ class SimState:
         entry_cost_ms: float = 0.0,
         rate_limit_entries: bool = False,
         page_size: int = 20,
+        oauth_client: tuple[str, str] | None = None,
+        token_ttl: float = 3600.0,
     ) -> None:
         self.order: list[str] = []
         self.patients: dict[str, Resource] = {}
         self.index: dict[tuple[str, str], set[str]] = {}
         self.load(patients)
         self.api_key = api_key
+        #: Bearer mode: (client id, secret) the token endpoint accepts; FHIR needs its tokens.
+        self.oauth_client = oauth_client
+        self.token_ttl = token_ttl
+        self.tokens: dict[str, float] = {}  # token → expiry (time.monotonic())
+        self.issued_tokens: list[str] = []
         self.latency_ms = latency_ms
         self.error_rate = error_rate
         self.bucket = TokenBucket(rate_limit) if rate_limit else None
@@ -146,6 +154,20 @@ class SimState:
         return {
             "patients_after_phone_update": [{"resource": self.patients[pid]} for pid in self.order]
         }
+
+    # -- bearer tokens ------------------------------------------------------------------------
+    def issue_token(self) -> str:
+        token = secrets.token_urlsafe(24)
+        self.tokens[token] = time.monotonic() + self.token_ttl
+        self.issued_tokens.append(token)
+        return token
+
+    def token_valid(self, token: str) -> bool:
+        return self.tokens.get(token, 0.0) > time.monotonic()
+
+    def revoke_tokens(self) -> None:
+        """Every token issued so far answers 401 from now on (revoked, or a key rotation)."""
+        self.tokens.clear()
 
     # -- controls for tests -----------------------------------------------------------------
     def set_down(self, down: bool) -> None:

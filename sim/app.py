@@ -13,10 +13,12 @@ server-owned ``meta``. Not a general FHIR server: no create, no history.
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import math
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import orjson
 from starlette.applications import Starlette
@@ -34,6 +36,7 @@ from sim.sheets_tabs import split_range, tab_routes
 FHIR_JSON = "application/fhir+json"
 #: Medplum's and HAPI's default page size.
 DEFAULT_PAGE_SIZE = 20
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 
 
 def load_bundle_patients(path: str | Path) -> list[Resource]:
@@ -88,6 +91,16 @@ def capability_statement(batch: bool) -> dict[str, Any]:
     }
 
 
+def _jwt_issuer(assertion: str) -> str:
+    """The ``iss`` claim of a JWT, unverified ("" if it is not one)."""
+    try:
+        payload = assertion.split(".")[1]
+        claims = orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError, orjson.JSONDecodeError):
+        return ""
+    return str(claims.get("iss", "")) if isinstance(claims, dict) else ""
+
+
 def create_app(
     patients: list[Resource],
     *,
@@ -101,8 +114,16 @@ def create_app(
     entry_cost_ms: float = 0.0,
     rate_limit_entries: bool = False,
     page_size: int = DEFAULT_PAGE_SIZE,
+    oauth_client: tuple[str, str] | None = None,
+    token_ttl: float = 3600.0,
 ) -> Starlette:
-    """The simulator as an ASGI app; its controls are ``app.state.sim`` (a :class:`SimState`)."""
+    """The simulator as an ASGI app; its controls are ``app.state.sim`` (a :class:`SimState`).
+
+    With ``oauth_client`` (client id, secret) it runs in bearer mode: ``POST /oauth2/token``
+    grants tokens valid ``token_ttl`` seconds (client credentials, as SATUSEHAT; or a refresh
+    token, as Google's endpoint for Application Default Credentials), and every FHIR request
+    needs ``Authorization: Bearer`` with a live one.
+    """
     sim = SimState(
         patients,
         api_key=api_key,
@@ -115,6 +136,8 @@ def create_app(
         entry_cost_ms=entry_cost_ms,
         rate_limit_entries=rate_limit_entries,
         page_size=page_size,
+        oauth_client=oauth_client,
+        token_ttl=token_ttl,
     )
 
     async def gate(request: Request, method: str, cost: float = 1.0) -> Response | None:
@@ -126,6 +149,12 @@ def create_app(
         if sim.api_key is not None and request.headers.get("x-api-key") != sim.api_key:
             sim.requests[f"{method} 401"] += 1
             return _outcome(401, "login", "missing or invalid x-api-key")
+        if sim.oauth_client is not None:
+            scheme, _, token = request.headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not sim.token_valid(token.strip()):
+                sim.requests[f"{method} 401"] += 1
+                challenge = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+                return _outcome(401, "login", "missing, expired or revoked token", challenge)
         if sim.bucket is not None:
             wait = sim.bucket.take(cost)
             if wait > 0:
@@ -199,6 +228,39 @@ def create_app(
         sim.requests["GET metadata"] += 1
         return _json(capability_statement(sim.batch))
 
+    async def token(request: Request) -> Response:
+        """OAuth 2.0 token endpoint: client credentials (form fields or HTTP Basic), as SATUSEHAT
+        answers them (``expires_in`` a string); or a JWT bearer assertion, as Google's endpoint
+        answers a service account's (Application Default Credentials): its ``iss`` must be the
+        client id. The simulator does not check the JWT's signature."""
+        form = {k: v[-1] for k, v in parse_qs((await request.body()).decode()).items()}
+        grant = form.get("grant_type", "")
+        client_id, client_secret = form.get("client_id", ""), form.get("client_secret", "")
+        basic = request.headers.get("authorization", "")
+        if basic.lower().startswith("basic "):
+            decoded = base64.b64decode(basic[6:]).decode(errors="replace")
+            client_id, _, client_secret = decoded.partition(":")
+        if grant == JWT_BEARER:
+            client_id, client_secret = _jwt_issuer(form.get("assertion", "")), ""
+            if sim.oauth_client is not None and client_id == sim.oauth_client[0]:
+                client_secret = sim.oauth_client[1]
+        elif grant != "client_credentials":
+            sim.requests["POST token 400"] += 1
+            return _json({"error": "unsupported_grant_type"}, 400)
+        if sim.oauth_client is None or (client_id, client_secret) != sim.oauth_client:
+            sim.requests["POST token 401"] += 1
+            return _json({"error": "invalid_client"}, 401)
+        failure = sim.injected_failure()
+        if failure is not None:
+            sim.requests[f"POST token {failure}"] += 1
+            return _json({"error": "temporarily_unavailable"}, failure)
+        sim.requests["POST token 200"] += 1
+        ttl = sim.token_ttl
+        lifetime: float | str = str(int(ttl)) if grant == "client_credentials" else int(ttl)
+        return _json(
+            {"access_token": sim.issue_token(), "token_type": "Bearer", "expires_in": lifetime}
+        )
+
     async def sheet_values(request: Request) -> Response:
         if not request.headers.get("authorization", "").startswith("Bearer "):
             return _json({"error": {"code": 401, "status": "UNAUTHENTICATED"}}, 401)
@@ -231,6 +293,7 @@ def create_app(
             Route("/fhir/Patient", search, methods=["GET"]),
             Route("/fhir/Patient/{id}", read, methods=["GET"]),
             Route("/fhir/Patient/{id}", update, methods=["PUT"]),
+            Route("/oauth2/token", token, methods=["POST"]),
             Route("/v4/spreadsheets/{sheet_id}/values/{range:path}", sheet_values, methods=["GET"]),
             *tab_routes(sim),
             Route("/_sim/stats", stats, methods=["GET"]),

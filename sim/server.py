@@ -76,6 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sheet", type=Path, help="serve this CSV as the Sheets API values.get")
     p.add_argument("--seed", type=int, help="seed for latency and error injection")
     p.add_argument(
+        "--oauth-client",
+        nargs=2,
+        metavar=("ID", "SECRET"),
+        help="bearer mode: POST /oauth2/token grants tokens to this client; FHIR requires them",
+    )
+    p.add_argument("--token-ttl", type=float, default=3600.0, help="token lifetime in seconds")
+    p.add_argument(
         "--page-size", type=int, default=20, help="search results per page without _count"
     )
     return p
@@ -100,6 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         batch=not args.no_batch,
         entry_cost_ms=args.entry_cost_ms,
         rate_limit_entries=args.rate_limit_entries,
+        oauth_client=tuple(args.oauth_client) if args.oauth_client else None,
+        token_ttl=args.token_ttl,
     )
     print(f"phonesync fhir-sim: FHIR base http://{args.host}:{args.port}/fhir", flush=True)
     uvicorn.Server(_config(app, args.host, args.port)).run()

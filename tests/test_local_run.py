@@ -174,7 +174,7 @@ def test_wrong_api_key_defers_rows_after_the_first_refusal(tmp_path: Path, batch
         ) == [0]
         run, outcomes = run_state(tmp_path / "s.db")
         assert run.status is RunStatus.PARTIAL and run.counts == {"deferred": 10}
-        assert all("API key" in o.reason for o in outcomes.values())
+        assert all("refused our credentials" in o.reason for o in outcomes.values())
         assert answered(sim, 401) == 1  # it stopped asking after the first 401
 
 

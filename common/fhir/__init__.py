@@ -2,10 +2,18 @@
 
 ``FhirClient`` wraps one pooled ``httpx.AsyncClient`` (on httpx-aiohttp's transport by default)
 with a shared token bucket, a circuit breaker and jittered retries; ``FhirSettings`` says how
-hard to push the server; the errors sort every failure into conflict, permanent or transient.
+hard to push the server and how to authenticate (``FhirAuth``: x-api-key, OAuth 2.0 client
+credentials or Google ADC); the errors sort every failure into conflict, permanent or transient.
 ``BatchingRegistry`` sends the same calls in batch Bundles (``FHIR_BATCH_SIZE``).
 """
 
+from common.fhir._auth import (
+    AUTH_MODES,
+    ApiKeyAuth,
+    FhirAuth,
+    GoogleAuth,
+    OAuth2ClientCredentials,
+)
 from common.fhir._batch import DEFAULT_BATCH_SIZE, BatchingRegistry
 from common.fhir._capabilities import ServerCapabilities, parse_capability_statement
 from common.fhir._client import BatchAnswer, FhirClient, RequestStats, RetryHook
@@ -21,9 +29,12 @@ from common.fhir._errors import (
 from common.fhir._settings import FhirSettings
 
 __all__ = [
+    "AUTH_MODES",
     "DEFAULT_BATCH_SIZE",
+    "ApiKeyAuth",
     "BatchAnswer",
     "BatchingRegistry",
+    "FhirAuth",
     "FhirAuthError",
     "FhirBatchRefused",
     "FhirClient",
@@ -33,6 +44,8 @@ __all__ = [
     "FhirSettings",
     "FhirTransientError",
     "FhirUnavailable",
+    "GoogleAuth",
+    "OAuth2ClientCredentials",
     "RequestStats",
     "RetryHook",
     "ServerCapabilities",

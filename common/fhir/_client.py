@@ -8,14 +8,17 @@ slot → rate limiter → send. Failures are sorted into the error hierarchy of 
 - 429: every sender is paused for ``Retry-After`` (1 s if absent), then this one retries.
 - 5xx, 408, timeouts, connection errors: retried with jittered backoff, counted by the breaker;
   ``FhirTransientError`` once ``max_attempts`` are spent.
-- any other status: ``FhirPermanentError`` (``FhirAuthError`` for 401/403) at once.
+- 401: once per call, the credentials are refreshed (a bearer token fetched again) and the
+  request resent; otherwise ``FhirAuthError``, as for 403.
+- any other status: ``FhirPermanentError`` at once.
 - 400/404/405/501 on a batch ``POST [base]``: ``FhirBatchRefused`` at once (no batch here).
 
 A batch Bundle is one request to all of this: retried, paced and counted by the breaker as
 one. What its entries answered is sorted by ``common.fhir._batch``.
 
-Nothing this module raises or reports names a URL, a query string (it holds the NIK) or the
-API key; the OperationOutcome text it quotes is redacted of long digit runs and the key.
+Nothing this module raises or reports names a URL, a query string (it holds the NIK), the API
+key, a client secret or a token; the OperationOutcome text it quotes is redacted of long digit
+runs and of those.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from typing import Any
 import httpx
 import orjson
 
+from common.fhir._auth import FhirAuth, make_auth
 from common.fhir._breaker import CircuitBreaker
 from common.fhir._capabilities import ServerCapabilities, parse_capability_statement
 from common.fhir._errors import (
@@ -97,19 +101,19 @@ class RequestStats:
         return ordered[max(rank, 1) - 1]
 
 
-def diagnostics(response: httpx.Response, *, secret: str | None = None) -> str:
+def diagnostics(response: httpx.Response, *, secrets: tuple[str, ...] = ()) -> str:
     """The text of an OperationOutcome body (``issue[].diagnostics`` / ``details.text``).
 
-    Runs of 8+ digits (a NIK, a phone number the server echoed) and ``secret`` are masked.
+    Runs of 8+ digits (a NIK, a phone number the server echoed) and ``secrets`` are masked.
     """
     try:
         body = orjson.loads(response.content)
     except orjson.JSONDecodeError:
         return ""
-    return outcome_text(body, secret=secret)
+    return outcome_text(body, secrets=secrets)
 
 
-def outcome_text(body: object, *, secret: str | None = None) -> str:
+def outcome_text(body: object, *, secrets: tuple[str, ...] = ()) -> str:
     """The redacted text of an OperationOutcome (see :func:`diagnostics`); "" for anything else."""
     if not isinstance(body, dict) or body.get("resourceType") != "OperationOutcome":
         return ""
@@ -124,24 +128,27 @@ def outcome_text(body: object, *, secret: str | None = None) -> str:
         ):
             if isinstance(text, str) and text.strip() and text.strip() not in texts:
                 texts.append(text.strip())
-    return redact("; ".join(texts), secret)
+    return redact("; ".join(texts), *secrets)
 
 
-def redact(text: str, secret: str | None = None) -> str:
-    if secret:
-        text = text.replace(secret, "***")
+def redact(text: str, *secrets: str | None) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
     return _LONG_DIGITS.sub(lambda m: "*" * len(m.group()), text)
 
 
 class FhirClient:
     """Patient search, read and conditional update against one FHIR R4 base.
 
-    Use as ``async with FhirClient(settings) as client``. Every request carries ``x-api-key``
-    (when set) and ``Accept: application/fhir+json``, waits for the breaker, a concurrency slot
-    and the rate limiter, and is retried while the failure is transient.
+    Use as ``async with FhirClient(settings) as client``. Every request carries the credentials
+    of ``settings.auth`` (``x-api-key`` or a bearer token) and ``Accept: application/fhir+json``,
+    waits for the breaker, a concurrency slot and the rate limiter, and is retried while the
+    failure is transient.
 
     ``transport`` replaces the network (tests pass ``httpx.MockTransport``); otherwise
     ``settings.transport`` picks httpx-aiohttp's transport or httpx's own connection pool.
+    ``auth`` replaces the authentication ``settings.auth`` would build (the client closes it).
     """
 
     def __init__(
@@ -151,6 +158,7 @@ class FhirClient:
         on_retry: RetryHook | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         rng: random.Random | None = None,
+        auth: FhirAuth | None = None,
     ) -> None:
         self.settings = settings
         self.stats = RequestStats()
@@ -166,9 +174,8 @@ class FhirClient:
         self._base = httpx.URL(settings.base_url.rstrip("/") + "/")
         self._root = httpx.URL(settings.base_url.rstrip("/"))  # POST [base]: no trailing slash
         self._network_errors: tuple[type[BaseException], ...] = (httpx.RequestError, OSError)
+        self._auth: FhirAuth = auth or make_auth(settings, transport)
         headers = {"Accept": FHIR_JSON}
-        if settings.api_key:
-            headers["x-api-key"] = settings.api_key
         options: dict[str, Any] = {
             "base_url": self._base,
             "headers": headers,
@@ -177,7 +184,7 @@ class FhirClient:
                 max_connections=settings.concurrency,
                 max_keepalive_connections=settings.concurrency,
             ),
-            "follow_redirects": False,  # a redirect could carry x-api-key to another host
+            "follow_redirects": False,  # a redirect could carry credentials to another host
         }
         if transport is not None:
             self._http = httpx.AsyncClient(transport=transport, **options)
@@ -202,10 +209,16 @@ class FhirClient:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self._http.__aexit__(exc_type, exc, tb)
+        try:
+            await self._http.__aexit__(exc_type, exc, tb)
+        finally:
+            await self._auth.aclose()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        try:
+            await self._http.aclose()
+        finally:
+            await self._auth.aclose()
 
     @property
     def breaker_state(self) -> str:
@@ -322,16 +335,22 @@ class FhirClient:
         settings = self.settings
         attempts = 0  # requests sent for this call
         counted = 0  # those that count against max_attempts (failed probes don't)
+        refreshed = False  # credentials renewed once after a 401
         while True:
             probe = await self._breaker.admit(what, attempts)
             detail = ""
             async with self._slots:
                 await self._limiter.acquire()
+                credentials = await self._auth.headers()
                 attempts += 1
                 started = time.perf_counter()
                 try:
                     response: httpx.Response | None = await self._http.request(
-                        method, url, params=params, content=content, headers=headers
+                        method,
+                        url,
+                        params=params,
+                        content=content,
+                        headers={**(headers or {}), **credentials},
                     )
                 except self._network_errors as exc:
                     response = None
@@ -344,7 +363,9 @@ class FhirClient:
             if status in refusals:
                 assert response is not None
                 self._breaker.record_success()  # the server answered: it is up
-                raise FhirBatchRefused(what, status, diagnostics(response, secret=settings.api_key))
+                raise FhirBatchRefused(
+                    what, status, diagnostics(response, secrets=self._auth.secrets())
+                )
             if response is None or status == 408 or status >= 500:
                 self._breaker.record_failure(status)
                 if response is not None:
@@ -365,8 +386,11 @@ class FhirClient:
                     raise FhirConflict(what, status)
                 if status < 400:
                     raise FhirPermanentError(what, status, "unexpected redirect; check base_url")
+                if status == 401 and not refreshed and await self._auth.refresh(credentials):
+                    refreshed = True  # a revoked or early-expired token: one fresh try
+                    continue
                 error = FhirAuthError if status in (401, 403) else FhirPermanentError
-                raise error(what, status, diagnostics(response, secret=settings.api_key))
+                raise error(what, status, diagnostics(response, secrets=self._auth.secrets()))
 
             if not probe:
                 counted += 1
@@ -416,7 +440,7 @@ class FhirClient:
         return BatchAnswer(
             status=_status_code(response.get("status")),
             resource=resource if isinstance(resource, dict) else None,
-            outcome=outcome_text(response.get("outcome"), secret=self.settings.api_key),
+            outcome=outcome_text(response.get("outcome"), secrets=self._auth.secrets()),
             etag=etag if isinstance(etag, str) else None,
         )
 
@@ -429,7 +453,7 @@ class FhirClient:
                     self._base.host,
                     self._base.port,
                 ):
-                    # Following it would hand our x-api-key to another origin.
+                    # Following it would hand our credentials to another origin.
                     raise FhirPermanentError(what, 200, "next page link leaves the FHIR server")
                 return url
         return None

@@ -44,7 +44,8 @@ class FhirBatchRefused(FhirPermanentError):
 
 
 class FhirAuthError(FhirPermanentError):
-    """401/403: the ``x-api-key`` is missing, wrong or lacks permission."""
+    """401/403 (after one refresh of a bearer token), or the token endpoint refused us: the
+    credentials are missing, wrong or lack permission."""
 
 
 class FhirTransientError(FhirError):

@@ -5,18 +5,27 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 
+from common.fhir._auth import AUTH_MODES
+
 TRANSPORTS = ("aiohttp", "httpx")
+_SECRET_FIELDS = ("api_key", "client_secret")
 
 
 @dataclass(frozen=True, slots=True, repr=False)
 class FhirSettings:
     """How to reach one FHIR R4 base and how hard to push it.
 
-    ``repr()`` shows whether an API key is set, never the key itself.
+    ``repr()`` shows whether an API key or client secret is set, never the value.
     """
 
     base_url: str
+    #: "api-key" (``x-api-key``), "oauth2" (client credentials) or "google" (ADC): see _auth.
+    auth: str = "api-key"
     api_key: str | None = None
+    #: oauth2 only: the token endpoint, the client id and its secret.
+    token_url: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = None
     #: Requests in flight at once (also the connection pool size).
     concurrency: int = 64
     #: Requests per second across all senders, retries included; 0 = unlimited.
@@ -44,6 +53,15 @@ class FhirSettings:
             problems.append("base_url must start with http:// or https://")
         if self.api_key is not None and any(c in self.api_key for c in "\r\n"):
             problems.append("api_key must not contain line breaks")
+        if self.auth not in AUTH_MODES:
+            problems.append(f"auth must be one of {AUTH_MODES}, got {self.auth!r}")
+        if self.auth == "oauth2":
+            if not (self.token_url or "").startswith(("http://", "https://")):
+                problems.append("oauth2 needs token_url starting with http:// or https://")
+            if not self.client_id:
+                problems.append("oauth2 needs client_id")
+            if not self.client_secret:
+                problems.append("oauth2 needs client_secret")
         for name in ("concurrency", "max_attempts", "breaker_failure_threshold"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -70,8 +88,8 @@ class FhirSettings:
         shown = []
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name == "api_key" and value is not None:
-                shown.append("api_key=<set>")
+            if f.name in _SECRET_FIELDS and value is not None:
+                shown.append(f"{f.name}=<set>")
             else:
                 shown.append(f"{f.name}={value!r}")
         return f"FhirSettings({', '.join(shown)})"

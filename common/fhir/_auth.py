@@ -1,0 +1,259 @@
+"""How the FHIR client proves who it is: ``FHIR_AUTH`` = ``api-key`` | ``oauth2`` | ``google``.
+
+- ``api-key``: a static ``x-api-key`` header (the brief's registry gateway).
+- ``oauth2``: OAuth 2.0 client credentials, as Indonesia's SATUSEHAT platform uses: ``POST`` the
+  token URL with the client id and secret (form fields), send ``Authorization: Bearer``; the
+  token is cached until shortly before its ``expires_in`` and fetched again once when the FHIR
+  server answers 401 (revoked or rotated early).
+- ``google``: Application Default Credentials (google-auth), e.g. for a Cloud Healthcare API FHIR
+  store used as staging; refreshed by google-auth before expiry and once after a 401.
+
+One token fetch at a time: concurrent requests wait for the same fetch instead of stampeding
+the token endpoint. Secrets and tokens never appear in messages: errors name the operation and
+status only, with the endpoint's text redacted (see :attr:`FhirAuth.secrets`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+import httpx
+import orjson
+
+from common.fhir._errors import FhirAuthError, FhirTransientError
+
+if TYPE_CHECKING:
+    from common.fhir._settings import FhirSettings
+
+AUTH_MODES = ("api-key", "oauth2", "google")
+GOOGLE_SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
+#: A cached token is replaced this long before it expires (at most a tenth of its lifetime).
+REFRESH_MARGIN_SECONDS = 60.0
+_TOKEN_ATTEMPTS = 3
+_WHAT = "POST token"
+
+
+class FhirAuth(Protocol):
+    """Headers that authenticate one FHIR request; a second chance after a 401."""
+
+    async def headers(self) -> dict[str, str]:
+        """The headers for the next request (fetching a token first if none is fresh)."""
+        ...
+
+    async def refresh(self, used: dict[str, str]) -> bool:
+        """After a 401 to a request sent with ``used``: drop that credential if it is still the
+        current one. True when a retry with fresh :meth:`headers` may succeed."""
+        ...
+
+    def secrets(self) -> tuple[str, ...]:
+        """Values to mask in any text that could reach a log (keys, secrets, tokens)."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+def make_auth(
+    settings: FhirSettings, transport: httpx.AsyncBaseTransport | None = None
+) -> FhirAuth:
+    """The authentication ``settings.auth`` names (settings are validated: fields are set)."""
+    if settings.auth == "oauth2":
+        return OAuth2ClientCredentials(
+            str(settings.token_url),
+            str(settings.client_id),
+            str(settings.client_secret),
+            timeout_seconds=settings.timeout_seconds,
+            transport=transport,
+        )
+    if settings.auth == "google":
+        return GoogleAuth()
+    return ApiKeyAuth(settings.api_key)
+
+
+class ApiKeyAuth:
+    def __init__(self, api_key: str | None) -> None:
+        self._headers = {"x-api-key": api_key} if api_key else {}
+
+    async def headers(self) -> dict[str, str]:
+        return self._headers
+
+    async def refresh(self, used: dict[str, str]) -> bool:
+        return False  # a static key does not get better by asking again
+
+    def secrets(self) -> tuple[str, ...]:
+        return tuple(self._headers.values())
+
+    async def aclose(self) -> None:
+        return None
+
+
+class _CachedBearer:
+    """A bearer token shared by all requests, replaced under a lock."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._lock = asyncio.Lock()
+        self._token: str | None = None
+        self._refresh_at = 0.0
+        self._seen: list[str] = []  # every token held, for redaction
+        #: The token endpoint refused our client: asking again in this run cannot help.
+        self._refused: FhirAuthError | None = None
+
+    async def headers(self) -> dict[str, str]:
+        async with self._lock:
+            if self._refused is not None:
+                raise self._refused
+            if self._token is None or self._clock() >= self._refresh_at:
+                try:
+                    token, lifetime = await self._fetch()
+                except FhirAuthError as exc:
+                    self._refused = exc
+                    raise
+                self._token = token
+                self._seen = [*self._seen[-3:], token]
+                margin = min(REFRESH_MARGIN_SECONDS, lifetime / 10)
+                self._refresh_at = self._clock() + lifetime - margin
+            return {"Authorization": f"Bearer {self._token}"}
+
+    async def refresh(self, used: dict[str, str]) -> bool:
+        async with self._lock:
+            if used.get("Authorization") == f"Bearer {self._token}":
+                self._token = None  # another request may already have replaced it
+        return True
+
+    def secrets(self) -> tuple[str, ...]:
+        return tuple(self._seen)
+
+    async def aclose(self) -> None:
+        return None
+
+    async def _fetch(self) -> tuple[str, float]:
+        raise NotImplementedError
+
+
+class OAuth2ClientCredentials(_CachedBearer):
+    """Client-credentials grant against ``token_url`` (form-encoded id and secret)."""
+
+    def __init__(
+        self,
+        token_url: str,
+        client_id: str,
+        client_secret: str,
+        *,
+        timeout_seconds: float = 15.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        backoff_seconds: float = 0.5,
+    ) -> None:
+        super().__init__(clock)
+        self._url = token_url
+        self._form = {
+            "grant_type": "client_credentials",
+            "client_id": client_id,
+            "client_secret": client_secret,
+        }
+        self._secret = client_secret
+        self._backoff = backoff_seconds
+        self._http = httpx.AsyncClient(
+            transport=transport, timeout=timeout_seconds, follow_redirects=False
+        )
+
+    def secrets(self) -> tuple[str, ...]:
+        return (self._secret, *super().secrets())
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _fetch(self) -> tuple[str, float]:
+        status = 0
+        for attempt in range(_TOKEN_ATTEMPTS):
+            if attempt:
+                await asyncio.sleep(self._backoff * 2 ** (attempt - 1))
+            try:
+                response = await self._http.post(
+                    self._url, data=self._form, headers={"Accept": "application/json"}
+                )
+            except httpx.RequestError:
+                status = 0
+                continue
+            status = response.status_code
+            if status == 429 or status >= 500:
+                continue
+            if status != 200:
+                raise FhirAuthError(_WHAT, status, _error_text(response, self.secrets()))
+            return _token_of(response)
+        raise FhirTransientError(_WHAT, status, _TOKEN_ATTEMPTS)
+
+
+class GoogleAuth(_CachedBearer):
+    """Application Default Credentials (a service account on Cloud Run; any ADC file locally)."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(clock)
+        import google.auth
+
+        self._credentials: Any = None
+        self._load = google.auth.default
+
+    async def _fetch(self) -> tuple[str, float]:
+        return await asyncio.to_thread(self._refresh_sync)
+
+    def _refresh_sync(self) -> tuple[str, float]:
+        import google.auth.exceptions
+        from google.auth.transport.requests import Request
+
+        try:
+            if self._credentials is None:
+                self._credentials, _ = self._load(scopes=list(GOOGLE_SCOPES))
+            self._credentials.refresh(Request())
+        except google.auth.exceptions.TransportError:
+            raise FhirTransientError(_WHAT, 0, 1, detail="Google token endpoint") from None
+        except google.auth.exceptions.GoogleAuthError as exc:
+            # Messages can quote the token endpoint's answer; mask what looks secret.
+            text = _mask(str(exc).splitlines()[0][:200], self.secrets())
+            raise FhirAuthError(_WHAT, 0, f"{type(exc).__name__}: {text}") from None
+        token = str(self._credentials.token)
+        expiry = self._credentials.expiry  # naive UTC, or None
+        if expiry is None:
+            return token, 3600.0
+        import datetime as dt
+
+        left = (expiry - dt.datetime.now(dt.UTC).replace(tzinfo=None)).total_seconds()
+        return token, max(left, 1.0)
+
+
+def _token_of(response: httpx.Response) -> tuple[str, float]:
+    """``access_token`` and ``expires_in`` (SATUSEHAT sends it as a string) of a token answer."""
+    try:
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        body = None
+    token = body.get("access_token") if isinstance(body, dict) else None
+    if not isinstance(token, str) or not token or any(c in token for c in "\r\n "):
+        raise FhirAuthError(_WHAT, response.status_code, "the answer has no access_token")
+    try:
+        lifetime = float(body.get("expires_in", 3600))
+    except (TypeError, ValueError):
+        lifetime = 3600.0
+    return token, max(lifetime, 1.0)
+
+
+def _error_text(response: httpx.Response, secrets: tuple[str, ...]) -> str:
+    """``error`` / ``error_description`` of an OAuth error answer, masked and short."""
+    try:
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return ""
+    if not isinstance(body, dict):
+        return ""
+    parts = [str(body[k]) for k in ("error", "error_description") if body.get(k)]
+    return _mask("; ".join(parts)[:200], secrets)
+
+
+def _mask(text: str, secrets: tuple[str, ...]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text

@@ -1,0 +1,311 @@
+"""FHIR_AUTH: oauth2 (client credentials) and google (ADC) against the simulator's token endpoint
+and bearer mode — caching, expiry, one refresh after a 401, refusals, and no secret or token in
+any log line, outcome or message."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from common.config import FHIR_AUTH_MODES, load_config
+from common.errors import ConfigError
+from common.fhir import (
+    AUTH_MODES,
+    FhirAuthError,
+    FhirClient,
+    FhirSettings,
+    OAuth2ClientCredentials,
+)
+from common.store import RunStatus, SqliteStore
+from common.telemetry import LOGGER_NAME, configure_logging
+from jobs.task import run_task
+from tests.simulator import SAMPLE_SHEET, RunningSim, simulator
+
+CLIENT_ID = "phonesync-client"
+CLIENT_SECRET = "s3cr3t-client-value-8f2e"
+NIK = "3171044203920001"
+DATE = "2025-09-23"
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def bearer_sim(**options: Any) -> Any:
+    return simulator(api_key=None, oauth_client=(CLIENT_ID, CLIENT_SECRET), **options)
+
+
+def oauth2_settings(sim: RunningSim, secret: str = CLIENT_SECRET, **extra: Any) -> FhirSettings:
+    return FhirSettings(
+        base_url=sim.fhir,
+        auth="oauth2",
+        token_url=f"{sim.url}/oauth2/token",
+        client_id=CLIENT_ID,
+        client_secret=secret,
+        backoff_base_seconds=0.01,
+        **extra,
+    )
+
+
+def token_requests(sim: RunningSim) -> int:
+    return sim.state.requests["POST token 200"]
+
+
+def test_the_modes_are_the_same_in_config_and_client() -> None:
+    assert FHIR_AUTH_MODES == AUTH_MODES
+
+
+def test_oauth2_fetches_one_token_for_many_concurrent_requests() -> None:
+    with bearer_sim() as sim:
+
+        async def go() -> list[int]:
+            async with FhirClient(oauth2_settings(sim)) as client:
+                found = await asyncio.gather(*(client.search_by_nik(NIK) for _ in range(30)))
+                return [len(f) for f in found]
+
+        assert asyncio.run(go()) == [1] * 30
+        assert token_requests(sim) == 1  # no stampede on the token endpoint
+        assert sim.state.requests["GET 401"] == 0
+
+
+def test_oauth2_token_is_cached_until_shortly_before_it_expires() -> None:
+    now = [1000.0]
+    with bearer_sim(token_ttl=3600) as sim:
+        settings = oauth2_settings(sim)
+
+        async def go() -> list[int]:
+            auth = OAuth2ClientCredentials(
+                str(settings.token_url), CLIENT_ID, CLIENT_SECRET, clock=lambda: now[0]
+            )
+            seen = []
+            async with FhirClient(settings, auth=auth) as client:
+                for t in (1000.0, 3000.0, 4539.0, 4541.0, 4600.0):
+                    now[0] = t
+                    await client.read("patient-001")
+                    seen.append(token_requests(sim))
+            return seen
+
+        # Fetched at 1000; 3600 s valid; replaced 60 s before the end (at 4540).
+        assert asyncio.run(go()) == [1, 1, 1, 2, 2]
+
+
+def test_an_expired_token_is_replaced_before_the_server_refuses_it() -> None:
+    with bearer_sim(token_ttl=1) as sim:
+
+        async def go() -> None:
+            async with FhirClient(oauth2_settings(sim)) as client:
+                await client.read("patient-001")
+                await asyncio.sleep(1.2)  # the token has expired on the server
+                await client.read("patient-001")
+
+        asyncio.run(go())
+        assert token_requests(sim) == 2
+        assert sim.state.requests["GET 401"] == 0
+
+
+def test_a_revoked_token_is_refreshed_once_and_the_request_resent() -> None:
+    with bearer_sim() as sim:
+
+        async def go() -> dict[str, Any]:
+            async with FhirClient(oauth2_settings(sim)) as client:
+                await client.read("patient-001")
+                sim.state.revoke_tokens()
+                return await client.read("patient-002")
+
+        assert asyncio.run(go())["id"] == "patient-002"
+        assert sim.state.requests["GET 401"] == 1
+        assert token_requests(sim) == 2
+
+
+def test_a_server_that_keeps_refusing_fresh_tokens_is_asked_once_more_only() -> None:
+    with bearer_sim(token_ttl=0) as sim:  # every token is dead on arrival
+
+        async def go() -> None:
+            async with FhirClient(oauth2_settings(sim)) as client:
+                await client.read("patient-001")
+
+        with pytest.raises(FhirAuthError) as caught:
+            asyncio.run(go())
+        assert caught.value.status == 401
+        assert sim.state.requests["GET 401"] == 2 and token_requests(sim) == 2
+
+
+def test_a_wrong_client_secret_is_an_auth_error_that_does_not_quote_it() -> None:
+    with bearer_sim() as sim:
+
+        async def go() -> None:
+            async with FhirClient(oauth2_settings(sim, secret="wrong-secret-123")) as client:
+                await client.read("patient-001")
+
+        with pytest.raises(FhirAuthError) as caught:
+            asyncio.run(go())
+        assert "invalid_client" in str(caught.value)
+        assert "wrong-secret-123" not in str(caught.value)
+        assert sim.state.requests["POST token 401"] == 1
+        assert sim.state.requests["GET 200"] == 0
+
+
+def test_a_token_endpoint_outage_is_retried() -> None:
+    with bearer_sim() as sim:
+        sim.state.fail_next(2, 503)  # the token endpoint answers 503 twice, then a token
+
+        async def go() -> dict[str, Any]:
+            async with FhirClient(oauth2_settings(sim)) as client:
+                return await client.read("patient-001")
+
+        assert asyncio.run(go())["id"] == "patient-001"
+        assert sim.state.requests["POST token 503"] == 2 and token_requests(sim) == 1
+
+
+@pytest.fixture
+def logs(caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]) -> Iterator[Any]:
+    """Everything logged: the job's JSON lines, every library's records (DEBUG), stdout/stderr."""
+    logger = logging.getLogger(LOGGER_NAME)
+    saved = (logger.handlers[:], logger.level, logger.propagate)
+    stream = io.StringIO()
+    configure_logging(stream)
+    caplog.set_level(logging.DEBUG)
+
+    def text() -> str:
+        captured = capfd.readouterr()
+        return stream.getvalue() + caplog.text + captured.out + captured.err
+
+    try:
+        yield text
+    finally:
+        logger.handlers[:], logger.level, logger.propagate = saved
+
+
+def oauth2_job_env(sim: RunningSim, state: Path, **extra: str) -> dict[str, str]:
+    return {
+        "FHIR_BASE_URL": sim.fhir,
+        "FHIR_AUTH": "oauth2",
+        "FHIR_TOKEN_URL": f"{sim.url}/oauth2/token",
+        "FHIR_CLIENT_ID": CLIENT_ID,
+        "FHIR_CLIENT_SECRET": CLIENT_SECRET,
+        "SHEET_CSV": str(SAMPLE_SHEET),
+        "RUN_DATE": DATE,
+        "STATE_PATH": str(state),
+        "FHIR_BACKOFF_SECONDS": "0.01",
+        "CLOUD_RUN_EXECUTION": "exec-auth",
+        **extra,
+    }
+
+
+def run_state(state: Path) -> Any:
+    store = SqliteStore(state)
+    try:
+        return store.get_run(DATE), list(store.outcomes(DATE))
+    finally:
+        store.close()
+
+
+def assert_no_secrets(text: str, sim: RunningSim, *secrets: str) -> None:
+    assert sim.state.issued_tokens, "the test should have seen tokens"
+    for value in (*secrets, *sim.state.issued_tokens):
+        assert value not in text
+
+
+def test_the_job_in_oauth2_mode_logs_no_secret_or_token(tmp_path: Path, logs: Any) -> None:
+    with bearer_sim() as sim:
+        # One request per row (no batch), so there are requests after the revocation below.
+        config = load_config(oauth2_job_env(sim, tmp_path / "s.db", FHIR_BATCH_SIZE="0"))
+        assert CLIENT_SECRET not in repr(config) and CLIENT_SECRET not in str(config.redacted())
+        # Half-way through, the registry revokes the token: one 401, one refresh, no loss.
+        puts = iter(range(100))
+        sim.state.on_before_put(lambda pid, state: next(puts) == 4 and state.revoke_tokens())
+        assert run_task(config) == 0
+        run, outcomes = run_state(tmp_path / "s.db")
+        assert run.status is RunStatus.SUCCEEDED and run.counts == {"updated": 10}
+        # Requests in flight with the old token each get a 401; one new token serves them all.
+        assert token_requests(sim) == 2 and sim.state.requests["PUT 401"] >= 1
+        logged = logs()
+        assert '"event": "task_finished"' in logged and "HTTP Request: POST" in logged
+        assert_no_secrets(logged + repr(outcomes), sim, CLIENT_SECRET)
+
+
+def test_the_job_with_a_refused_client_defers_rows_without_quoting_the_secret(
+    tmp_path: Path, logs: Any
+) -> None:
+    with bearer_sim() as sim:
+        env = oauth2_job_env(
+            sim, tmp_path / "s.db", FHIR_CLIENT_SECRET="not-the-secret-77", FHIR_CONCURRENCY="1"
+        )
+        assert run_task(load_config(env)) == 0
+        run, outcomes = run_state(tmp_path / "s.db")
+        assert run.counts == {"deferred": 10}
+        assert all("refused our credentials" in o.reason for o in outcomes)
+        assert sim.state.requests["POST token 401"] == 1  # it stopped asking
+        text = logs() + repr(outcomes)
+        assert '"event": "row_outcome"' in text
+        assert "not-the-secret-77" not in text and CLIENT_SECRET not in text
+
+
+def test_oauth2_settings_are_validated_together() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(
+            {"FHIR_BASE_URL": "https://x/fhir", "SHEET_CSV": "s.csv", "FHIR_AUTH": "oauth2"}
+        )
+    message = str(caught.value)
+    for name in ("FHIR_TOKEN_URL", "FHIR_CLIENT_ID", "FHIR_CLIENT_SECRET_SECRET"):
+        assert name in message
+    with pytest.raises(ConfigError, match="FHIR_AUTH: expected one of api-key, oauth2, google"):
+        load_config({"FHIR_BASE_URL": "https://x/fhir", "SHEET_CSV": "s.csv", "FHIR_AUTH": "basic"})
+
+
+def test_the_job_in_google_mode_uses_application_default_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, logs: Any
+) -> None:
+    """ADC from a service-account key file whose token_uri is the simulator's token endpoint:
+    google-auth signs the JWT and exchanges it for real, against our endpoint, not Google's."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    with bearer_sim() as sim:
+        adc = tmp_path / "adc.json"
+        adc.write_text(
+            json.dumps(
+                {
+                    "type": "service_account",
+                    "project_id": "phonesync-test",
+                    "private_key_id": "k1",
+                    "private_key": pem,
+                    "client_email": CLIENT_ID,
+                    "client_id": "1",
+                    "token_uri": f"{sim.url}/oauth2/token",
+                }
+            )
+        )
+        monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(adc))
+        monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "phonesync-test")
+        env = {
+            "FHIR_BASE_URL": sim.fhir,
+            "FHIR_AUTH": "google",
+            "SHEET_CSV": str(SAMPLE_SHEET),
+            "RUN_DATE": DATE,
+            "STATE_PATH": str(tmp_path / "s.db"),
+            "FHIR_BACKOFF_SECONDS": "0.01",
+            "CLOUD_RUN_EXECUTION": "exec-google",
+            "FHIR_BATCH_SIZE": "0",  # one request per row: requests follow the revocation
+        }
+        puts = iter(range(100))
+        sim.state.on_before_put(lambda pid, state: next(puts) == 2 and state.revoke_tokens())
+        assert run_task(load_config(env)) == 0
+        run, outcomes = run_state(tmp_path / "s.db")
+        assert run.status is RunStatus.SUCCEEDED and run.counts == {"updated": 10}
+        # Requests in flight with the old token each get a 401; one new token serves them all.
+        assert token_requests(sim) == 2 and sim.state.requests["PUT 401"] >= 1
+        logged = logs() + repr(outcomes)
+        assert '"event": "task_finished"' in logged
+        assert_no_secrets(logged, sim, pem.splitlines()[1])
