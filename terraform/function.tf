@@ -1,12 +1,16 @@
 locals {
   replay_env = {
-    GOOGLE_CLOUD_PROJECT = var.project_id
-    STATE_BACKEND        = "firestore"
-    FHIR_BASE_URL        = var.fhir_base_url
-    FHIR_API_KEY_SECRET  = google_secret_manager_secret.fhir_api_key.id
-    LEDGER_KEY_SECRET    = google_secret_manager_secret.ledger_hmac_key.id
-    RETENTION_DAYS       = tostring(var.retention_days)
-    FHIR_CONCURRENCY     = "4"
+    GOOGLE_CLOUD_PROJECT      = var.project_id
+    STATE_BACKEND             = "firestore"
+    FHIR_BASE_URL             = var.fhir_base_url
+    FHIR_AUTH                 = var.fhir_auth
+    FHIR_API_KEY_SECRET       = google_secret_manager_secret.fhir_api_key.id
+    FHIR_TOKEN_URL            = var.fhir_token_url
+    FHIR_CLIENT_ID            = var.fhir_client_id
+    FHIR_CLIENT_SECRET_SECRET = google_secret_manager_secret.fhir_client_secret.id
+    LEDGER_KEY_SECRET         = google_secret_manager_secret.ledger_hmac_key.id
+    RETENTION_DAYS            = tostring(var.retention_days)
+    FHIR_CONCURRENCY          = "4"
   }
 }
 

@@ -64,6 +64,18 @@ resource "google_secret_manager_secret_iam_member" "replay_fhir_api_key" {
   member    = "serviceAccount:${google_service_account.replay.email}"
 }
 
+resource "google_secret_manager_secret_iam_member" "job_fhir_client_secret" {
+  secret_id = google_secret_manager_secret.fhir_client_secret.id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${google_service_account.job.email}"
+}
+
+resource "google_secret_manager_secret_iam_member" "replay_fhir_client_secret" {
+  secret_id = google_secret_manager_secret.fhir_client_secret.id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${google_service_account.replay.email}"
+}
+
 resource "google_secret_manager_secret_iam_member" "replay_ledger_key" {
   secret_id = google_secret_manager_secret.ledger_hmac_key.id
   role      = "roles/secretmanager.secretAccessor"

@@ -1,23 +1,27 @@
 locals {
   # Names of secrets, never their values: the job reads `latest` at start (rotation needs no redeploy).
   job_env = {
-    SHEET_ID              = var.sheet_id
-    SHEET_RANGE           = var.sheet_range
-    REPORT_SHEET_ID       = var.report_sheet_id
-    REPORT_SHEET_TAB      = var.report_sheet_tab
-    FHIR_BASE_URL         = var.fhir_base_url
-    FHIR_API_KEY_SECRET   = google_secret_manager_secret.fhir_api_key.id
-    LEDGER_KEY_SECRET     = google_secret_manager_secret.ledger_hmac_key.id
-    GOOGLE_CLOUD_PROJECT  = var.project_id
-    STATE_BACKEND         = "firestore"
-    FAILURE_TOPIC         = google_pubsub_topic.failures.name
-    FHIR_CONCURRENCY      = tostring(var.fhir_concurrency)
-    FHIR_RATE_LIMIT       = tostring(var.fhir_rate_limit)
-    FHIR_BATCH_SIZE       = var.fhir_batch_size
-    FHIR_TIMEOUT_SECONDS  = tostring(var.fhir_timeout_seconds)
-    FHIR_DEADLINE_SECONDS = tostring(var.fhir_deadline_seconds)
-    LOOKBACK_DAYS         = tostring(var.lookback_days)
-    RETENTION_DAYS        = tostring(var.retention_days)
+    SHEET_ID                  = var.sheet_id
+    SHEET_RANGE               = var.sheet_range
+    REPORT_SHEET_ID           = var.report_sheet_id
+    REPORT_SHEET_TAB          = var.report_sheet_tab
+    FHIR_BASE_URL             = var.fhir_base_url
+    FHIR_AUTH                 = var.fhir_auth
+    FHIR_API_KEY_SECRET       = google_secret_manager_secret.fhir_api_key.id
+    FHIR_TOKEN_URL            = var.fhir_token_url
+    FHIR_CLIENT_ID            = var.fhir_client_id
+    FHIR_CLIENT_SECRET_SECRET = google_secret_manager_secret.fhir_client_secret.id
+    LEDGER_KEY_SECRET         = google_secret_manager_secret.ledger_hmac_key.id
+    GOOGLE_CLOUD_PROJECT      = var.project_id
+    STATE_BACKEND             = "firestore"
+    FAILURE_TOPIC             = google_pubsub_topic.failures.name
+    FHIR_CONCURRENCY          = tostring(var.fhir_concurrency)
+    FHIR_RATE_LIMIT           = tostring(var.fhir_rate_limit)
+    FHIR_BATCH_SIZE           = var.fhir_batch_size
+    FHIR_TIMEOUT_SECONDS      = tostring(var.fhir_timeout_seconds)
+    FHIR_DEADLINE_SECONDS     = tostring(var.fhir_deadline_seconds)
+    LOOKBACK_DAYS             = tostring(var.lookback_days)
+    RETENTION_DAYS            = tostring(var.retention_days)
   }
 }
 

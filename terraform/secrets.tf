@@ -21,6 +21,17 @@ resource "google_secret_manager_secret" "fhir_api_key" {
   depends_on = [google_pubsub_topic_iam_member.secret_manager_announces_rotation]
 }
 
+# FHIR_AUTH=oauth2: the client secret of the registry's OAuth 2.0 client (e.g. SATUSEHAT).
+#   gcloud secrets versions add fhir-client-secret --data-file=-
+# Only read when fhir_auth = "oauth2"; an empty secret costs nothing otherwise.
+resource "google_secret_manager_secret" "fhir_client_secret" {
+  secret_id = "fhir-client-secret"
+
+  replication {
+    auto {}
+  }
+}
+
 # The ledger's HMAC key is not rotated on a schedule: a new key makes every ledger entry
 # unrecognisable, so the next run re-checks every patient in FHIR (safe, no double writes, slow).
 resource "google_secret_manager_secret" "ledger_hmac_key" {

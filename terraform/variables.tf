@@ -119,6 +119,29 @@ variable "fhir_base_url" {
   type        = string
 }
 
+variable "fhir_auth" {
+  description = "How the job authenticates to FHIR: api-key (x-api-key from secret fhir-api-key), oauth2 (client credentials; secret fhir-client-secret) or google (the job's service account, e.g. a Cloud Healthcare API FHIR store)."
+  type        = string
+  default     = "api-key"
+
+  validation {
+    condition     = contains(["api-key", "oauth2", "google"], var.fhir_auth)
+    error_message = "fhir_auth must be api-key, oauth2 or google."
+  }
+}
+
+variable "fhir_token_url" {
+  description = "oauth2 only: the token endpoint (SATUSEHAT: https://api-satusehat.kemkes.go.id/oauth2/v1/accesstoken?grant_type=client_credentials)."
+  type        = string
+  default     = ""
+}
+
+variable "fhir_client_id" {
+  description = "oauth2 only: the client id (not secret); its secret goes into secret fhir-client-secret."
+  type        = string
+  default     = ""
+}
+
 variable "fhir_concurrency" {
   description = "Concurrent FHIR requests per task."
   type        = number
