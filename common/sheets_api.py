@@ -1,26 +1,45 @@
-"""Reading the sheet through the Google Sheets API v4 ``values.get`` with the job's identity.
+"""The Google Sheets API v4 with the job's identity: reading the sheet, writing the report tab.
 
 Credentials are Application Default Credentials (on Cloud Run: the job's service account, to
 which the Sheet is shared; no key file exists). ``SHEETS_ACCESS_TOKEN`` overrides them for
 local runs against the simulator.
+
+The sheet only grows (each night adds its rows), so it is read in chunks of rows — one
+``spreadsheets.get`` for the grid's size, then ``values.get`` of bounded A1 row ranges — and
+its rows are handed on as each chunk arrives: task 0 plans them as they come and never holds
+the whole sheet (a million rows are ~67 MB of JSON in one answer; Google advises a few MB).
 """
 
 from __future__ import annotations
 
 import os
 import random
+import re
 import time
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 import httpx
+import orjson
 
 from common.errors import InputError, PhonesyncError
-from common.sheet import SheetRow, rows_from_values
+from common.sheet import Columns, SheetRow
 
 SCOPE = "https://www.googleapis.com/auth/spreadsheets.readonly"
 _TRANSIENT = frozenset({408, 429, 500, 502, 503, 504})
+
+#: Rows per ``values.get``: ~1.3 MB of JSON at the sheet's ~65 bytes a row, so a million rows
+#: take 50 reads, within the read quota without waiting.
+CHUNK_ROWS = 20_000
+#: The Sheets API's read requests per minute per user (the job's service account).
+READS_PER_MINUTE = 60
+
+
+# -- reading: the officers' sheet ---------------------------------------------------------------
 
 
 class SheetReadError(InputError):
@@ -40,43 +59,200 @@ def default_token() -> str:
     return str(credentials.token)
 
 
+_A1 = re.compile(r"(?i)([A-Z]*)(\d*)(?::([A-Z]*)(\d*))?")
+
+
+@dataclass(frozen=True, slots=True)
+class A1Range:
+    """A ``SHEET_RANGE`` such as ``Sheet1!A:D``, ``'Data 2025'!A2:F`` or ``A:Z`` (first sheet)."""
+
+    sheet: str | None  # None: the spreadsheet's first sheet
+    first_column: str = ""  # "" with last_column "": every column
+    last_column: str = ""
+    first_row: int = 1
+    last_row: int | None = None  # None: to the end of the grid
+
+    @classmethod
+    def parse(cls, text: str) -> A1Range:
+        sheet, bang, cells = text.rpartition("!")
+        if not bang:
+            sheet, cells = "", text
+        if sheet.startswith("'") and sheet.endswith("'") and len(sheet) >= 2:
+            sheet = sheet[1:-1].replace("''", "'")
+        match = _A1.fullmatch(cells)
+        if not bang and (match is None or ":" not in cells):
+            return cls(text)  # a sheet's name alone
+        if match is None or not cells:
+            raise SheetReadError(f"SHEET_RANGE {text!r} is not an A1 range such as Sheet1!A:D")
+        first_column, first_row, last_column, last_row = (g or "" for g in match.groups())
+        return cls(
+            sheet or None,
+            first_column.upper(),
+            (last_column or first_column).upper(),
+            int(first_row or 1),
+            int(last_row) if last_row else None,
+        )
+
+    def rows(self, title: str, first: int, last: int) -> str:
+        """Rows ``first``..``last`` of these columns on sheet ``title``, in A1 notation."""
+        return f"{a1_tab(title)}!{self.first_column}{first}:{self.last_column}{last}"
+
+
+class _Pacer:
+    """Holds requests back so that at most ``per_minute`` start in any 60 seconds."""
+
+    def __init__(
+        self, per_minute: int, clock: Callable[[], float], sleep: Callable[[float], None]
+    ) -> None:
+        self.per_minute, self.clock, self.sleep = per_minute, clock, sleep
+        self.started: deque[float] = deque()
+
+    def wait(self) -> None:
+        while len(self.started) >= self.per_minute:
+            wait = self.started[0] + 60.0 - self.clock()
+            if wait <= 0:
+                self.started.popleft()
+            else:
+                self.sleep(wait)
+        self.started.append(self.clock())
+
+
+class SheetsClient:
+    """GETs against the Sheets API: bearer token, pacing within the read quota, and retries of
+    429/5xx and network errors with backoff (``Retry-After`` honoured)."""
+
+    def __init__(
+        self,
+        sheet_id: str,
+        *,
+        api_url: str = "https://sheets.googleapis.com",
+        token: Callable[[], str] = default_token,
+        attempts: int = 5,
+        timeout: float = 30.0,
+        sleep: Callable[[float], None] = time.sleep,
+        reads_per_minute: int = READS_PER_MINUTE,
+    ) -> None:
+        self.base = f"{api_url.rstrip('/')}/v4/spreadsheets/{quote(sheet_id, safe='')}"
+        self.attempts, self.sleep = attempts, sleep
+        self.pacer = _Pacer(reads_per_minute, time.monotonic, sleep)
+        self.http = httpx.Client(headers={"Authorization": f"Bearer {token()}"}, timeout=timeout)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def get(self, path: str, params: dict[str, str]) -> Any:
+        """The JSON answer of ``GET base + path``; :class:`SheetReadError` if there is none."""
+        problem = ""
+        for attempt in range(self.attempts):
+            self.pacer.wait()
+            try:
+                response = self.http.get(self.base + path, params=params)
+            except httpx.TransportError as exc:
+                problem = f"network error: {type(exc).__name__}"
+            else:
+                if response.status_code == 200:
+                    return orjson.loads(response.content)
+                if response.status_code not in _TRANSIENT:
+                    raise SheetReadError(_explain(response))
+                problem = f"HTTP {response.status_code}"
+                retry_after = response.headers.get("Retry-After", "")
+                if retry_after.isdigit():
+                    self.sleep(float(retry_after))
+                    continue
+            if attempt + 1 < self.attempts:
+                self.sleep(random.uniform(0, min(30.0, 0.5 * 2**attempt)))
+        raise SheetReadError(f"Sheets API failed after {self.attempts} attempts: {problem}")
+
+    def grid(self, sheet: str | None) -> tuple[str, int]:
+        """The title and row count of sheet ``sheet`` (None: the first sheet)."""
+        fields = "sheets(properties(title,index,gridProperties(rowCount)))"
+        answer = self.get("", {"fields": fields})
+        sheets = sorted(
+            (s.get("properties", {}) for s in answer.get("sheets", [])),
+            key=lambda p: p.get("index", 0),
+        )
+        for properties in sheets:
+            if sheet is None or properties.get("title") == sheet:
+                rows = properties.get("gridProperties", {}).get("rowCount", 0)
+                return str(properties.get("title", "")), int(rows)
+        raise SheetReadError(
+            f"the spreadsheet has no sheet named {sheet!r}: check SHEET_RANGE"
+            if sheet is not None
+            else "the spreadsheet has no sheets"
+        )
+
+    def values(self, a1: str) -> list[list[object]]:
+        """``values.get`` of one range: rows as displayed, trailing empty cells left out."""
+        params = {"majorDimension": "ROWS", "valueRenderOption": "FORMATTED_VALUE"}
+        answer = self.get(f"/values/{quote(a1, safe='')}", params)
+        values: list[list[object]] = answer.get("values", [])
+        return values
+
+
 def read_sheet(
     sheet_id: str,
     sheet_range: str,
     *,
     api_url: str = "https://sheets.googleapis.com",
     token: Callable[[], str] = default_token,
+    chunk_rows: int = CHUNK_ROWS,
     attempts: int = 5,
     timeout: float = 30.0,
     sleep: Callable[[float], None] = time.sleep,
-) -> list[SheetRow]:
-    """All rows of ``sheet_range``, retrying 429/5xx and network errors with backoff."""
-    url = f"{api_url.rstrip('/')}/v4/spreadsheets/{quote(sheet_id)}/values/{quote(sheet_range)}"
-    params = {"majorDimension": "ROWS", "valueRenderOption": "FORMATTED_VALUE"}
-    headers = {"Authorization": f"Bearer {token()}"}
-    problem = ""
-    for attempt in range(attempts):
-        try:
-            response = httpx.get(url, params=params, headers=headers, timeout=timeout)
-        except httpx.TransportError as exc:
-            problem = f"network error: {type(exc).__name__}"
-        else:
-            if response.status_code == 200:
-                return rows_from_values(response.json().get("values", []))
-            if response.status_code not in _TRANSIENT:
-                raise SheetReadError(_explain(response))
-            problem = f"HTTP {response.status_code}"
-            retry_after = response.headers.get("Retry-After", "")
-            if retry_after.isdigit():
-                sleep(float(retry_after))
-                continue
-        if attempt + 1 < attempts:
-            sleep(random.uniform(0, min(30.0, 0.5 * 2**attempt)))
-    raise SheetReadError(f"Sheets API failed after {attempts} attempts: {problem}")
+    reads_per_minute: int = READS_PER_MINUTE,
+) -> Iterator[SheetRow]:
+    """The rows of ``sheet_range``, read ``chunk_rows`` rows per request; the next chunk is
+    fetched while the caller works on this one. The grid's size and the header are read at
+    once, so an unreadable sheet fails here and not halfway through."""
+    client = SheetsClient(
+        sheet_id,
+        api_url=api_url,
+        token=token,
+        attempts=attempts,
+        timeout=timeout,
+        sleep=sleep,
+        reads_per_minute=reads_per_minute,
+    )
+    try:
+        area = A1Range.parse(sheet_range)
+        title, grid_rows = client.grid(area.sheet)
+        last = grid_rows if area.last_row is None else min(area.last_row, grid_rows)
+        chunks = [
+            (first, min(first + chunk_rows - 1, last))
+            for first in range(area.first_row, last + 1, chunk_rows)
+        ]
+        first_values = client.values(area.rows(title, *chunks[0])) if chunks else []
+        columns = Columns.of(first_values[0] if first_values else None)
+    except BaseException:
+        client.close()
+        raise
+    return _chunked_rows(client, area, title, chunks, columns, first_values)
+
+
+def _chunked_rows(
+    client: SheetsClient,
+    area: A1Range,
+    title: str,
+    chunks: list[tuple[int, int]],
+    columns: Columns,
+    first_values: list[list[object]],
+) -> Iterator[SheetRow]:
+    try:
+        with ThreadPoolExecutor(1, thread_name_prefix="sheet-reader") as pool:
+            values, start = first_values[1:], chunks[0][0] + 1  # after the header
+            for following in chunks[1:]:
+                # The next read runs while the caller plans these rows.
+                ahead = pool.submit(client.values, area.rows(title, *following))
+                yield from columns.rows(values, start)
+                values, start = ahead.result(), following[0]
+            yield from columns.rows(values, start)
+    finally:
+        client.close()
 
 
 def _explain(response: httpx.Response) -> str:
     hint = {
+        400: "the range is not valid for this sheet: check SHEET_RANGE",
         401: "the job's credentials were refused",
         403: "the job's service account has no access: share the Sheet with its e-mail (Viewer)",
         404: "no such spreadsheet or range: check SHEET_ID and SHEET_RANGE",

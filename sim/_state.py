@@ -92,6 +92,8 @@ class SimState:
         self.fail_queue: list[int] = []
         self.sheet_fail_queue: list[int] = []
         self.sheet_tabs = SheetTabs()  # tabs written through the Sheets API (sim/sheets_tabs.py)
+        #: The A1 range of every ``values.get``, in order.
+        self.sheet_reads: list[str] = []
         self.delay_queue: list[float] = []
         self.entry_fail_queue: list[int] = []
         #: Patients whose every PUT (request or batch entry) is refused with this status.

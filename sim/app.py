@@ -1,4 +1,4 @@
-"""A FHIR R4 server (Patient search/read/update, batch) and a Sheets API ``values.get``, simulated.
+"""A FHIR R4 server (Patient search/read/update, batch) and the Sheets API's reads, simulated.
 
 Faithful where phonesync depends on it: searchset Bundles, paged like production servers
 (``_count``, 20 per page by default, ``next`` links), ``versionId`` and ``ETag``, ``If-Match`` →
@@ -29,6 +29,7 @@ from starlette.routing import Route
 from common.bundle import parse_bundle, read_bundle
 from common.sheet import csv_records
 from sim import _interactions as fhir
+from sim import _sheets as sheets
 from sim._batch import process_batch
 from sim._state import Resource, SimState
 from sim.sheets_tabs import split_range, tab_routes
@@ -262,19 +263,28 @@ def create_app(
         )
 
     async def sheet_values(request: Request) -> Response:
+        """``values.get`` of the officers' sheet (``Sheet1``) or of a tab the job wrote."""
         if not request.headers.get("authorization", "").startswith("Bearer "):
             return _json({"error": {"code": 401, "status": "UNAUTHENTICATED"}}, 401)
         if sim.sheet_fail_queue:
             status = sim.sheet_fail_queue.pop(0)
             return _json({"error": {"code": status}}, status)
-        tab, _ = split_range(request.path_params["range"])
-        written = sim.sheet_tabs.values(request.path_params["sheet_id"], tab)
-        if written is not None:  # a tab the job wrote (the officers' report)
-            return _json({"range": request.path_params["range"], "values": written})
-        if sim.sheet_values is None:
-            return _json({"error": {"code": 404, "status": "NOT_FOUND"}}, 404)
         range_ = request.path_params["range"]
-        return _json({"range": range_, "majorDimension": "ROWS", "values": sim.sheet_values})
+        tab, cells = split_range(range_)
+        values = sim.sheet_tabs.values(request.path_params["sheet_id"], tab)
+        if values is None:  # not a tab the job wrote (the officers' report): the sheet itself
+            if tab not in ("", sheets.TITLE):
+                error = {"code": 400, "message": f"Unable to parse range: {range_}"}
+                return _json({"error": {**error, "status": "INVALID_ARGUMENT"}}, 400)
+            if sim.sheet_values is None:
+                return _json({"error": {"code": 404, "status": "NOT_FOUND"}}, 404)
+            values, tab = sim.sheet_values, tab or sheets.TITLE
+        sim.sheet_reads.append(range_)
+        try:
+            return _json(sheets.values_get(values, tab, cells))
+        except sheets.RangeError as exc:
+            error = {"code": 400, "message": str(exc), "status": "INVALID_ARGUMENT"}
+            return _json({"error": error}, 400)
 
     async def stats(request: Request) -> Response:
         return _json(sim.stats())

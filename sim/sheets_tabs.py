@@ -16,6 +16,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from sim import _sheets as read_side
+
 _A1_CELLS = re.compile(r"[A-Za-z]{1,3}\d*(:[A-Za-z]{1,3}\d*)?|\d+(:\d+)?")
 
 
@@ -80,6 +82,12 @@ def tab_routes(sim: Any) -> list[Route]:
     """Routes on ``sim`` (a SimState: ``sheet_tabs``, ``sheet_fail_queue``, ``requests``)."""
     tabs: SheetTabs = sim.sheet_tabs
 
+    def grid(sid: str, tab: str) -> dict[str, int]:
+        written = tabs.values(sid, tab)
+        return read_side.grid(
+            written if written is not None or tab != read_side.TITLE else sim.sheet_values
+        )
+
     def refused(request: Request) -> Response | None:
         if not request.headers.get("authorization", "").startswith("Bearer "):
             return _error(401, "UNAUTHENTICATED", "missing credentials")
@@ -94,7 +102,14 @@ def tab_routes(sim: Any) -> list[Route]:
             if ":" in sid:
                 return _error(404, "NOT_FOUND", "no such method")
             sheets = [
-                {"properties": {"sheetId": i, "title": t, "index": i}}
+                {
+                    "properties": {
+                        "sheetId": i,
+                        "title": t,
+                        "index": i,
+                        "gridProperties": grid(sid, t),
+                    }
+                }
                 for i, t in enumerate(tabs.tabs(sid))
             ]
             return refused(request) or _json({"spreadsheetId": sid, "sheets": sheets})
