@@ -8,6 +8,7 @@ import io
 import json
 import random
 from collections.abc import Iterable, Iterator
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +34,14 @@ def nik(i: int) -> str:
     return f"3171{i:012d}"
 
 
-def patients(count: int, seed: int = 7) -> Iterator[dict[str, Any]]:
-    """``count`` Patient resources cloned from the sample, each with its own id and NIK (made
-    one at a time: a million of them at once would take several GB)."""
+def patients(count: int, seed: int = 7, first: int = 0) -> Iterator[dict[str, Any]]:
+    """``count`` Patient resources cloned from the sample, each with its own id and NIK, patient
+    ``first`` first (made one at a time: a million of them at once would take several GB)."""
     template = json.loads((EXAMPLES / "patients-data.json").read_text())[
         "patients_before_phone_update"
     ]
     rng = random.Random(seed)
-    for i in range(count):
+    for i in range(first, first + count):
         resource = copy.deepcopy(template[i % len(template)]["resource"])
         resource["id"] = f"patient-{i:07d}"
         for ident in resource["identifier"]:
@@ -72,6 +73,26 @@ def sheet_rows(
                 phone,
             ]
         )
+    return rows
+
+
+def accumulated_rows(count: int, nights: int, last_night: date, seed: int = 11) -> list[list[str]]:
+    """A sheet that grew over ``nights`` nights up to ``last_night``, an equal share of its
+    ``count`` rows a night, oldest first, as officers append them. Row ``i`` is patient ``i``'s,
+    but every fifth row repeats a patient of the same night (it supersedes that row or is
+    superseded by it); numbers are spelled as in :func:`sheet_rows`."""
+    per_night = -(-count // nights)
+    rows = sheet_rows(count, count, seed=seed)
+    rng = random.Random(seed + 1)
+    for i, row in enumerate(rows[1:]):
+        night = i // per_night
+        row[0] = (last_night - timedelta(days=nights - 1 - night)).strftime("%d-%m-%Y")
+        if i % 5 == 0:
+            row[1] = nik(
+                night * per_night + rng.randrange(min(per_night, count - night * per_night))
+            )
+        else:
+            row[1] = nik(i)
     return rows
 
 

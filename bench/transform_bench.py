@@ -11,12 +11,12 @@ each size's files are removed before the next is generated.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from bench.data import patients, sheet_rows, write_bundle, write_sheet
+from bench.measure import measured
 
 NOW = "2025-09-23T23:45:00.123456+07:00"
 
@@ -56,34 +56,12 @@ def run(count: int, rows: int, repeat: int, work: Path) -> None:
         *("--out", str(out), "--report", str(work / "report.json")),
     ]
     for attempt in range(1, repeat + 1):
-        # A fresh interpreter per run, so the peak RSS (kept per process tree by the kernel) is
-        # this run's own and not the largest of all runs so far.
-        wall, cpu, peak_mb, summary = measured(command)
+        run = measured(command)
         print(
-            f"  run {attempt}: wall {wall:.2f} s, cpu {cpu:.2f} s, {rows / wall:,.0f} rows/s, "
-            f"peak RSS {peak_mb:,.0f} MB | {summary}",
+            f"  run {attempt}: wall {run.wall:.2f} s, cpu {run.cpu:.2f} s, "
+            f"{rows / run.wall:,.0f} rows/s, peak RSS {run.peak_mib:,.0f} MiB | {run.stderr.strip()}",
             flush=True,
         )
-
-
-def measured(command: list[str]) -> tuple[float, float, float, str]:
-    """Run ``command`` under a small Python parent; wall s, CPU s, peak RSS MB, its stderr."""
-    probe = (
-        "import resource, subprocess, sys, time\n"
-        "start = time.perf_counter()\n"
-        "done = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
-        "wall = time.perf_counter() - start\n"
-        "use = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
-        "sys.stderr.write(done.stderr)\n"
-        "print(wall, use.ru_utime + use.ru_stime, use.ru_maxrss / 1024, done.returncode)\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", probe, *command], capture_output=True, text=True, check=True
-    )
-    wall, cpu, peak_mb, code = done.stdout.split()
-    if code != "0":
-        raise SystemExit(f"transform failed ({code}): {done.stderr.strip()}")
-    return float(wall), float(cpu), float(peak_mb), done.stderr.strip()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,158 @@
+"""Task 0 on large accumulated sheets, read through the Sheets API of the simulator.
+
+    python -m bench.task0_bench [--rows 100000 1000000] [--nights 1 50] [--no-full-run]
+
+For each sheet (``--nights 50``: a sheet that grew over 50 nights, the run's window holding the
+last night's rows; ``--nights 1``: every row in the window) it prints task 0's own figures —
+reading, planning and writing the manifest, in a child process: wall time, CPU time and peak
+RSS — and the outcome records it left in the state store. Unless ``--no-full-run``, a sheet of
+several nights is then run whole with ``phonesync run`` (one task, syncing the window's rows
+against the simulator), with the whole run's peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+
+from bench.data import accumulated_rows, patients, write_bundle, write_sheet
+from bench.measure import measured
+
+RUN_DATE = date(2025, 9, 23)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--nights", type=int, nargs="+", default=[1, 50])
+    parser.add_argument("--no-full-run", action="store_true")
+    parser.add_argument("--task0", action="store_true", help=argparse.SUPPRESS)  # the child
+    args = parser.parse_args()
+    if args.task0:
+        task0()
+        return
+    for rows in args.rows:
+        for nights in args.nights:
+            with tempfile.TemporaryDirectory(prefix="phonesync-task0-bench-") as work:
+                bench(rows, nights, Path(work), full_run=nights > 1 and not args.no_full_run)
+
+
+def bench(rows: int, nights: int, work: Path, *, full_run: bool) -> None:
+    per_night = -(-rows // nights)
+    window = rows - (nights - 1) * per_night
+    print(f"{rows:,} rows over {nights} night(s), {window:,} in the window", flush=True)
+    sheet, bundle = work / "sheet.csv", work / "bundle.json"
+    write_sheet(sheet, accumulated_rows(rows, nights, RUN_DATE))
+    # The simulator holds the window's patients (for the full run); a task 0 alone needs none.
+    write_bundle(bundle, patients(window if full_run else 1, first=rows - window))
+    with simulator(sheet, bundle) as url:
+        env = {
+            **os.environ,
+            "SHEET_ID": "bench",
+            "SHEET_RANGE": "Sheet1!A:D",
+            "SHEETS_API_URL": url,
+            "SHEETS_ACCESS_TOKEN": "bench",
+            "FHIR_BASE_URL": f"{url}/fhir",
+            "RUN_DATE": RUN_DATE.isoformat(),
+            "LOOKBACK_DAYS": "0",
+            "CLOUD_RUN_EXECUTION": "bench-task0",
+            "STATE_PATH": str(work / "task0.sqlite3"),
+        }
+        run = measured([sys.executable, "-m", "bench.task0_bench", "--task0"], env)
+        phases = json.loads(run.stdout.strip().splitlines()[-1])
+        print(
+            f"  task 0: wall {run.wall:.1f} s (read + plan {phases['read_plan_seconds']:.1f} s, "
+            f"manifest + outcomes {phases['manifest_seconds']:.1f} s), cpu {run.cpu:.1f} s, "
+            f"peak RSS {run.peak_mib:,.0f} MiB | {records(work / 'task0.sqlite3')}",
+            flush=True,
+        )
+        if full_run:
+            env["STATE_PATH"] = str(work / "run.sqlite3")
+            env["CLOUD_RUN_EXECUTION"] = "bench-run"
+            run = measured([sys.executable, "-m", "jobs.cli", "run"], env)
+            print(
+                f"  phonesync run: wall {run.wall:.1f} s, cpu {run.cpu:.1f} s, "
+                f"peak RSS {run.peak_mib:,.0f} MiB | "
+                f"{records(work / 'run.sqlite3')}",
+                flush=True,
+            )
+
+
+def records(state: Path) -> str:
+    """The per-row records the run left: outcomes, and the run's counts."""
+    with sqlite3.connect(state) as db:
+        (outcomes,) = db.execute("SELECT COUNT(*) FROM outcomes").fetchone()
+        (counts,) = db.execute("SELECT counts FROM runs").fetchone()
+    return f"outcome records {outcomes:,}, run counts {counts}"
+
+
+class _ManifestTimes(logging.Handler):
+    """Keeps the phase timings of task 0's ``manifest_written`` log event."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.times: dict[str, float] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        fields = getattr(record, "json_fields", {})
+        if fields.get("event") == "manifest_written":
+            self.times = {k: v for k, v in fields.items() if k.endswith("_seconds")}
+
+
+def task0() -> None:
+    """Task 0's part of a run (lock, read, plan, manifest); prints its phases as JSON."""
+    from common.config import load_config
+    from common.runtime import open_store
+    from common.telemetry import LOGGER_NAME
+    from jobs.task import _write_manifest
+
+    times = _ManifestTimes()
+    logging.getLogger(LOGGER_NAME).addHandler(times)
+    logging.getLogger(LOGGER_NAME).setLevel(logging.INFO)
+    config = load_config()
+    store = open_store(config)
+    run_date = RUN_DATE.isoformat()
+    store.acquire_run(run_date, config.execution, 1, 600.0, time.time())
+    _write_manifest(config, store, run_date)
+    store.close()
+    print(json.dumps(times.times))
+
+
+@contextmanager
+def simulator(sheet: Path, bundle: Path) -> Iterator[str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = [sys.executable, "-m", "jobs.cli", "fhir-sim", "--port", str(port)]
+    server = subprocess.Popen(
+        [*command, "--bundle", str(bundle), "--sheet", str(sheet)], stdout=subprocess.DEVNULL
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(1200):  # a million-row sheet takes the simulator a while to load
+            try:
+                urllib.request.urlopen(f"{url}/_sim/stats")
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield url
+    finally:
+        server.terminate()
+        server.wait()
+
+
+if __name__ == "__main__":
+    main()
