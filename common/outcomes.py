@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -62,9 +63,14 @@ class RowOutcome:
         return out
 
 
-def summarize(outcomes: list[RowOutcome]) -> dict[str, int]:
-    """Counts by status, in the enum's order, zero counts left out."""
+def summarize(
+    outcomes: list[RowOutcome], counted: Mapping[str, int] | None = None
+) -> dict[str, int]:
+    """Counts by status, in the enum's order, zero counts left out; ``counted`` adds rows that
+    have a count but no outcome record each (rows dated outside a run's window)."""
     counts = {s.value: 0 for s in Status}
     for outcome in outcomes:
         counts[outcome.status.value] += 1
+    for status, count in (counted or {}).items():
+        counts[status] += count
     return {k: v for k, v in counts.items() if v}

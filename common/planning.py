@@ -1,14 +1,15 @@
 """Which sheet rows take part in a run, and which one wins for each patient.
 
-Everything here is decided from the sheet alone, before any registry call: invalid cells,
-rows of other dates and rows replaced by a later one end here with a recorded outcome; the
+Everything here is decided from the sheet alone, before any registry call: invalid cells and
+rows replaced by a later one end here with an outcome, rows of other dates are counted; the
 winners go on as :class:`Candidate` rows.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from array import array
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -54,8 +55,23 @@ class Candidate:
 @dataclass(slots=True)
 class Plan:
     candidates: list[Candidate] = field(default_factory=list)
-    #: Rows whose outcome is known from the sheet alone.
+    #: Rows of the window (and rows whose date is unreadable) decided from the sheet alone.
     decided: list[RowOutcome] = field(default_factory=list)
+    #: Rows dated outside the window take no part: their numbers and dates (as ordinals) are
+    #: kept, not an outcome each; a sheet that grew over many nights is mostly such rows.
+    other_rows: array[int] = field(default_factory=lambda: array("l"))
+    other_days: array[int] = field(default_factory=lambda: array("l"))
+
+    def other_date_outcomes(self) -> Iterator[RowOutcome]:
+        """An ``other_date`` outcome for each row outside the window (for a full report)."""
+        for row, day in zip(self.other_rows, self.other_days, strict=True):
+            yield RowOutcome(
+                row, Status.OTHER_DATE, f"dated {date.fromordinal(day)}, not in this run"
+            )
+
+
+#: The row that wins for a NIK so far: its date, row number and phone cell.
+_Winner = tuple[date, int, str]
 
 
 def plan_rows(rows: Iterable[SheetRow], window: DateWindow | None = None) -> Plan:
@@ -65,10 +81,14 @@ def plan_rows(rows: Iterable[SheetRow], window: DateWindow | None = None) -> Pla
     NIK's rows inside it: rerunning an old date never brings back a number the officer has
     replaced since. A winner whose phone is invalid applies nothing: never fall back to an
     older number the officer already replaced.
+
+    Rows are planned as they come (``rows`` may be a stream) and only what the window needs is
+    kept: per NIK its winning row so far, per NIK its latest row dated after the window, and
+    of every other row its number and date. Memory follows the window, not the sheet.
     """
     window = window or DateWindow()
     plan = Plan()
-    winners: dict[str, tuple[date, SheetRow]] = {}  # NIK → the row that wins so far, and its date
+    winners: dict[str, _Winner] = {}
     later: dict[str, tuple[date, int]] = {}  # NIK → its latest row dated after the window
     for sheet_row in rows:
         try:
@@ -77,9 +97,8 @@ def plan_rows(rows: Iterable[SheetRow], window: DateWindow | None = None) -> Pla
             plan.decided.append(_rejected(sheet_row, Status.INVALID_DATE, str(exc)))
             continue
         if day not in window:
-            plan.decided.append(
-                RowOutcome(sheet_row.row, Status.OTHER_DATE, f"dated {day}, not in this run")
-            )
+            plan.other_rows.append(sheet_row.row)
+            plan.other_days.append(day.toordinal())
             if window.last is not None and day > window.last:
                 _note_later(later, sheet_row, day)
             continue
@@ -90,27 +109,27 @@ def plan_rows(rows: Iterable[SheetRow], window: DateWindow | None = None) -> Pla
             continue
         previous = winners.get(nik)
         if previous is None:
-            winners[nik] = (day, sheet_row)
+            winners[nik] = (day, sheet_row.row, sheet_row.phone)
             continue
         if day >= previous[0]:
-            winner, loser = sheet_row, previous[1]
-            winners[nik] = (day, sheet_row)
+            winner, loser = sheet_row.row, previous[1]
+            winners[nik] = (day, sheet_row.row, sheet_row.phone)
         else:
-            winner, loser = previous[1], sheet_row
+            winner, loser = previous[1], sheet_row.row
         plan.decided.append(
             RowOutcome(
-                loser.row,
+                loser,
                 Status.SUPERSEDED,
-                f"row {winner.row} gives a newer number for this NIK",
+                f"row {winner} gives a newer number for this NIK",
                 nik_masked=mask_nik(nik),
             )
         )
-    for nik, (day, sheet_row) in sorted(winners.items(), key=lambda item: item[1][1].row):
+    for nik, (day, row, phone_cell) in sorted(winners.items(), key=lambda item: item[1][1]):
         if nik in later:
             later_day, later_row = later[nik]
             plan.decided.append(
                 RowOutcome(
-                    sheet_row.row,
+                    row,
                     Status.SUPERSEDED,
                     f"row {later_row} (dated {later_day}, after this run) gives a newer number"
                     " for this NIK",
@@ -119,18 +138,18 @@ def plan_rows(rows: Iterable[SheetRow], window: DateWindow | None = None) -> Pla
             )
             continue
         try:
-            phone = normalize_phone(sheet_row.phone)
+            phone = normalize_phone(phone_cell)
         except InvalidPhone as exc:
             plan.decided.append(
                 RowOutcome(
-                    sheet_row.row,
+                    row,
                     Status.INVALID_PHONE,
                     f"{PHONE_COLUMN}: {exc}; nothing applied for this NIK",
                     nik_masked=mask_nik(nik),
                 )
             )
             continue
-        plan.candidates.append(Candidate(sheet_row.row, day, nik, phone))
+        plan.candidates.append(Candidate(row, day, nik, phone))
     plan.decided.sort(key=lambda o: o.row)
     return plan
 

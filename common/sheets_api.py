@@ -195,14 +195,14 @@ def read_sheet(
     *,
     api_url: str = "https://sheets.googleapis.com",
     token: Callable[[], str] = default_token,
-    chunk_rows: int = CHUNK_ROWS,
+    chunk_rows: int | None = None,
     attempts: int = 5,
     timeout: float = 30.0,
     sleep: Callable[[float], None] = time.sleep,
     reads_per_minute: int = READS_PER_MINUTE,
 ) -> Iterator[SheetRow]:
-    """The rows of ``sheet_range``, read ``chunk_rows`` rows per request; the next chunk is
-    fetched while the caller works on this one. The grid's size and the header are read at
+    """The rows of ``sheet_range``, read ``chunk_rows`` (default :data:`CHUNK_ROWS`) rows per
+    request; the next chunk is fetched while the caller works on this one. The grid's size and the header are read at
     once, so an unreadable sheet fails here and not halfway through."""
     client = SheetsClient(
         sheet_id,
@@ -217,6 +217,7 @@ def read_sheet(
         area = A1Range.parse(sheet_range)
         title, grid_rows = client.grid(area.sheet)
         last = grid_rows if area.last_row is None else min(area.last_row, grid_rows)
+        chunk_rows = chunk_rows or CHUNK_ROWS
         chunks = [
             (first, min(first + chunk_rows - 1, last))
             for first in range(area.first_row, last + 1, chunk_rows)

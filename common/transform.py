@@ -81,7 +81,7 @@ class _Application:
 
     def outcomes(self) -> list[RowOutcome]:
         """One per sheet row, in row order (call after the bundle is written)."""
-        outcomes = list(self.plan.decided)
+        outcomes = [*self.plan.decided, *self.plan.other_date_outcomes()]
         for candidate in self.plan.candidates:
             outcome = self.settled.get(candidate.nik)
             if outcome is None:  # no patient, or several: nothing was decided

@@ -264,7 +264,9 @@ def _write_manifest(config: JobConfig, store: StateStore, run_date: str) -> None
     store.note_read(
         read_at, [(first + timedelta(days=n)).isoformat() for n in range((day - first).days + 1)]
     )
-    store.write_manifest(run_date, config.execution, shards, plan.decided)
+    # Rows dated outside the window are counted, not recorded one by one (docs/decisions.md).
+    outside = {Status.OTHER_DATE.value: len(plan.other_rows)} if plan.other_rows else {}
+    store.write_manifest(run_date, config.execution, shards, plan.decided, outside)
     written = time.perf_counter()
     rejected = [o for o in plan.decided if o.status in SHEET_REJECTED]
     for o in rejected:  # one line per row, like the synced rows: the rows metric counts them
@@ -280,9 +282,11 @@ def _write_manifest(config: JobConfig, store: StateStore, run_date: str) -> None
     log_event(
         "manifest_written",
         f"{len(plan.candidates)} rows to sync, {len(plan.decided)} decided from the sheet"
-        f" ({len(rejected)} rejected by the sheet rules)",
+        f" ({len(rejected)} rejected by the sheet rules), {len(plan.other_rows)} outside"
+        " the window",
         candidates=len(plan.candidates),
         decided=len(plan.decided),
+        outside_window=len(plan.other_rows),
         rejected=summarize(rejected),
         shard_sizes=[len(s) for s in shards.values()],
         window=[window.first.isoformat() if window.first else None, run_date],

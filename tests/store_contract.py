@@ -75,6 +75,21 @@ def check_manifest_is_invisible_until_ready_then_sharded(store: StateStore) -> N
     assert run is not None and run.manifest_ready and run.total_rows == 4
 
 
+def check_rows_outside_the_window_are_counted_without_records(store: StateStore) -> None:
+    store.acquire_run(DATE, "exec-a", 1, LEASE, T0)
+    decided = [RowOutcome(3, Status.INVALID_PHONE, "x")]
+    store.write_manifest(DATE, "exec-a", {0: [item(2)]}, decided, {"other_date": 980_000})
+    store.record_outcomes(DATE, [RowOutcome(2, Status.UPDATED, "mobile phone added")])
+    assert [o.row for o in store.outcomes(DATE)] == [2, 3]  # no record per counted row
+    run = store.finish_task(DATE, "exec-a", 0, T0 + 5)
+    assert run is not None and run.total_rows == 980_002
+    assert run.counts == {"updated": 1, "other_date": 980_000, "invalid_phone": 1}
+    assert store.acquire_run(DATE, "exec-b", 1, LEASE, T0 + 10) is LockResult.ACQUIRED
+    store.write_manifest(DATE, "exec-b", {0: []}, [])  # a rerun whose window holds every row
+    rerun = store.finish_task(DATE, "exec-b", 0, T0 + 15)
+    assert rerun is not None and rerun.counts == {} and rerun.total_rows == 0
+
+
 def check_a_large_manifest_round_trips(store: StateStore) -> None:
     store.acquire_run(DATE, "exec-a", 1, LEASE, T0)
     read_at = "2025-09-23T16:00:00.123456+00:00"

@@ -16,6 +16,7 @@ def row(n: int, day: str, nik: str, phone: str) -> SheetRow:
 
 def statuses(plan) -> dict[int, Status]:  # type: ignore[no-untyped-def]
     out = {o.row: o.status for o in plan.decided}
+    out.update({row: Status.OTHER_DATE for row in plan.other_rows})  # counted, not recorded
     out.update({c.row: Status.UPDATED for c in plan.candidates})  # "goes on to the registry"
     return out
 

@@ -58,9 +58,13 @@ class StateStore(Protocol):
         execution: str,
         shards: Mapping[int, Sequence[WorkItem]],
         decided: Sequence[RowOutcome],
+        counted: Mapping[str, int] | None = None,
     ) -> None:
         """Store each shard's work and the outcomes decided from the sheet alone, then mark
-        the manifest ready (in that order, so a reader never sees a half-written manifest)."""
+        the manifest ready (in that order, so a reader never sees a half-written manifest).
+
+        ``counted``: rows that take no part and get no outcome record each, by status (the
+        rows dated outside the window); the run's total and its final counts include them."""
         ...
 
     def read_shard(self, run_date: str, execution: str, task_index: int) -> list[WorkItem] | None:

@@ -232,6 +232,7 @@ class FirestoreStore:
                     "total_rows": 0,
                     "reason": "",
                     "shard_chunks": {},
+                    "counted": {},
                     "finalizing_task": None,
                     "expire_at": self._expire(),
                 },
@@ -296,8 +297,10 @@ class FirestoreStore:
         execution: str,
         shards: Mapping[int, Sequence[WorkItem]],
         decided: Sequence[RowOutcome],
+        counted: Mapping[str, int] | None = None,
     ) -> None:
         self.record_outcomes(run_date, decided)
+        counted = dict(counted or {})
         expire = self._expire()
         chunks: dict[str, int] = {}
         ops: list[tuple[Any, dict[str, Any] | None]] = []
@@ -322,7 +325,7 @@ class FirestoreStore:
                 }
                 ops.append((ref, data))
         self._bulk(ops)
-        total = len(decided) + sum(len(items) for items in shards.values())
+        total = len(decided) + sum(len(items) for items in shards.values()) + sum(counted.values())
         ref = self._run(run_date)
 
         @firestore.transactional
@@ -330,7 +333,13 @@ class FirestoreStore:
             snap = ref.get(transaction=transaction)
             if snap.exists and snap.get("execution") == execution:
                 transaction.update(
-                    ref, {"manifest_ready": True, "total_rows": total, "shard_chunks": chunks}
+                    ref,
+                    {
+                        "manifest_ready": True,
+                        "total_rows": total,
+                        "shard_chunks": chunks,
+                        "counted": counted,
+                    },
                 )
 
         mark_ready(self._transaction())
@@ -531,7 +540,7 @@ class FirestoreStore:
 
         @firestore.transactional
         def close(
-            transaction: Any, seen: Any, counts: dict[str, int], force: bool
+            transaction: Any, seen: Any, outcomes: list[RowOutcome], force: bool
         ) -> tuple[bool, RunState | None]:
             snap = ref.get(transaction=transaction)
             data = _data(snap) if snap.exists else {}
@@ -543,16 +552,17 @@ class FirestoreStore:
                 return True, None  # taken over, failed or closed meanwhile: not ours to close
             if snap.update_time != seen and not force:
                 return False, None  # e.g. a replay moved a row while we counted: count again
+            counts = summarize(outcomes, data.get("counted"))  # rows without records included
             update = {"status": final_status(counts).value, "counts": counts, "finished_at": now}
             transaction.update(ref, update)
             return True, self._state({**data, **update})
 
         for attempt in range(1, FINALIZE_ATTEMPTS + 1):
             seen = ref.get().update_time
-            counts = summarize(self.outcomes(run_date))
+            outcomes = self.outcomes(run_date)
             done: bool
             state: RunState | None
-            done, state = close(self._transaction(), seen, counts, attempt == FINALIZE_ATTEMPTS)
+            done, state = close(self._transaction(), seen, outcomes, attempt == FINALIZE_ATTEMPTS)
             if done:
                 return state
         return None  # unreachable: the last attempt always closes

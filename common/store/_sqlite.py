@@ -29,7 +29,8 @@ CREATE TABLE IF NOT EXISTS runs (
   run_date TEXT PRIMARY KEY, execution TEXT NOT NULL, status TEXT NOT NULL,
   task_count INTEGER NOT NULL, started_at REAL NOT NULL, lease_until REAL NOT NULL,
   finished_at REAL, manifest_ready INTEGER NOT NULL DEFAULT 0, counts TEXT NOT NULL DEFAULT '{}',
-  total_rows INTEGER NOT NULL DEFAULT 0, reason TEXT NOT NULL DEFAULT '');
+  total_rows INTEGER NOT NULL DEFAULT 0, reason TEXT NOT NULL DEFAULT '',
+  counted TEXT NOT NULL DEFAULT '{}');
 CREATE TABLE IF NOT EXISTS shards (
   run_date TEXT, execution TEXT, task_index INTEGER, items TEXT NOT NULL,
   PRIMARY KEY (run_date, execution, task_index));
@@ -50,6 +51,7 @@ CREATE TABLE IF NOT EXISTS sheet_reads (sheet_date TEXT PRIMARY KEY, read_at TEX
 _ADDED_COLUMNS = (
     ("ledger", "read_at", "TEXT NOT NULL DEFAULT ''"),
     ("runs", "report", "TEXT NOT NULL DEFAULT ''"),  # the officers' report tab's fate
+    ("runs", "counted", "TEXT NOT NULL DEFAULT '{}'"),
 )
 
 
@@ -189,9 +191,11 @@ class SqliteStore:
         execution: str,
         shards: Mapping[int, Sequence[WorkItem]],
         decided: Sequence[RowOutcome],
+        counted: Mapping[str, int] | None = None,
     ) -> None:
         self.record_outcomes(run_date, decided)
-        total = len(decided) + sum(len(items) for items in shards.values())
+        counted = dict(counted or {})
+        total = len(decided) + sum(len(items) for items in shards.values()) + sum(counted.values())
         with self._write() as db:
             db.executemany(
                 "INSERT OR REPLACE INTO shards (run_date, execution, task_index, items)"
@@ -202,8 +206,9 @@ class SqliteStore:
                 ],
             )
             db.execute(
-                "UPDATE runs SET manifest_ready = 1, total_rows = ? WHERE run_date = ? AND execution = ?",
-                (total, run_date, execution),
+                "UPDATE runs SET manifest_ready = 1, total_rows = ?, counted = ?"
+                " WHERE run_date = ? AND execution = ?",
+                (total, json.dumps(counted), run_date, execution),
             )
 
     def read_shard(self, run_date: str, execution: str, task_index: int) -> list[WorkItem] | None:
@@ -327,7 +332,7 @@ class SqliteStore:
                 (run_date, task_index, execution, now, now),
             )
             run = db.execute(
-                "SELECT task_count, status FROM runs WHERE run_date = ? AND execution = ?",
+                "SELECT task_count, status, counted FROM runs WHERE run_date = ? AND execution = ?",
                 (run_date, execution),
             ).fetchone()
             if run is None or run[1] != RunStatus.RUNNING:
@@ -338,7 +343,7 @@ class SqliteStore:
             ).fetchone()
             if finished < run[0]:
                 return None
-            counts = summarize(self.outcomes(run_date))
+            counts = summarize(self.outcomes(run_date), json.loads(run[2]))
             db.execute(
                 "UPDATE runs SET status = ?, counts = ?, finished_at = ? WHERE run_date = ?",
                 (final_status(counts).value, json.dumps(counts), now, run_date),
