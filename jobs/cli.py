@@ -130,7 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_state_flags(st)
     st.set_defaults(handler=cmd_status)
 
-    rp = sub.add_parser("report", help="one line per sheet row: row, masked NIK, status, reason")
+    rp = sub.add_parser(
+        "report", help="one line per row of the run's window: row, masked NIK, status, reason"
+    )
     rp.add_argument("--date", type=iso_date, required=True, help="run date YYYY-MM-DD")
     rp.add_argument("--format", choices=["csv", "json"], default="csv")
     rp.add_argument("--out", type=Path, help="write here (default: stdout)")

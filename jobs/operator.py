@@ -99,7 +99,8 @@ def sum_counts(tasks: Sequence[TaskProgress]) -> dict[str, int]:
 
 
 def render_report(outcomes: Sequence[RowOutcome], fmt: str) -> bytes:
-    """One line per sheet row: what a field officer needs to find and fix it (no full NIK)."""
+    """One line per recorded row (the window's): what a field officer needs to find and fix it
+    (no full NIK)."""
     rows = [
         {
             "row": o.row,
