@@ -46,7 +46,7 @@ class SheetReadError(InputError):
     """The sheet could not be read (permissions, missing sheet, API down after retries)."""
 
 
-def default_token() -> str:
+def default_token(scope: str = SCOPE) -> str:
     """An OAuth access token for the Sheets API (ADC), or ``SHEETS_ACCESS_TOKEN`` if set."""
     override = os.environ.get("SHEETS_ACCESS_TOKEN")
     if override:
@@ -54,7 +54,7 @@ def default_token() -> str:
     import google.auth
     import google.auth.transport.requests
 
-    credentials, _ = google.auth.default(scopes=[SCOPE])
+    credentials, _ = google.auth.default(scopes=[scope])
     credentials.refresh(google.auth.transport.requests.Request())  # type: ignore[no-untyped-call]
     return str(credentials.token)
 
@@ -274,15 +274,7 @@ class SheetWriteError(PhonesyncError):
 
 def write_token() -> str:
     """An OAuth access token allowed to edit spreadsheets (ADC), or ``SHEETS_ACCESS_TOKEN``."""
-    override = os.environ.get("SHEETS_ACCESS_TOKEN")
-    if override:
-        return override
-    import google.auth
-    import google.auth.transport.requests
-
-    credentials, _ = google.auth.default(scopes=[WRITE_SCOPE])
-    credentials.refresh(google.auth.transport.requests.Request())  # type: ignore[no-untyped-call]
-    return str(credentials.token)
+    return default_token(WRITE_SCOPE)
 
 
 def a1_tab(tab: str) -> str:

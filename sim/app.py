@@ -32,7 +32,7 @@ from sim import _interactions as fhir
 from sim import _sheets as sheets
 from sim._batch import process_batch
 from sim._state import Resource, SimState
-from sim.sheets_tabs import split_range, tab_routes
+from sim.sheets_tabs import split_range, tab_routes, trim_empty_ends
 
 FHIR_JSON = "application/fhir+json"
 #: Medplum's and HAPI's default page size.
@@ -47,13 +47,7 @@ def load_bundle_patients(path: str | Path) -> list[Resource]:
 
 def sheet_values_from_csv(text: str) -> list[list[str]]:
     """What the Sheets API returns for a CSV: strings, trailing empty cells and rows omitted."""
-    rows = [list(r) for r in csv_records(io.StringIO(text.lstrip("\ufeff")))]
-    for row in rows:
-        while row and row[-1] == "":
-            row.pop()
-    while rows and not rows[-1]:
-        rows.pop()
-    return rows
+    return trim_empty_ends([list(r) for r in csv_records(io.StringIO(text.lstrip("\ufeff")))])
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

@@ -57,13 +57,17 @@ class SheetTabs:
         rows = self.cells.get((spreadsheet, tab))
         if rows is None:
             return None
-        trimmed = [list(r) for r in rows]
-        for row in trimmed:
-            while row and row[-1] == "":
-                row.pop()
-        while trimmed and not trimmed[-1]:
-            trimmed.pop()
-        return trimmed
+        return trim_empty_ends([list(r) for r in rows])
+
+
+def trim_empty_ends(rows: list[list[str]]) -> list[list[str]]:
+    """``rows`` without trailing empty cells and rows, as the Sheets API answers (in place)."""
+    for row in rows:
+        while row and row[-1] == "":
+            row.pop()
+    while rows and not rows[-1]:
+        rows.pop()
+    return rows
 
 
 def _json(body: Any, status: int = 200) -> Response:
