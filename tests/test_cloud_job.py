@@ -251,3 +251,41 @@ def test_local_multi_task_on_firestore_equals_sqlite(cloud: dict[str, str], tmp_
             assert "run 2025-09-23: succeeded" in done.stderr
             bundles.append(without_last_updated(sim.bundle()))
     assert bundles[0] == bundles[1] == without_last_updated(sample("patients_after_phone_update"))
+
+
+def test_the_runbooks_commands_work_with_the_runbooks_own_setup(
+    cloud: dict[str, str], gcp_project: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every `phonesync` command of docs/runbook.md, run as written (with $DATE) against a
+    partial run in Firestore, with only the runbook's `export` block set: no FHIR settings."""
+    from jobs.cli import main
+    from tests.test_docs_run import ROOT as DOCS_ROOT
+    from tests.test_docs_run import blocks, phonesync_commands
+
+    with sim_with_sheet() as sim:
+        sim.state.set_down(True)
+        execute(cloud, sim, 1, "exec-1", FHIR_DEADLINE_SECONDS="0.5", FHIR_MAX_ATTEMPTS="2")
+    subscriber = pubsub_v1.SubscriberClient()
+    subscription = subscriber.subscription_path(gcp_project, "replay")
+    first = subscriber.pull(subscription=subscription, max_messages=50, timeout=10)
+    subscriber.acknowledge(
+        subscription=subscription, ack_ids=[m.ack_id for m in first.received_messages]
+    )
+    for name in [*cloud, "FHIR_BASE_URL", "FHIR_API_KEY_SECRET", "LEDGER_KEY_SECRET"]:
+        monkeypatch.delenv(name, raising=False)
+    # the runbook's setup block, as written
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", gcp_project)
+    monkeypatch.setenv("STATE_BACKEND", "firestore")
+    monkeypatch.setenv("FAILURE_TOPIC", TOPIC)
+    runbook = blocks(DOCS_ROOT / "docs" / "runbook.md")
+    assert "FAILURE_TOPIC=phonesync-failures" in runbook[0].text and TOPIC == "phonesync-failures"
+    commands = [c for b in runbook for c in phonesync_commands(b.text)]
+    expected = {"status": 4, "report": 0, "replay": 0}  # 4: partial (rows deferred)
+    assert {c[0] for c in commands} == set(expected)
+    for command in commands:
+        assert main(command) == expected[command[0]], command
+    republished = subscriber.pull(subscription=subscription, max_messages=50, timeout=10)
+    rows = sorted(
+        FailureMessage.from_json(m.message.data).row for m in republished.received_messages
+    )
+    assert rows == list(range(2, 12))  # `replay --via pubsub` re-published the deferred rows
