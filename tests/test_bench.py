@@ -1,0 +1,50 @@
+"""The benchmarks still run: the README's figures come from them, so a broken one would rot them.
+
+Tiny sizes only; the figures themselves are measured by hand (README, Performance).
+"""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def bench(*args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_sync_bench_puts_per_row_and_batch_mode_side_by_side() -> None:
+    out = bench(
+        "bench.sync_bench",
+        "--rows",
+        "300",
+        "--latency-ms",
+        "0",
+        "--error-rate",
+        "0",
+        "--batch-size",
+        "0",
+        "30",
+    )
+    table = {
+        int(m[1]): (int(m[2].replace(",", "")), float(m[3]))
+        for m in re.finditer(r"^\s+(\d+) \|\s+[\d.]+ \|\s+([\d,]+) \|\s+([\d.]+) \|", out, re.M)
+    }
+    assert table.keys() == {0, 30}, out
+    per_row, batch = table[0], table[30]
+    assert per_row == (600, 2.0), out  # a search and a PUT per changed row
+    # 300 searches and 300 updates in Bundles of up to 30: 20 when every Bundle is full; a
+    # Bundle sent part-full after its linger may add a few on a loaded machine.
+    assert 20 <= batch[0] <= 30, out
+    assert out.count("updated 300 ") == 2
+    assert out.count("patients PUT more than once: 0") == 2
