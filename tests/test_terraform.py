@@ -13,31 +13,14 @@ from typing import Any
 import hcl2
 import pytest
 
+from tests.gcp_rules.terraform import clean
+from tests.gcp_rules.terraform import load as load_hcl
+
 TERRAFORM = Path(__file__).resolve().parent.parent / "terraform"
 
 
-def clean(value: Any) -> Any:
-    """python-hcl2 keeps string quotes and adds __markers__: strip both."""
-    if isinstance(value, dict):
-        return {
-            clean(k): clean(v)
-            for k, v in value.items()
-            if not (isinstance(k, str) and k.startswith("__"))
-        }
-    if isinstance(value, list):
-        return [clean(v) for v in value]
-    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
-        return value[1:-1]
-    return value
-
-
 def load() -> dict[str, list[Any]]:
-    merged: dict[str, list[Any]] = defaultdict(list)
-    for path in sorted(TERRAFORM.glob("*.tf")):
-        with path.open() as handle:
-            for key, blocks in clean(hcl2.load(handle)).items():
-                merged[key].extend(blocks)
-    return merged
+    return load_hcl(sorted(TERRAFORM.glob("*.tf")))
 
 
 HCL = load()
