@@ -1,0 +1,381 @@
+"""The log-based metrics of terraform/monitoring.tf against the lines the job really writes.
+
+`phonesync run --tasks 2` runs as Cloud Run would start it (its task processes' stdout lands in
+the state folder's logs/), for a succeeded run with FHIR retries, a partial run whose report tab
+cannot be written, a run that cannot start and a task with a bad configuration; the replay
+function handles one deferred row. Each line becomes the LogEntry Cloud Run makes of it, and
+every `google_logging_metric` filter and extractor runs on them (tests/gcp_rules). What each
+metric must count comes from the run's own record (the store), not from the filters.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from common import telemetry
+from common.failures import FailureMessage
+from common.outcomes import RowOutcome, Status
+from common.store import RunState, RunStatus, SqliteStore
+from tests.gcp_rules.logging_query import QuerySyntaxError, extractor, log_entry, parse
+from tests.gcp_rules.monitoring import label_values
+from tests.gcp_rules.terraform import Config
+from tests.simulator import API_KEY, SAMPLE_SHEET, RunningSim, run_cli, simulator
+from tests.test_officer_report import MESSY_SHEET
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "google_rules"
+DATE = "2025-09-23"
+SHIPPED = Config.read(ROOT / "terraform", {"project_id": "p"})
+JOB = {
+    "type": "cloud_run_job",
+    "labels": {"job_name": SHIPPED.variable("job_name"), "location": "asia-southeast2"},
+}
+FUNCTION = {
+    "type": "cloud_run_revision",
+    "labels": {"service_name": "phonesync-replay", "location": "asia-southeast2"},
+}
+#: Rows decided from the sheet that need nobody: recorded, not logged (docs/decisions.md).
+UNLOGGED = {Status.SUPERSEDED, Status.OTHER_DATE}
+
+
+@dataclass
+class Capture:
+    name: str
+    entries: list[dict[str, Any]]
+    run: RunState | None = None
+    outcomes: list[RowOutcome] = field(default_factory=list)
+    fhir_errors: Counter[str] = field(default_factory=Counter)
+
+
+def _job_entries(logs: Path) -> list[dict[str, Any]]:
+    entries = []
+    for log in sorted(logs.glob("*.jsonl")):
+        match = re.fullmatch(r"(.+)-task-(\d+)\.jsonl", log.name)
+        assert match, log
+        labels = {
+            "run.googleapis.com/execution_name": match.group(1),
+            "run.googleapis.com/task_index": match.group(2),
+            "run.googleapis.com/task_attempt": "0",
+        }
+        entries += [log_entry(line, JOB, labels) for line in log.read_text().splitlines()]
+    return entries
+
+
+def _job_run(
+    folder: Path, name: str, sim: RunningSim, sheet: Path, **env: str
+) -> tuple[Capture, Path]:
+    state = folder / name / "s.db"
+    state.parent.mkdir(parents=True)
+    done = run_cli(
+        "run",
+        "--tasks",
+        "2",
+        env={
+            "FHIR_BASE_URL": sim.fhir,
+            "FHIR_API_KEY": API_KEY,
+            "SHEET_CSV": str(sheet),
+            "RUN_DATE": DATE,
+            "STATE_PATH": str(state),
+            "CLOUD_RUN_EXECUTION": f"{name}-exec",
+            "FHIR_BACKOFF_SECONDS": "0.01",
+            "FHIR_TIMEOUT_SECONDS": "2",
+            **env,
+        },
+    )
+    assert "Traceback" not in done.stderr, done.stderr
+    store = SqliteStore(state)
+    try:
+        run, outcomes = store.get_run(DATE), store.outcomes(DATE)
+    finally:
+        store.close()
+    # The client retries 408, 429 and 5xx answers (common/fhir): one fhir_retry line each.
+    answered = (key.split()[-1] for key, n in sim.state.requests.items() for _ in range(n))
+    errors = Counter(s for s in answered if s.isdigit() and (s in ("408", "429") or s >= "500"))
+    return Capture(name, _job_entries(state.parent / "logs"), run, outcomes, errors), state
+
+
+def _replay(state: Path, sim: RunningSim) -> Capture:
+    """The replay function (functions-framework, in process) applying one deferred row."""
+    from functions_framework import create_app
+
+    message = FailureMessage(
+        run_date=DATE,
+        execution="partial-exec",
+        row=2,
+        nik="3171044203920001",
+        phone="+6281234567890",
+        reason="FHIR refused our credentials",
+        attempts=1,
+        sheet_date=DATE,
+    )
+    body = {"message": {"data": base64.b64encode(message.to_json()).decode(), "messageId": "m"}}
+    with pytest.MonkeyPatch.context() as env:
+        for key, value in {
+            "FHIR_BASE_URL": sim.fhir,
+            "FHIR_API_KEY": API_KEY,
+            "STATE_PATH": str(state),
+            "FHIR_BACKOFF_SECONDS": "0.01",
+        }.items():
+            env.setenv(key, value)
+        app = create_app(
+            target="replay",
+            source=str(ROOT / "functions/replay/main.py"),
+            signature_type="cloudevent",
+        )
+        logs = _Lines()
+        telemetry.configure_logging(stream=logs)
+        try:
+            response = app.test_client().post(
+                "/",
+                json=body,
+                headers={
+                    "ce-id": "e-1",
+                    "ce-source": "//pubsub.googleapis.com/projects/p/topics/phonesync-failures",
+                    "ce-type": "google.cloud.pubsub.topic.v1.messagePublished",
+                    "ce-specversion": "1.0",
+                },
+            )
+        finally:
+            telemetry.configure_logging(stream=sys.stderr)
+            telemetry.reset_context()
+    assert response.status_code == 200
+    entries = [log_entry(line, FUNCTION, {}) for line in logs.lines()]
+    assert any(e["jsonPayload"].get("event") == "replay_outcome" for e in entries)
+    return Capture("replay", entries)
+
+
+class _Lines:
+    """A text stream keeping what is written, as a container's stdout would."""
+
+    def __init__(self) -> None:
+        self.text = ""
+
+    def write(self, text: str) -> int:
+        self.text += text
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def lines(self) -> list[str]:
+        return self.text.splitlines()
+
+
+@pytest.fixture(scope="module")
+def captures(tmp_path_factory: pytest.TempPathFactory) -> list[Capture]:
+    folder = tmp_path_factory.mktemp("runs")
+    messy = folder / "messy.csv"
+    messy.write_text(MESSY_SHEET)
+    out = []
+    with simulator() as sim:  # per-row requests: each 503 / 429 answered is one retry
+        sim.state.fail_next(2, 503)
+        sim.state.fail_next(1, 429)
+        succeeded, _ = _job_run(folder, "succeeded", sim, SAMPLE_SHEET, FHIR_BATCH_SIZE="0")
+        out.append(succeeded)
+    with simulator() as sim:  # a wrong key defers every row; the report tab's write fails
+        sim.state.fail_next_sheet(1, 403)
+        partial, state = _job_run(
+            folder,
+            "partial",
+            sim,
+            messy,
+            FHIR_API_KEY="wrong",
+            SHEETS_API_URL=sim.url,
+            SHEETS_ACCESS_TOKEN="test-token",
+            REPORT_SHEET_ID="officers-sheet",
+        )
+        out.append(partial)
+        out.append(_replay(state, sim))
+    with simulator() as sim:
+        failed, _ = _job_run(folder, "failed", sim, folder / "no-such-sheet.csv")
+        out.append(failed)
+    bad = run_cli("run", env={"STATE_BACKEND": "nowhere", "FHIR_BASE_URL": ""})
+    labels = {
+        "run.googleapis.com/execution_name": "bad-config",
+        "run.googleapis.com/task_index": "0",
+    }
+    out.append(
+        Capture("bad-config", [log_entry(ln, JOB, labels) for ln in bad.stdout.splitlines()])
+    )
+    return out
+
+
+def evaluate(config: Config, entries: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Per log-based metric (by name): for each entry it counts, its labels and value."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for body in config.resources("google_logging_metric").values():
+        matches = parse(config.resolve(body["filter"]))
+        labels = {k: extractor(v) for k, v in body.get("label_extractors", {}).items()}
+        value = extractor(body["value_extractor"]) if "value_extractor" in body else None
+        out[body["name"]] = [
+            {
+                **{k: x(e) for k, x in labels.items()},
+                **({"value": _number(value(e))} if value else {}),
+            }
+            for e in entries
+            if matches(e)
+        ]
+    return out
+
+
+def _number(text: str | None) -> float | str | None:
+    """A distribution's value: Logging parses the extracted text as a number."""
+    try:
+        return float(text) if text is not None else None
+    except ValueError:
+        return text
+
+
+def expected(capture: Capture) -> dict[str, Counter[tuple[tuple[str, Any], ...]]]:
+    """What each metric must count in this capture, from the run's record."""
+    run = capture.run
+    ended = run is not None and run.status is not RunStatus.RUNNING
+    finished = ended and run is not None and run.status is not RunStatus.FAILED
+    report_failed = run is not None and (run.report or "").startswith("failed")
+    return {
+        "phonesync_rows": Counter(
+            (("status", o.status.value),) for o in capture.outcomes if o.status not in UNLOGGED
+        ),
+        "phonesync_runs": Counter([(("status", run.status.value),)] if ended and run else []),
+        "phonesync_run_duration": Counter(
+            [(("value", _duration(run)),)] if finished and run else []
+        ),
+        "phonesync_fhir_retries": Counter(
+            {(("http_status", code),): n for code, n in capture.fhir_errors.items()}
+        ),
+        "phonesync_report_failures": Counter([()] if report_failed else []),
+    }
+
+
+def _duration(run: RunState) -> float:
+    return round((run.finished_at or 0) - run.started_at, 1)
+
+
+def metric_problems(config: Config, captures: list[Capture]) -> list[str]:
+    """Each metric of ``config`` counts exactly the lines it is meant to, with their labels."""
+    problems = []
+    for capture in captures:
+        counted = evaluate(config, capture.entries)
+        wanted = expected(capture)
+        for name, points in counted.items():
+            if name not in wanted:
+                problems.append(f"{name}: no expectation here; say what it must count")
+                continue
+            got = Counter(tuple(sorted(p.items())) for p in points)
+            if got != wanted[name]:
+                problems.append(
+                    f"{capture.name}: {name} counts {dict(got)}, not {dict(wanted[name])}"
+                )
+    return problems
+
+
+def test_the_captures_cover_every_kind_of_line_the_metrics_count(captures: list[Capture]) -> None:
+    """Guards the guard: each run ended as meant and wrote the lines of its kind."""
+    by_name = {c.name: c for c in captures}
+    assert [c.run.status if c.run else None for c in captures] == [
+        RunStatus.SUCCEEDED,
+        RunStatus.PARTIAL,
+        None,
+        RunStatus.FAILED,
+        None,
+    ]
+    assert by_name["succeeded"].fhir_errors == {"503": 2, "429": 1}
+    statuses = {o.status for o in by_name["partial"].outcomes}
+    assert {
+        Status.DEFERRED,
+        Status.INVALID_NIK,
+        Status.INVALID_DATE,
+        Status.INVALID_PHONE,
+    } <= statuses
+    events = Counter(e.get("jsonPayload", {}).get("event") for c in captures for e in c.entries)
+    for event in ("row_outcome", "run_finished", "run_failed", "fhir_retry", "report_failed"):
+        assert events[event] >= 1, event
+    assert events["replay_outcome"] == 1 and events["config_invalid"] == 1
+    assert all(
+        e["severity"] in ("INFO", "WARNING", "ERROR") for c in captures for e in c.entries
+    ), "every line the job writes is JSON with a severity"
+
+
+def test_each_log_metric_counts_exactly_the_lines_it_is_meant_to(captures: list[Capture]) -> None:
+    assert metric_problems(SHIPPED, captures) == []
+    names = {body["name"] for body in SHIPPED.resources("google_logging_metric").values()}
+    assert names == set(expected(captures[0]))
+
+
+def test_the_alerts_select_label_values_the_lines_carry(captures: list[Capture]) -> None:
+    """PromQL label matchers name values the extractors produce (a misspelt status would make
+    an alert never fire) and every value the lines carry is one the code defines."""
+    seen = {
+        point["status"]
+        for c in captures
+        for points in evaluate(SHIPPED, c.entries).values()
+        for point in points
+        if "status" in point
+    }
+    defined = {s.value for s in Status} | {s.value for s in RunStatus}
+    assert seen <= defined
+    assert label_values(SHIPPED, {"status": defined}) == []
+
+
+def test_a_metric_that_miscounts_fails_the_check(captures: list[Capture]) -> None:
+    """The fixture's runs metric forgets run_failed (the bug [2.3] fixed): the run that could
+    not start goes uncounted, so the 'run not finished' alert would page after it anyway."""
+    planted = Config.read(FIXTURES / "metrics")
+    assert metric_problems(planted, captures) == [
+        "failed: phonesync_runs counts {}, not {(('status', 'failed'),): 1}"
+    ]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        'jsonPayload.event=~"run_.*"',
+        'jsonPayload.event="a" AND',
+        "(jsonPayload.event=a",
+        "jsonPayload.event:*",
+        "severity>=LOUD",
+        'SEARCH("x")',
+        '"bare text"',
+    ],
+)
+def test_a_filter_outside_the_evaluated_subset_fails_loudly(query: str) -> None:
+    with pytest.raises(QuerySyntaxError):
+        parse(query)
+
+
+def test_the_query_language_reads_as_google_documents_it() -> None:
+    entry = log_entry(
+        '{"severity": "WARNING", "message": "m", "event": "x", "n": 5, "logging.googleapis.com/labels": {"a": "b"}}',
+        JOB,
+        {},
+    )
+    assert entry["severity"] == "WARNING" and entry["labels"] == {"a": "b"}
+    assert entry["jsonPayload"] == {"message": "m", "event": "x", "n": 5}
+    truths = {
+        'jsonPayload.event="x"': True,
+        'jsonPayload.event="X"': False,
+        "jsonPayload.event:X": True,
+        'jsonPayload.event!="x"': False,
+        'jsonPayload.missing!="x"': True,
+        "severity>=WARNING": True,
+        "severity>ERROR": False,
+        "jsonPayload.n>=5 AND jsonPayload.n<6": True,
+        # OR binds tighter than AND
+        'jsonPayload.event="y" OR jsonPayload.event="x" AND jsonPayload.n=5': True,
+        'jsonPayload.event="y" OR jsonPayload.event="x" AND jsonPayload.n=4': False,
+        'NOT jsonPayload.event="x"': False,
+        '-jsonPayload.event="y"': True,
+        'labels.a="b" resource.labels.job_name="phonesync"': True,
+    }
+    assert {q: parse(q)(entry) for q in truths} == truths
+    assert extractor("EXTRACT(jsonPayload.n)")(entry) == "5"
+    assert extractor('REGEXP_EXTRACT(jsonPayload.message, "(m)")')(entry) == "m"
+    assert log_entry("plain text", JOB, {})["textPayload"] == "plain text"
