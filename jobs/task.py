@@ -25,7 +25,13 @@ from pathlib import Path
 
 from common.config import JobConfig, jakarta_today, lookback_start
 from common.errors import InputError
-from common.fhir import BatchingRegistry, FhirClient
+from common.fhir import (
+    BatchingRegistry,
+    FhirAuthError,
+    FhirClient,
+    FhirServerUnfit,
+    FhirTransientError,
+)
 from common.outcomes import NEEDS_OFFICER, SHEET_REJECTED, Status, summarize
 from common.planning import DateWindow, plan_rows, shard_of
 from common.runtime import fhir_settings, ledger_key, open_store
@@ -142,58 +148,17 @@ async def _run_task(config: JobConfig, store: StateStore) -> int:
         "task_started", f"task {index}/{config.task_count} for {run_date}", config=config.redacted()
     )
 
-    if index == 0:
-        lock = await asyncio.to_thread(
-            store.acquire_run,
-            run_date,
-            execution,
-            config.task_count,
-            config.lease_seconds,
-            time.time(),
-        )
-        if lock is LockResult.HELD:
-            run = await asyncio.to_thread(store.get_run, run_date)
-            holder = run.execution if run else "?"
-            log_event(
-                "lock_held", f"{run_date} is being synced by {holder}; nothing to do", holder=holder
-            )
-            return EXIT_OK
-        run = await asyncio.to_thread(store.get_run, run_date)
-        if run is None or not run.manifest_ready:
-            try:
-                await asyncio.to_thread(_write_manifest, config, store, run_date)
-            except InputError as exc:
-                return await _fail_run(store, run_date, execution, str(exc))
-            except Exception as exc:
-                return await _fail_run(store, run_date, execution, _cause(exc), error=True)
-
-    items = await _wait_for_shard(config, store, run_date)
-    if items is None:
-        return EXIT_OK  # another execution owns the date (logged)
-    if isinstance(items, int):
-        return items
-
-    renewer = asyncio.create_task(_renew_lease(config, store, run_date))
-    try:
-        hooks = JobHooks(config, store, run_date, publisher=_publisher(config))
-        async with FhirClient(fhir_settings(config), on_retry=_log_retry) as client:
-            registry = BatchingRegistry(
-                client, config.fhir_batch_size, on_fallback=_log_batch_refused
-            )
-            progress = await sync_shard(
-                items,
-                registry,
-                store,
-                Ledger(ledger_key(config)),
-                hooks,
-                concurrency=registry.rows_in_flight(config.fhir_concurrency),
-                fmt=config.phone_format,
-            )
-        await asyncio.to_thread(hooks._progress, progress, True)
-    finally:
-        renewer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await renewer
+    async with FhirClient(fhir_settings(config), on_retry=_log_retry) as client:
+        if index == 0:
+            ended = await _start_run(config, store, run_date, client)
+            if ended is not None:
+                return ended
+        items = await _wait_for_shard(config, store, run_date)
+        if items is None:
+            return EXIT_OK  # another execution owns the date (logged)
+        if isinstance(items, int):
+            return items
+        progress = await _sync(config, store, run_date, client, items)
     final = await asyncio.to_thread(store.finish_task, run_date, execution, index, time.time())
     log_event(
         "task_finished",
@@ -205,6 +170,100 @@ async def _run_task(config: JobConfig, store: StateStore) -> int:
         _log_run_finished(final)
         await asyncio.to_thread(write_officer_report, config, store, final)
     return EXIT_OK
+
+
+async def _start_run(
+    config: JobConfig, store: StateStore, run_date: str, client: FhirClient
+) -> int | None:
+    """Task 0: take the lock, check the FHIR server, write the manifest. The exit code when
+    the task ends here (another execution holds the date, or the run cannot start), else None.
+
+    The server is checked before the sheet is read and after the lock is taken, so that a
+    failure is this execution's run's (``phonesync status`` shows it, the other tasks stop).
+    A retried task 0 that finds the manifest written does not check again: it was written
+    after a check that passed."""
+    execution = config.execution
+    lock = await asyncio.to_thread(
+        store.acquire_run,
+        run_date,
+        execution,
+        config.task_count,
+        config.lease_seconds,
+        time.time(),
+    )
+    if lock is LockResult.HELD:
+        run = await asyncio.to_thread(store.get_run, run_date)
+        holder = run.execution if run else "?"
+        log_event(
+            "lock_held", f"{run_date} is being synced by {holder}; nothing to do", holder=holder
+        )
+        return EXIT_OK
+    run = await asyncio.to_thread(store.get_run, run_date)
+    if run is not None and run.manifest_ready:
+        return None
+    try:
+        await _check_fhir_server(client)
+        await asyncio.to_thread(_write_manifest, config, store, run_date)
+    except (InputError, FhirServerUnfit) as exc:
+        return await _fail_run(store, run_date, execution, str(exc))
+    except FhirTransientError as exc:
+        reason = f"the FHIR server at {client.shown_base_url} did not answer: {exc}"
+        return await _fail_run(store, run_date, execution, reason)
+    except Exception as exc:
+        return await _fail_run(store, run_date, execution, _cause(exc), error=True)
+    return None
+
+
+async def _check_fhir_server(client: FhirClient) -> None:
+    """Fail fast on a wrong base URL: ``FhirServerUnfit`` unless ``GET [base]/metadata`` shows
+    FHIR R4 with Patient search and update; ``FhirTransientError`` when the server did not
+    answer through every retry. Refused credentials are not the URL's fault: the rows meet
+    them as before (deferred after the first refusal), with a warning here."""
+    try:
+        capabilities = await client.checked_capabilities()
+    except FhirAuthError as exc:
+        log_event(
+            "fhir_unchecked",
+            f"the FHIR server could not be checked: {exc}",
+            severity=logging.WARNING,
+            reason=str(exc),
+        )
+    else:
+        log_event(
+            "fhir_checked",
+            f"{client.shown_base_url}: FHIR {capabilities.fhir_version}, Patient search and update",
+            fhir_version=capabilities.fhir_version,
+            batch=capabilities.batch,
+        )
+
+
+async def _sync(
+    config: JobConfig,
+    store: StateStore,
+    run_date: str,
+    client: FhirClient,
+    items: list[WorkItem],
+) -> ShardProgress:
+    """Sync this task's shard, renewing the run's lease meanwhile."""
+    renewer = asyncio.create_task(_renew_lease(config, store, run_date))
+    try:
+        hooks = JobHooks(config, store, run_date, publisher=_publisher(config))
+        registry = BatchingRegistry(client, config.fhir_batch_size, on_fallback=_log_batch_refused)
+        progress = await sync_shard(
+            items,
+            registry,
+            store,
+            Ledger(ledger_key(config)),
+            hooks,
+            concurrency=registry.rows_in_flight(config.fhir_concurrency),
+            fmt=config.phone_format,
+        )
+        await asyncio.to_thread(hooks._progress, progress, True)
+    finally:
+        renewer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await renewer
+    return progress
 
 
 async def _fail_run(

@@ -87,6 +87,9 @@ class SimState:
         self.rate_limit_entries = rate_limit_entries
         #: Search results per page when the request names no ``_count``.
         self.page_size = page_size
+        #: Served at ``/metadata`` instead of the simulator's own CapabilityStatement (tests: a
+        #: server of another FHIR version, one without Patient update).
+        self.capability_statement: Resource | None = None
         self.rng = random.Random(seed)
         self.down = False
         self.fail_queue: list[int] = []

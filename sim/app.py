@@ -221,7 +221,7 @@ def create_app(
     async def metadata(request: Request) -> Response:
         # Served without the API key (FHIR expects clients to read it first); counted apart.
         sim.requests["GET metadata"] += 1
-        return _json(capability_statement(sim.batch))
+        return _json(sim.capability_statement or capability_statement(sim.batch))
 
     async def token(request: Request) -> Response:
         """OAuth 2.0 token endpoint: client credentials (form fields or HTTP Basic), as SATUSEHAT

@@ -117,12 +117,17 @@ def test_sample_run_gives_the_reference_bundle(tmp_path: Path, batch: str) -> No
 
 
 @MODES
-def test_a_rerun_makes_zero_fhir_calls(tmp_path: Path, batch: str) -> None:
+def test_a_rerun_makes_no_row_request(tmp_path: Path, batch: str) -> None:
     with simulator() as sim:
         run_job(sim, tmp_path / "s.db", execution="exec-1", FHIR_BATCH_SIZE=batch)
         sim.state.reset_stats()
         run_job(sim, tmp_path / "s.db", execution="exec-2", FHIR_BATCH_SIZE=batch)
-        assert sim.state.stats() == {"requests": {}, "entries": {}, "puts_by_patient": {}}
+        # No request for a row; task 0's check of the server is the one request.
+        assert sim.state.stats() == {
+            "requests": {"GET metadata": 1},
+            "entries": {},
+            "puts_by_patient": {},
+        }
         run, _ = run_state(tmp_path / "s.db")
         assert (run.execution, run.status, run.counts) == (
             "exec-2",

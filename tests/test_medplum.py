@@ -8,6 +8,7 @@ without ``fullUrl`` or ``entry``, and paging (20 per page, ``next`` links). The 
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import re
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 
 from common.config import load_config
+from common.fhir import FhirClient, FhirSettings, ServerCapabilities
 from common.store import RunStatus, SqliteStore
 from jobs.task import run_task
 from tests.medplum_server import MedplumServer
@@ -101,12 +103,23 @@ def test_the_sample_reaches_the_reference_and_the_server_owns_meta(
         assert medplum.entries() == {"GET 200": 10, "PUT 200": 10}
 
 
+def test_medplums_capability_statement_passes_the_start_up_check(medplum: MedplumServer) -> None:
+    async def check() -> ServerCapabilities:
+        async with FhirClient(FhirSettings(base_url=medplum.fhir, rate_limit=0)) as client:
+            return await client.checked_capabilities()
+
+    capabilities = asyncio.run(check())
+    assert capabilities.fhir_version == "4.0.1" and capabilities.batch
+    assert {"search-type", "update"} <= capabilities.patient_interactions
+
+
 @MODES
-def test_a_rerun_makes_zero_requests(medplum: MedplumServer, tmp_path: Path, batch: str) -> None:
+def test_a_rerun_makes_no_row_request(medplum: MedplumServer, tmp_path: Path, batch: str) -> None:
     run_job(medplum, tmp_path / "s.db", execution="exec-1", FHIR_BATCH_SIZE=batch)
     medplum.reset_stats()
     assert run_job(medplum, tmp_path / "s.db", execution="exec-2", FHIR_BATCH_SIZE=batch) == [0, 0]
-    assert medplum.requests() == {} and medplum.puts() == {}
+    # The one request: task 0's GET metadata, the check of the server before the sheet.
+    assert medplum.requests() == {"GET 200": 1} and medplum.puts() == {}
     run, _ = outcomes(tmp_path / "s.db")
     assert run.counts == {"already_applied": 10}
 
@@ -226,5 +239,6 @@ def test_a_nik_on_more_than_one_page_is_ambiguous_with_every_patient_named(
     assert rows[2].reason.startswith("25 patients carry this NIK")
     assert all(f"twin-{n:02d}" in rows[2].reason for n in range(25))
     assert not any(pid.startswith("Patient/twin-") for pid in medplum.puts())
-    # The shared NIK's search took two pages (the search and its next link); 9 other rows.
-    assert medplum.requests() == {"GET 200": 2 + 9, "PUT 200": 9}
+    # The shared NIK's search took two pages (the search and its next link); 9 other rows;
+    # task 0's GET metadata.
+    assert medplum.requests() == {"GET 200": 2 + 9 + 1, "PUT 200": 9}

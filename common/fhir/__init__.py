@@ -23,6 +23,7 @@ from common.fhir._errors import (
     FhirConflict,
     FhirError,
     FhirPermanentError,
+    FhirServerUnfit,
     FhirTransientError,
     FhirUnavailable,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "FhirConflict",
     "FhirError",
     "FhirPermanentError",
+    "FhirServerUnfit",
     "FhirSettings",
     "FhirTransientError",
     "FhirUnavailable",

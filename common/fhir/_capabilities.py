@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+#: What a row needs of the server's Patient: the NIK search and the conditional update.
+NEEDED_PATIENT_INTERACTIONS = ("search-type", "update")
+_R4 = re.compile(r"4\.0\.\d+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +24,16 @@ class ServerCapabilities:
     def batch(self) -> bool:
         """The server accepts ``POST [base]`` with a Bundle of type ``batch``."""
         return "batch" in self.system_interactions
+
+    def unfit_because(self) -> str | None:
+        """Why phonesync cannot sync against this server; None for FHIR R4 (4.0.x) with Patient
+        search and update. (Read is only used after a 412, by servers that do both.)"""
+        if not _R4.fullmatch(self.fhir_version):
+            return f"fhirVersion is {self.fhir_version[:32] or '(missing)'}, not R4 (4.0.x)"
+        missing = [c for c in NEEDED_PATIENT_INTERACTIONS if c not in self.patient_interactions]
+        if missing:
+            return "Patient lacks " + " and ".join(missing)
+        return None
 
 
 def parse_capability_statement(body: object) -> ServerCapabilities:

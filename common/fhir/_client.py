@@ -16,9 +16,9 @@ slot → rate limiter → send. Failures are sorted into the error hierarchy of 
 A batch Bundle is one request to all of this: retried, paced and counted by the breaker as
 one. What its entries answered is sorted by ``common.fhir._batch``.
 
-Nothing this module raises or reports names a URL, a query string (it holds the NIK), the API
-key, a client secret or a token; the OperationOutcome text it quotes is redacted of long digit
-runs and of those.
+Nothing this module raises or reports names a URL (but ``FhirServerUnfit`` the base URL, bare),
+a query string (it holds the NIK), the API key, a client secret or a token; the OperationOutcome
+text it quotes is redacted of long digit runs and of those.
 """
 
 from __future__ import annotations
@@ -44,7 +44,9 @@ from common.fhir._errors import (
     FhirAuthError,
     FhirBatchRefused,
     FhirConflict,
+    FhirError,
     FhirPermanentError,
+    FhirServerUnfit,
     FhirTransientError,
 )
 from common.fhir._ratelimit import RateLimiter
@@ -174,6 +176,8 @@ class FhirClient:
         self._base = httpx.URL(settings.base_url.rstrip("/") + "/")
         self._root = httpx.URL(settings.base_url.rstrip("/"))  # POST [base]: no trailing slash
         self._network_errors: tuple[type[BaseException], ...] = (httpx.RequestError, OSError)
+        self._metadata: ServerCapabilities | FhirError | None = None  # its answer, once asked
+        self._asking = asyncio.Lock()
         self._auth: FhirAuth = auth or make_auth(settings, transport)
         headers = {"Accept": FHIR_JSON}
         options: dict[str, Any] = {
@@ -310,7 +314,43 @@ class FhirClient:
         return answers
 
     async def capabilities(self) -> ServerCapabilities:
-        """``GET [base]/metadata``: what the server says it supports (fhirVersion, batch …)."""
+        """``GET [base]/metadata``: what the server says it supports (fhirVersion, batch …).
+
+        Asked once per client: later calls get the same answer, or the same error, so the
+        start-up check and the batch decision share one request.
+        """
+        async with self._asking:
+            if self._metadata is None:
+                try:
+                    self._metadata = await self._ask_capabilities()
+                except FhirError as exc:
+                    self._metadata = exc
+        if isinstance(self._metadata, FhirError):
+            raise self._metadata
+        return self._metadata
+
+    async def checked_capabilities(self) -> ServerCapabilities:
+        """:meth:`capabilities`, or ``FhirServerUnfit`` unless they show a FHIR R4 server with
+        Patient search and update (an answer that is not a CapabilityStatement, or a 3xx/4xx
+        other than 401/403, included). ``FhirAuthError`` and ``FhirTransientError`` pass as
+        they are: they say nothing about what the base URL leads to."""
+        try:
+            capabilities = await self.capabilities()
+        except FhirAuthError:
+            raise
+        except FhirPermanentError as exc:
+            raise FhirServerUnfit(self.shown_base_url, exc.status, exc.diagnostics) from None
+        problem = capabilities.unfit_because()
+        if problem is not None:
+            raise FhirServerUnfit(self.shown_base_url, 200, problem)
+        return capabilities
+
+    @property
+    def shown_base_url(self) -> str:
+        """The base URL as messages may show it: no user, password, query or fragment."""
+        return str(self._root.copy_with(username=None, password=None, query=None, fragment=None))
+
+    async def _ask_capabilities(self) -> ServerCapabilities:
         what = "GET metadata"
         response = await self._send("GET", "metadata", what)
         try:

@@ -1,7 +1,7 @@
 """The FHIR client's exceptions.
 
 Messages name the operation (``"GET Patient search"``), never a URL, a query, a NIK or the API
-key: they end up in row outcomes and logs. Server diagnostics are redacted before they are
+key: they end up in row outcomes and logs. (``FhirServerUnfit`` alone names the base URL.) Server diagnostics are redacted before they are
 stored here (see ``_client.diagnostics``).
 """
 
@@ -41,6 +41,23 @@ class FhirPermanentError(FhirError):
 class FhirBatchRefused(FhirPermanentError):
     """``POST [base]`` with a batch Bundle was refused (400/404/405/501), or answered with
     something other than a batch-response: this server does not do batch; send per request."""
+
+
+class FhirServerUnfit(FhirPermanentError):
+    """``GET [base]/metadata`` did not show a FHIR R4 server with Patient search and update: the
+    base URL leads elsewhere (a web page, another API, another FHIR version). Retrying cannot
+    help. Unlike the others, the message names the base URL (without credentials or query): it
+    goes to the run's reason and the operator, never into a row's outcome."""
+
+    def __init__(self, base_url: str, status: int, diagnostics: str) -> None:
+        detail = f": {diagnostics}" if diagnostics else ""
+        FhirError.__init__(
+            self,
+            f"FHIR_BASE_URL {base_url} is not a FHIR R4 server with Patient search and update"
+            f" (GET metadata: {status}{detail})",
+        )
+        self.status = status
+        self.diagnostics = diagnostics
 
 
 class FhirAuthError(FhirPermanentError):
