@@ -353,9 +353,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 execution=run.execution if run is not None else None,
             )
             return EXIT_OK
+        from common.fhir import FhirServerUnfit, FhirTransientError
         from jobs.task import replay_locally
 
-        counts = asyncio.run(replay_locally(config, store, run_date, items))
+        try:
+            counts = asyncio.run(replay_locally(config, store, run_date, items))
+        except FhirServerUnfit as exc:  # nothing replayed: a wrong --fhir-url is a usage error
+            raise InputError(str(exc)) from None
+        except FhirTransientError as exc:
+            print(f"phonesync: error: the FHIR server did not answer: {exc}", file=sys.stderr)
+            return EXIT_FAILED
         print("replayed: " + ", ".join(f"{k} {v}" for k, v in counts.items()), file=sys.stderr)
     finally:
         store.close()

@@ -449,7 +449,8 @@ def publish_items(
 async def replay_locally(
     config: JobConfig, store: StateStore, run_date: str, items: Sequence[WorkItem]
 ) -> dict[str, int]:
-    """Local mode of ``phonesync replay``: the replay function's path, run directly."""
+    """Local mode of ``phonesync replay``: the replay function's path, run directly, after the
+    job's check of the FHIR server (an operator's ``--fhir-url`` is the likeliest wrong one)."""
     from common.replay import replay_item
 
     counts: dict[str, int] = {}
@@ -457,6 +458,7 @@ async def replay_locally(
     run = await asyncio.to_thread(store.get_run, run_date)
     execution = run.execution if run is not None else ""  # the items are its manifest's
     async with FhirClient(fhir_settings(config)) as client:
+        await _check_fhir_server(client)
         for item in items:
             result = await replay_item(
                 item, run_date, execution, client, store, ledger, config.phone_format

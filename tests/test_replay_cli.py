@@ -8,8 +8,10 @@ from google.cloud import pubsub_v1
 
 from common.config import load_config
 from common.failures import FailureMessage, topic_path
+from common.store import SqliteStore
 from jobs.cli import main
 from jobs.task import run_task
+from sim.app import capability_statement
 from tests.simulator import API_KEY, SAMPLE_SHEET, simulator
 
 DATE = "2025-09-23"
@@ -102,3 +104,42 @@ def test_replay_republishes_to_the_failure_topic(
     assert [m.row for m in messages] == [4, 5]
     assert messages[0].nik == "3273044812940003" and "operator" in messages[0].reason
     assert os.environ["FAILURE_TOPIC"] == "failures"
+
+
+def test_direct_replay_against_a_wrong_server_stops_before_any_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--via direct` checks `GET [base]/metadata` first, as the job does: a mistyped
+    --fhir-url is one line and exit 2, and the rows stay deferred, untouched."""
+    state = tmp_path / "s.db"
+    monkeypatch.setenv("FHIR_API_KEY", API_KEY)
+    monkeypatch.delenv("FAILURE_TOPIC", raising=False)
+    with simulator() as sim:
+        sim.state.set_down(True)
+        outage_run(sim.fhir, state)
+        sim.state.set_down(False)
+        sim.state.reset_stats()
+        capsys.readouterr()
+        args = ["replay", "--date", DATE, "--state", str(state), "--via", "direct"]
+        unfit = "is not a FHIR R4 server with Patient search and update"
+        assert main([*args, "--fhir-url", sim.url]) == 2  # the /fhir left out
+        errors = [e for e in capsys.readouterr().err.splitlines() if "error" in e]
+        assert errors == [f"phonesync: error: FHIR_BASE_URL {sim.url} {unfit} (GET metadata: 404)"]
+        sim.state.capability_statement = {
+            **capability_statement(batch=True),
+            "fhirVersion": "3.0.2",
+        }
+        assert main([*args, "--fhir-url", sim.fhir]) == 2
+        err = capsys.readouterr().err
+        assert "(GET metadata: 200: fhirVersion is 3.0.2, not R4 (4.0.x))" in err
+        assert API_KEY not in err
+        assert sim.state.stats() == {
+            "requests": {"GET metadata": 1},
+            "entries": {},
+            "puts_by_patient": {},
+        }
+    store = SqliteStore(state)
+    try:
+        assert {o.status for o in store.outcomes(DATE)} == {"deferred"}
+    finally:
+        store.close()
