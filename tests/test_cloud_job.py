@@ -22,6 +22,7 @@ from common.failures import FailureMessage, topic_path
 from common.store import RunStatus
 from common.store._firestore import FirestoreStore
 from jobs.task import run_task
+from sim.app import capability_statement
 from tests.simulator import (
     API_KEY,
     SAMPLE_SHEET,
@@ -227,6 +228,37 @@ def test_the_sheets_api_is_retried_and_a_dead_sheet_fails_the_run(
         failed = store.get_run("2025-09-24")
         store.close()
         assert failed.status is RunStatus.FAILED and "SHEET_ID" in failed.reason
+
+
+def test_a_wrong_fhir_server_fails_the_run_before_the_sheet_and_a_retry_recovers(
+    cloud: dict[str, str], gcp_project: str
+) -> None:
+    with sim_with_sheet() as sim:
+        sim.state.capability_statement = {
+            **capability_statement(batch=True),
+            "fhirVersion": "3.0.2",
+        }
+        assert execute(cloud, sim, 2, "exec-1") == [1, 1]  # task 1 stopped by task 0's verdict
+        run = run_doc(gcp_project)
+        assert run.status is RunStatus.FAILED
+        assert run.reason == (
+            f"FHIR_BASE_URL {sim.fhir} is not a FHIR R4 server with Patient search and update"
+            " (GET metadata: 200: fhirVersion is 3.0.2, not R4 (4.0.x))"
+        )
+        assert sim.state.sheet_reads == [] and sim.state.stats()["requests"] == {"GET metadata": 1}
+        store = FirestoreStore(gcp_project)
+        try:
+            assert store.outcomes(DATE) == [] and store.read_shard(DATE, "exec-1", 0) is None
+        finally:
+            store.close()
+        # The registry answers as R4 again: task 0's retry revives the run, then task 1's
+        # retry syncs its shard. (A task retried while the run is still failed stops again:
+        # the risk docs/decisions.md records for every failure of task 0.)
+        sim.state.capability_statement = None
+        for index in (0, 1):
+            env = task_env(cloud, sim, index, 2, "exec-1", CLOUD_RUN_TASK_ATTEMPT="1")
+            assert run_parallel([env]) == [0]
+        assert run_doc(gcp_project).status is RunStatus.SUCCEEDED and all_one_put(sim)
 
 
 def test_local_multi_task_on_firestore_equals_sqlite(cloud: dict[str, str], tmp_path: Path) -> None:
