@@ -1,10 +1,11 @@
 """One Cloud Run task of the nightly job (``phonesync run``; task index from the environment).
 
-Task 0 takes the run lock, reads the sheet once and writes the manifest; every task then syncs
-its shard. Exit codes follow the Cloud Run convention: non-zero only when the task should be
+Task 0 takes the run lock, checks the FHIR server, reads the sheet once and writes the
+manifest; every task then syncs its shard. Exit codes follow the Cloud Run convention: non-zero only when the task should be
 retried (Cloud Run reruns it); row-level failures are recorded outcomes, not crashes.
 
-When the run cannot proceed (task 0 could not read or use the sheet), task 0 marks it failed and
+When the run cannot proceed (``FHIR_BASE_URL`` is not a FHIR R4 server that answers, checked
+before anything else; or task 0 could not read or use the sheet), task 0 marks it failed and
 exits 1; every other task sees that within a second and exits 1 too (``task_stopped``). Cloud
 Run has no exit code for "do not retry": any non-zero exit is retried up to ``max_retries``, and
 only non-zero exits make the execution fail (and the "execution failed" alert fire). A retry is

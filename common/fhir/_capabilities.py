@@ -27,7 +27,7 @@ class ServerCapabilities:
 
     def unfit_because(self) -> str | None:
         """Why phonesync cannot sync against this server; None for FHIR R4 (4.0.x) with Patient
-        search and update. (Read is only used after a 412, by servers that do both.)"""
+        search and update (Patient read is only needed after a 412, so not required)."""
         if not _R4.fullmatch(self.fhir_version):
             return f"fhirVersion is {self.fhir_version[:32] or '(missing)'}, not R4 (4.0.x)"
         missing = [c for c in NEEDED_PATIENT_INTERACTIONS if c not in self.patient_interactions]

@@ -1,8 +1,8 @@
 """The FHIR client's exceptions.
 
 Messages name the operation (``"GET Patient search"``), never a URL, a query, a NIK or the API
-key: they end up in row outcomes and logs. (``FhirServerUnfit`` alone names the base URL.) Server diagnostics are redacted before they are
-stored here (see ``_client.diagnostics``).
+key: they end up in row outcomes and logs (``FhirServerUnfit`` alone names the base URL). Server
+diagnostics are redacted before they are stored here (see ``_client.diagnostics``).
 """
 
 from __future__ import annotations
