@@ -207,9 +207,6 @@ async def _start_run(
         await asyncio.to_thread(_write_manifest, config, store, run_date)
     except (InputError, FhirServerUnfit) as exc:
         return await _fail_run(store, run_date, execution, str(exc))
-    except FhirTransientError as exc:
-        reason = f"the FHIR server at {client.shown_base_url} did not answer: {exc}"
-        return await _fail_run(store, run_date, execution, reason)
     except Exception as exc:
         return await _fail_run(store, run_date, execution, _cause(exc), error=True)
     return None
@@ -217,15 +214,19 @@ async def _start_run(
 
 async def _check_fhir_server(client: FhirClient) -> None:
     """Fail fast on a wrong base URL: ``FhirServerUnfit`` unless ``GET [base]/metadata`` shows
-    FHIR R4 with Patient search and update; ``FhirTransientError`` when the server did not
-    answer through every retry. Refused credentials are not the URL's fault: the rows meet
-    them as before (deferred after the first refusal), with a warning here."""
+    FHIR R4 with Patient search and update.
+
+    Only an answer is a verdict on the URL. Refused credentials, and a server that does not
+    answer through the client's retries, are left to the rows with a warning: the rows meet
+    them as before (deferred, then replayed), which heals an outage by itself, where a failed
+    run would stop the other tasks for good (Cloud Run retries them at once; they would run out
+    of retries before task 0's retry finds the registry back)."""
     try:
         capabilities = await client.checked_capabilities()
-    except FhirAuthError as exc:
+    except (FhirAuthError, FhirTransientError) as exc:
         log_event(
             "fhir_unchecked",
-            f"the FHIR server could not be checked: {exc}",
+            f"the FHIR server at {client.shown_base_url} could not be checked: {exc}",
             severity=logging.WARNING,
             reason=str(exc),
         )

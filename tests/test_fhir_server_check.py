@@ -205,18 +205,28 @@ def run_job(fhir_url: str, state: Path, **extra: str) -> list[int]:
     return [run_task(load_config(job_env(fhir_url, state, i, **extra))) for i in range(2)]
 
 
-def test_a_server_that_does_not_answer_fails_the_run_after_the_retries(tmp_path: Path) -> None:
+def test_a_server_that_does_not_answer_is_an_outage_not_a_wrong_url(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No answer says nothing about the URL: the run goes on with a warning and its rows meet
+    the outage as rows do (deferred, for the replay function), instead of a failed run whose
+    other tasks stop for good."""
     with socket.socket() as free:  # a port nothing listens on: connection refused
         free.bind(("127.0.0.1", 0))
         port = free.getsockname()[1]
     base = f"http://127.0.0.1:{port}/fhir"
     state = tmp_path / "s.db"
-    assert run_job(base, state, FHIR_MAX_ATTEMPTS="3") == [1, 1]
+    with caplog.at_level("WARNING"):
+        codes = run_job(base, state, FHIR_MAX_ATTEMPTS="2", FHIR_DEADLINE_SECONDS="1")
+    assert codes == [0, 0]
     run, outcomes, shard = stored(state)
-    assert run.status is RunStatus.FAILED
-    assert run.reason.startswith(f"the FHIR server at {base} did not answer: GET metadata: ")
-    assert run.reason.endswith("after 3 attempts")
-    assert outcomes == [] and shard == []
+    assert run.status is RunStatus.PARTIAL
+    assert shard and outcomes and {o.status for o in outcomes} == {"deferred"}
+    unchecked = [
+        r for r in caplog.records if getattr(r, "json_fields", {}).get("event") == "fhir_unchecked"
+    ]
+    assert len(unchecked) == 1
+    assert unchecked[0].getMessage().startswith(f"the FHIR server at {base} could not be checked")
 
 
 @pytest.mark.parametrize("batch", ["0", "auto"], ids=["per-row", "batch"])
