@@ -149,7 +149,10 @@ async def _run_task(config: JobConfig, store: StateStore) -> int:
         "task_started", f"task {index}/{config.task_count} for {run_date}", config=config.redacted()
     )
 
-    async with FhirClient(fhir_settings(config), on_retry=_log_retry) as client:
+    throttles = ThrottleLog()
+    async with FhirClient(
+        fhir_settings(config), on_retry=_log_retry, on_throttle=throttles
+    ) as client:
         if index == 0:
             ended = await _start_run(config, store, run_date, client)
             if ended is not None:
@@ -166,6 +169,9 @@ async def _run_task(config: JobConfig, store: StateStore) -> int:
         f"task {index} done: {progress.counts}",
         counts=progress.counts,
         total=progress.total,
+        fhir_rate_limited=client.stats.rate_limited,  # 429 answers
+        fhir_throttled=throttles.count,  # times they narrowed the window
+        fhir_concurrency_limit=client.concurrency_limit,  # at the end
     )
     if final is not None:
         _log_run_finished(final)
@@ -486,6 +492,34 @@ def _log_retry(method: str, status: int, attempt: int) -> None:
         http_status=status,
         request_attempt=attempt,  # `attempt` is the task's (Cloud Run's), bound for every line
     )
+
+
+class ThrottleLog:
+    """``fhir_throttled`` warnings: the first narrowing of the window at once, then at most one
+    line per ``every`` seconds (a server at its limit narrows it about once per Retry-After)."""
+
+    def __init__(self, every: float = 60.0) -> None:
+        self.every = every
+        self.count = 0
+        self._logged = 0  # narrowings already reported
+        self._last: float | None = None
+
+    def __call__(self, limit: int, pause: float) -> None:
+        self.count += 1
+        now = time.monotonic()
+        if self._last is not None and now - self._last < self.every:
+            return
+        self._last = now
+        log_event(
+            "fhir_throttled",
+            f"the FHIR server answered 429: every request paused {pause:g} s, "
+            f"then resumed one at a time, up to {limit} in flight",
+            severity=logging.WARNING,
+            limit=limit,
+            pause_seconds=pause,
+            narrowings=self.count - self._logged,  # since the last such line
+        )
+        self._logged = self.count
 
 
 def _log_batch_refused(reason: str) -> None:

@@ -11,7 +11,9 @@ What a row sees is what per-row mode would have given it:
   same backoff, breaker and deadline; if that gives up, every row in it gets that error;
 - an entry's 2xx is the call's answer; 409/412 on an update is ``FhirConflict`` (the row
   re-reads and decides again); 401/403 ``FhirAuthError``; other 4xx ``FhirPermanentError``;
-- an entry's 408/429/5xx is retried in a later Bundle, with backoff, up to ``max_attempts``;
+- an entry's 408/5xx is retried in a later Bundle, with backoff, up to ``max_attempts``;
+- an entry's 429 slows the client down (see ``FhirClient.batch``) and is resent in a later
+  Bundle without using up an attempt, until it has met 429s for ``deadline_seconds``;
 - a server that refuses batch switches this registry to one request per call, with one
   warning, and the waiting calls are sent that way.
 
@@ -21,6 +23,7 @@ Two updates of one patient never share a Bundle: Medplum refuses such a Bundle w
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlencode
@@ -142,20 +145,31 @@ class BatchingRegistry:
 
     async def _call(self, entry: Resource, what: str, target: str | None = None) -> BatchAnswer:
         """The entry's successful answer; raises what per-row mode would, or ``_PerRow``."""
-        attempts = 0
+        attempts = 0  # that count against max_attempts: 429s don't
+        sent = 0
+        throttled_at: float | None = None  # the entry's first 429
+        deadline = self._client.settings.deadline_seconds
         while True:
             if not await self._batching():
                 raise _PerRow
-            attempts += 1
             answer = await self._submit(entry, target)
+            sent += 1
             status = answer.status
             if 200 <= status < 300:
                 return answer
+            if status == 429:
+                now = time.monotonic()
+                throttled_at = now if throttled_at is None else throttled_at
+                if now - throttled_at > deadline:
+                    detail = f"batch entry rate limited for {now - throttled_at:.0f} s"
+                    raise FhirTransientError(what, status, sent, detail=detail)
+                continue  # the client paused for it: the next Bundle waits
+            attempts += 1
             if target is not None and status in (409, 412):
                 raise FhirConflict(what, status)
             if status in (401, 403):
                 raise FhirAuthError(what, status, answer.outcome)
-            if not (status in (408, 429) or status >= 500):
+            if not (status == 408 or status >= 500):
                 raise FhirPermanentError(what, status, answer.outcome or "in a batch-response")
             if attempts >= self._client.settings.max_attempts:
                 raise FhirTransientError(what, status, attempts, detail="batch entry")

@@ -11,6 +11,10 @@ After the deadline: once the breaker has been open *continuously* for longer tha
 instance even if the server comes back: by then the run is ending, its remaining rows become
 ``deferred`` fast and are replayed later, which is cheaper and more predictable than a run that
 keeps flapping on a server that has just spent ``deadline_seconds`` down.
+
+A server answering nothing but 429 is up but of no use either: once every answer for longer
+than ``deadline_seconds`` has been a 429 (``record_throttled``, no ``record_success`` since),
+the breaker gives up the same way, without ever having opened (429s do not open it).
 """
 
 from __future__ import annotations
@@ -48,6 +52,8 @@ class CircuitBreaker:
         self._opened_at: float | None = None
         self._next_probe = 0.0
         self._gave_up_after: float | None = None  # how long it had been open when it gave up
+        self._throttled_since: float | None = None  # first of the 429s since the last success
+        self._gave_up_throttled = False
         self._closed = asyncio.Event()  # set whenever the breaker closes; replaced on opening
         self._closed.set()
         self.times_opened = 0
@@ -65,10 +71,7 @@ class CircuitBreaker:
         the breaker has been open for longer than the deadline.
         """
         while True:
-            if self._gave_up_after is not None:
-                raise FhirUnavailable(
-                    what, self._last_status, attempts, open_seconds=self._gave_up_after
-                )
+            self.check(what, attempts)
             if self._opened_at is None:
                 return False
             now = self._clock()
@@ -86,11 +89,32 @@ class CircuitBreaker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(closed.wait(), timeout=max(wake - now, 1e-3))
 
+    def check(self, what: str, attempts: int) -> None:
+        """Raise ``FhirUnavailable`` if the breaker has given up (for a caller about to send)."""
+        if self._gave_up_after is None:
+            return
+        if self._gave_up_throttled:
+            raise FhirUnavailable(
+                what, 429, attempts, open_seconds=self._gave_up_after, throttled=True
+            )
+        raise FhirUnavailable(what, self._last_status, attempts, open_seconds=self._gave_up_after)
+
     def record_success(self) -> None:
         """The server answered (2xx, or a definite 4xx): reset the count, close if open."""
         self._failures = 0
+        self._throttled_since = None
         if self._opened_at is not None and self._gave_up_after is None:
             self._opened_at = None
+            self._closed.set()
+
+    def record_throttled(self) -> None:
+        """A 429. Gives up once nothing but 429s came for longer than the deadline."""
+        now = self._clock()
+        if self._throttled_since is None:
+            self._throttled_since = now
+        elif self._gave_up_after is None and now - self._throttled_since > self.deadline_seconds:
+            self._gave_up_after = now - self._throttled_since
+            self._gave_up_throttled = True
             self._closed.set()
 
     def record_failure(self, status: int) -> None:

@@ -1,11 +1,16 @@
 """The async FHIR client: pooled connections, pacing, retries and the breaker around httpx.
 
 Every attempt of every request goes: breaker (wait while the server is down) → concurrency
-slot → rate limiter → send. Failures are sorted into the error hierarchy of ``_errors``:
+slot (an adaptive window, ``_concurrency``) → rate limiter → send. Failures are sorted into the
+error hierarchy of ``_errors``:
 
 - 2xx: success.
 - 409/412 on a PUT: ``FhirConflict`` at once (the caller re-reads; retrying can't help).
-- 429: every sender is paused for ``Retry-After`` (1 s if absent), then this one retries.
+- 429: every sender is paused for ``Retry-After`` (1 s if absent) and the window of requests in
+  flight is halved (restarting at one); this one is resent ahead of new requests. A 429 uses up
+  none of the call's attempts: the server is answering, just asking us to slow down. Only once
+  it has answered nothing but 429 for ``deadline_seconds`` (or this call has met 429s for that
+  long) does the call fail: ``FhirUnavailable`` / ``FhirTransientError``.
 - 5xx, 408, timeouts, connection errors: retried with jittered backoff, counted by the breaker;
   ``FhirTransientError`` once ``max_attempts`` are spent.
 - 401: once per call, the credentials are refreshed (a bearer token fetched again) and the
@@ -14,7 +19,8 @@ slot → rate limiter → send. Failures are sorted into the error hierarchy of 
 - 400/404/405/501 on a batch ``POST [base]``: ``FhirBatchRefused`` at once (no batch here).
 
 A batch Bundle is one request to all of this: retried, paced and counted by the breaker as
-one. What its entries answered is sorted by ``common.fhir._batch``.
+one. What its entries answered is sorted by ``common.fhir._batch``; an entry's 429 slows the
+client down as a whole-Bundle 429 without ``Retry-After`` does.
 
 Nothing this module raises or reports names a URL (but ``FhirServerUnfit`` the base URL, bare),
 a query string (it holds the NIK), the API key, a client secret or a token; the OperationOutcome
@@ -40,6 +46,7 @@ import orjson
 from common.fhir._auth import FhirAuth, make_auth
 from common.fhir._breaker import CircuitBreaker
 from common.fhir._capabilities import ServerCapabilities, parse_capability_statement
+from common.fhir._concurrency import AdaptiveConcurrency
 from common.fhir._errors import (
     FhirAuthError,
     FhirBatchRefused,
@@ -59,6 +66,9 @@ FHIR_JSON = "application/fhir+json"
 Resource = dict[str, Any]
 #: ``on_retry(method, http_status or 0, attempt)``: called before each retry's wait.
 RetryHook = Callable[[str, int, int], None]
+#: ``on_throttle(limit, pause_seconds)``: a 429 narrowed the window to ``limit`` requests in
+#: flight (reached again by slow start after the pause); at most once per window of requests.
+ThrottleHook = Callable[[int, float], None]
 
 _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _LONG_DIGITS = re.compile(r"\d{8,}")  # NIKs (16 digits), phone numbers
@@ -87,7 +97,7 @@ class RequestStats:
     #: ``"GET 200"``, ``"PUT 412"``, ``"GET 0"`` (no response) … per attempt.
     requests: Counter[str] = field(default_factory=Counter)
     retries: int = 0
-    #: 429 answers seen.
+    #: 429 answers seen (requests and batch entries).
     rate_limited: int = 0
     #: Round-trip time of every attempt, failed ones included.
     latencies_ms: list[float] = field(default_factory=list)
@@ -158,6 +168,7 @@ class FhirClient:
         settings: FhirSettings,
         *,
         on_retry: RetryHook | None = None,
+        on_throttle: ThrottleHook | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         rng: random.Random | None = None,
         auth: FhirAuth | None = None,
@@ -165,6 +176,7 @@ class FhirClient:
         self.settings = settings
         self.stats = RequestStats()
         self._on_retry = on_retry
+        self._on_throttle = on_throttle
         self._rng = rng or random.Random()
         self._limiter = RateLimiter(settings.rate_limit)
         self._breaker = CircuitBreaker(
@@ -172,7 +184,7 @@ class FhirClient:
             settings.breaker_probe_seconds,
             settings.deadline_seconds,
         )
-        self._slots = asyncio.Semaphore(settings.concurrency)
+        self._slots = AdaptiveConcurrency(settings.concurrency)
         self._base = httpx.URL(settings.base_url.rstrip("/") + "/")
         self._root = httpx.URL(settings.base_url.rstrip("/"))  # POST [base]: no trailing slash
         self._network_errors: tuple[type[BaseException], ...] = (httpx.RequestError, OSError)
@@ -223,6 +235,11 @@ class FhirClient:
             await self._http.aclose()
         finally:
             await self._auth.aclose()
+
+    @property
+    def concurrency_limit(self) -> int:
+        """Requests allowed in flight now: ``settings.concurrency`` unless 429s narrowed it."""
+        return self._slots.limit
 
     @property
     def breaker_state(self) -> str:
@@ -287,7 +304,7 @@ class FhirClient:
         """
         what = "POST batch"
         body = orjson.dumps({"resourceType": "Bundle", "type": "batch", "entry": entries})
-        response = await self._send(
+        response, epoch = await self._exchange(
             "POST",
             self._root,
             what,
@@ -311,6 +328,10 @@ class FhirClient:
         answers = [self._batch_answer(entry) for entry in answered]
         for request, answer in zip(entries, answers, strict=True):
             self.stats.entries[f"{request['request']['method']} {answer.status}"] += 1
+        throttled = sum(1 for answer in answers if answer.status == 429)
+        if throttled:
+            self.stats.rate_limited += throttled
+            self._throttle(epoch, self._default_pause())
         return answers
 
     async def capabilities(self) -> ServerCapabilities:
@@ -369,18 +390,39 @@ class FhirClient:
         params: dict[str, str] | None = None,
         content: bytes | None = None,
         headers: dict[str, str] | None = None,
-        refusals: frozenset[int] = frozenset(),
     ) -> httpx.Response:
-        """One call, every attempt of it; ``refusals`` are statuses raised as FhirBatchRefused."""
+        response, _ = await self._exchange(
+            method, url, what, params=params, content=content, headers=headers
+        )
+        return response
+
+    async def _exchange(
+        self,
+        method: str,
+        url: str | httpx.URL,
+        what: str,
+        *,
+        params: dict[str, str] | None = None,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        refusals: frozenset[int] = frozenset(),
+    ) -> tuple[httpx.Response, int]:
+        """One call, every attempt of it: the answer and the concurrency epoch it was sent in.
+
+        ``refusals`` are statuses raised as FhirBatchRefused.
+        """
         settings = self.settings
         attempts = 0  # requests sent for this call
-        counted = 0  # those that count against max_attempts (failed probes don't)
+        counted = 0  # those that count against max_attempts (failed probes and 429s don't)
         refreshed = False  # credentials renewed once after a 401
+        throttled_at: float | None = None  # this call's first 429
         while True:
             probe = await self._breaker.admit(what, attempts)
             detail = ""
-            async with self._slots:
+            epoch = await self._slots.acquire(first=throttled_at is not None)
+            try:
                 await self._limiter.acquire()
+                self._breaker.check(what, attempts)  # it may have given up while we waited
                 credentials = await self._auth.headers()
                 attempts += 1
                 started = time.perf_counter()
@@ -396,6 +438,8 @@ class FhirClient:
                     response = None
                     detail = type(exc).__name__
                 self.stats.latencies_ms.append((time.perf_counter() - started) * 1000)
+            finally:
+                self._slots.release()
             status = 0 if response is None else response.status_code
             self.stats.requests[f"{method} {status}"] += 1
 
@@ -411,17 +455,26 @@ class FhirClient:
                 if response is not None:
                     retry_after = self._retry_after(response)
             elif status == 429:
-                # The server is up, just busy: hold every sender; not an outage.
+                # The server is up, just busy: slow every sender down; no attempt used up.
                 self.stats.rate_limited += 1
-                retry_after = self._retry_after(response) or min(
-                    _DEFAULT_429_PAUSE, settings.backoff_cap_seconds
-                )
-                self._limiter.pause_for(retry_after)
+                self._breaker.record_throttled()
+                self._breaker.check(what, attempts)  # nothing but 429s past the deadline
+                self._throttle(epoch, self._retry_after(response) or self._default_pause())
+                now = time.monotonic()
+                throttled_at = now if throttled_at is None else throttled_at
+                if now - throttled_at > settings.deadline_seconds:
+                    detail = f"rate limited for {now - throttled_at:.0f} s, past the deadline"
+                    raise FhirTransientError(what, status, attempts, detail=detail)
+                self.stats.retries += 1
+                if self._on_retry is not None:  # the job's fhir_retry line (an alert counts it)
+                    self._on_retry(method, status, attempts)
+                continue  # after the pause, ahead of new requests
             else:
                 assert response is not None
                 self._breaker.record_success()
+                self._slots.succeeded()
                 if status < 300:
-                    return response
+                    return response, epoch
                 if method == "PUT" and status in (409, 412):
                     raise FhirConflict(what, status)
                 if status < 400:
@@ -455,6 +508,16 @@ class FhirClient:
                 rng=self._rng,
             )
         )
+
+    def _throttle(self, epoch: int, pause: float) -> None:
+        """A 429 for a request sent in ``epoch``: pause every sender, narrow the window."""
+        self._limiter.pause_for(pause)
+        if self._slots.throttled(epoch) and self._on_throttle is not None:
+            self._on_throttle(self._slots.target, pause)
+
+    def _default_pause(self) -> float:
+        """The pause after a 429 without a usable ``Retry-After``."""
+        return min(_DEFAULT_429_PAUSE, self.settings.backoff_cap_seconds)
 
     def _retry_after(self, response: httpx.Response) -> float:
         # Honoured, but never past the deadline: a server asking for an hour is down.

@@ -66,7 +66,8 @@ class FhirAuthError(FhirPermanentError):
 
 
 class FhirTransientError(FhirError):
-    """5xx, 408, 429, a timeout or a connection failure that persisted through every attempt.
+    """5xx, 408, a timeout or a connection failure that persisted through every attempt; or
+    429s for longer than ``deadline_seconds`` (429s use up no attempts).
 
     ``status`` is the last HTTP status seen, 0 when the last attempt got no response.
     """
@@ -82,15 +83,25 @@ class FhirTransientError(FhirError):
 
 class FhirUnavailable(FhirTransientError):
     """The circuit breaker has been open longer than ``deadline_seconds``: the server is down.
+    Or (``throttled``) it has answered nothing but 429 for that long.
 
     Raised at once for every waiting and later call of that client, so a run's remaining rows
     become ``deferred`` quickly instead of each waiting out its own retries.
     """
 
-    def __init__(self, what: str, status: int, attempts: int, *, open_seconds: float) -> None:
+    def __init__(
+        self,
+        what: str,
+        status: int,
+        attempts: int,
+        *,
+        open_seconds: float,
+        throttled: bool = False,
+    ) -> None:
+        why = "only 429 answers" if throttled else "circuit open"
         FhirError.__init__(
             self,
-            f"{what}: FHIR server unavailable (circuit open for {open_seconds:.0f} s, "
+            f"{what}: FHIR server unavailable ({why} for {open_seconds:.0f} s, "
             f"past the deadline; last answer {status or 'no response'})",
         )
         self.status = status
