@@ -11,6 +11,10 @@ locals {
     LEDGER_KEY_SECRET         = google_secret_manager_secret.ledger_hmac_key.id
     RETENTION_DAYS            = tostring(var.retention_days)
     FHIR_CONCURRENCY          = "4"
+    # Below timeout_seconds (300): a registry that only answers 429 ends the call with a 500 the
+    # function sends itself, and Pub/Sub redelivers with its backoff, instead of the platform
+    # killing the call mid-request (a 429 uses up no attempt: only this deadline ends it).
+    FHIR_DEADLINE_SECONDS = "240"
   }
 }
 

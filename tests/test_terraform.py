@@ -93,6 +93,14 @@ def test_job_env_names_the_configuration_the_code_reads() -> None:
     assert set(locals_()["replay_env"]) <= set(ENV_VARS)
 
 
+def test_the_replay_functions_fhir_deadline_ends_before_the_function_is_killed() -> None:
+    """429s use up no attempt, so FHIR_DEADLINE_SECONDS alone bounds a replay against a
+    registry that only answers 429: it must end before the platform's timeout does."""
+    (service,) = resources("google_cloudfunctions2_function")["replay"]["service_config"]
+    deadline = float(locals_()["replay_env"]["FHIR_DEADLINE_SECONDS"])
+    assert deadline + 30 <= service["timeout_seconds"]
+
+
 def test_no_secret_value_in_any_env_block() -> None:
     suspicious = re.compile(r"(KEY|SECRET|TOKEN|PASSWORD)", re.I)
     for env_name in ("job_env", "replay_env"):
