@@ -1,25 +1,37 @@
 """Replaying a deferred row: the job's own row path, guarded against overwriting newer reads.
 
 Used by the replay function (one Pub/Sub message at a time) and by ``phonesync replay`` in
-local mode. A replayed row comes from one read of the sheet; it is ``stale`` and writes
-nothing when a later read re-decided the rows of its date (that run took care of this row),
-or applied or confirmed another number for the patient. An old failure never overwrites a
-newer number, whatever the sheet dates and row numbers say.
+local mode. A replayed row must first be one its run planned: its NIK, phone and date pass the
+sheet's rules (:func:`sheet_checked`) and the row is in that run's manifest with that NIK,
+date and phone; else it is :class:`MalformedReplay`, and nothing is written or counted.
+
+A replayed row comes from one read of the sheet; it is ``stale`` and writes nothing when a
+later read re-decided the rows of its date (that run took care of this row), or applied or
+confirmed another number for the patient. An old failure never overwrites a newer number,
+whatever the sheet dates and row numbers say.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 
 from common.outcomes import Status
-from common.phones import PhoneFormat
-from common.store import StateStore, WorkItem
+from common.phones import InvalidPhone, PhoneFormat, normalize_phone
+from common.planning import shard_of
+from common.sheet import DATE_COLUMN, NIK_COLUMN, PHONE_COLUMN, InvalidCell, parse_date, parse_nik
+from common.store import RunState, StateStore, WorkItem
 from common.sync import Ledger, PatientRegistry, RowResult, ledger_verdict, row_outcome, sync_row
 
 
 class ReplayDeferred(Exception):
     """The row failed transiently again: raise it so Pub/Sub redelivers the message later."""
+
+
+class MalformedReplay(ValueError):
+    """The row is not one its run planned: retrying could never succeed. The message names the
+    field and the reason (the sheet parser's own reasons), never the NIK or the phone."""
 
 
 async def replay_item(
@@ -32,8 +44,24 @@ async def replay_item(
     fmt: PhoneFormat = PhoneFormat.NATIONAL,
 ) -> RowResult:
     """Apply one deferred row of ``execution``'s run of ``run_date``; record its outcome in
-    the ledger and in the run's counts (while that execution still owns the date)."""
-    result = await _settled(item, store, ledger)
+    the ledger and in the run's counts (while that execution still owns the date).
+
+    :class:`MalformedReplay` before anything is written when the row is not one that run
+    planned; store errors propagate (transient: the message is delivered again)."""
+    item = sheet_checked(item)
+    run = await asyncio.to_thread(store.get_run, run_date)
+    if run is None:
+        raise MalformedReplay(f"no run of {run_date} is recorded")
+    if run.execution == execution:
+        item = await _planned(item, run, store)
+        result = await _settled(item, store, ledger)
+    else:  # a rerun took the date over and cleared this run's manifest
+        result = await _stale(item, store)
+        if result is None:
+            raise MalformedReplay(
+                f"the run of {run_date} is execution {run.execution}'s, not {execution}'s,"
+                f" and no later read of the sheet re-decided {item.date}"
+            )
     if result is None:
         result = await sync_row(item, registry, ledger, fmt)
     if result.ledger is not None:
@@ -42,15 +70,68 @@ async def replay_item(
     return result
 
 
+def sheet_checked(item: WorkItem) -> WorkItem:
+    """``item`` by the sheet's rules, in the manifest's form (ISO date, 16 ASCII digits,
+    E.164); :class:`MalformedReplay` with the sheet parser's reason when a field fails them."""
+    try:
+        day = parse_date(item.date)
+        nik = parse_nik(item.nik)
+    except InvalidCell as exc:
+        raise MalformedReplay(str(exc)) from None
+    try:
+        phone = normalize_phone(item.phone)
+    except InvalidPhone as exc:
+        raise MalformedReplay(f"{PHONE_COLUMN}: {exc}") from None
+    return replace(item, date=day.isoformat(), nik=nik, phone=phone.e164)
+
+
+async def _planned(item: WorkItem, run: RunState, store: StateStore) -> WorkItem:
+    """The manifest's item for ``item``'s row, after checking it is the same row; the NIK is
+    compared, never shown. Only the NIK's shard is read (a malformed row: every shard)."""
+    shard = shard_of(item.nik, run.task_count)
+    found = await _manifest_row(store, run, shard, item.row)
+    if found is None:  # not in its NIK's shard: another NIK's row, or no row at all
+        for index in (i for i in range(run.task_count) if i != shard):
+            if await _manifest_row(store, run, index, item.row) is not None:
+                raise MalformedReplay(f"{NIK_COLUMN} does not match row {item.row} of the run")
+        raise MalformedReplay(
+            f"row {item.row} is not in the manifest of the {run.run_date} run ({run.execution})"
+        )
+    if found.nik != item.nik:
+        raise MalformedReplay(f"{NIK_COLUMN} does not match row {item.row} of the run")
+    if found.date != item.date:
+        raise MalformedReplay(
+            f"{DATE_COLUMN} does not match row {item.row} of the run (dated {found.date})"
+        )
+    if found.phone != item.phone:
+        raise MalformedReplay(f"{PHONE_COLUMN} does not match row {item.row} of the run")
+    return found
+
+
+async def _manifest_row(store: StateStore, run: RunState, shard: int, row: int) -> WorkItem | None:
+    items = await asyncio.to_thread(store.read_shard, run.run_date, run.execution, shard)
+    if items is None:
+        raise MalformedReplay(f"the {run.run_date} run ({run.execution}) has no manifest")
+    return next((i for i in items if i.row == row), None)
+
+
 async def _settled(item: WorkItem, store: StateStore, ledger: Ledger) -> RowResult | None:
     """The result when the store alone settles the row (no FHIR call), else None."""
+    stale = await _stale(item, store)
+    if stale is not None:
+        return stale
+    key = ledger.nik_key(item.nik)
+    entry = (await asyncio.to_thread(store.ledger_get, [key])).get(key)
+    return ledger_verdict(item, entry, ledger)
+
+
+async def _stale(item: WorkItem, store: StateStore) -> RowResult | None:
+    """``stale`` when a later read of the sheet re-decided the row's date, else None."""
     read = await asyncio.to_thread(store.last_read, item.date)
     if read > item.read_at:
         reason = f"the sheet was read again since (at {read[:19]}Z) and this row re-decided"
         return RowResult(item, row_outcome(item, Status.STALE, reason))
-    key = ledger.nik_key(item.nik)
-    entry = (await asyncio.to_thread(store.ledger_get, [key])).get(key)
-    return ledger_verdict(item, entry, ledger)
+    return None
 
 
 def must_retry(result: RowResult) -> bool:

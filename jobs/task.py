@@ -35,6 +35,7 @@ from common.fhir import (
 )
 from common.outcomes import NEEDS_OFFICER, SHEET_REJECTED, Status, summarize
 from common.planning import DateWindow, plan_rows, shard_of
+from common.privacy import mask_nik
 from common.runtime import fhir_settings, ledger_key, open_store
 from common.sheet import SheetRow, read_csv
 from common.store import (
@@ -458,8 +459,10 @@ async def replay_locally(
     config: JobConfig, store: StateStore, run_date: str, items: Sequence[WorkItem]
 ) -> dict[str, int]:
     """Local mode of ``phonesync replay``: the replay function's path, run directly, after the
-    job's check of the FHIR server (an operator's ``--fhir-url`` is the likeliest wrong one)."""
-    from common.replay import replay_item
+    job's check of the FHIR server (an operator's ``--fhir-url`` is the likeliest wrong one).
+    Each row goes through the function's checks too: one that fails them is logged as
+    ``replay_malformed`` and counted ``malformed``."""
+    from common.replay import MalformedReplay, replay_item
 
     counts: dict[str, int] = {}
     ledger = Ledger(ledger_key(config))
@@ -468,10 +471,23 @@ async def replay_locally(
     async with FhirClient(fhir_settings(config)) as client:
         await _check_fhir_server(client)
         for item in items:
-            result = await replay_item(
-                item, run_date, execution, client, store, ledger, config.phone_format
-            )
-            counts[result.outcome.status.value] = counts.get(result.outcome.status.value, 0) + 1
+            try:
+                result = await replay_item(
+                    item, run_date, execution, client, store, ledger, config.phone_format
+                )
+            except MalformedReplay as exc:
+                log_event(
+                    "replay_malformed",
+                    f"skipped row {item.row}: {exc}",
+                    severity=logging.ERROR,
+                    row=item.row,
+                    nik=mask_nik(item.nik),
+                    reason=str(exc),
+                )
+                status = "malformed"
+            else:
+                status = result.outcome.status.value
+            counts[status] = counts.get(status, 0) + 1
     return counts
 
 

@@ -1,16 +1,23 @@
 """`phonesync replay`: pick deferred/error rows of a date and replay them (local) or re-publish them."""
 
+import asyncio
+import dataclasses
+import io
+import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
 from google.cloud import pubsub_v1
 
+from common import telemetry
 from common.config import load_config
 from common.failures import FailureMessage, topic_path
+from common.outcomes import Status
 from common.store import SqliteStore
 from jobs.cli import main
-from jobs.task import run_task
+from jobs.task import replay_locally, run_task
 from sim.app import capability_statement
 from tests.simulator import API_KEY, SAMPLE_SHEET, simulator
 
@@ -143,3 +150,45 @@ def test_direct_replay_against_a_wrong_server_stops_before_any_row(
         assert {o.status for o in store.outcomes(DATE)} == {"deferred"}
     finally:
         store.close()
+
+
+def test_direct_replay_checks_rows_as_the_replay_function_does(tmp_path: Path) -> None:
+    """``--via direct`` replays through the function's path, checks included: a row that is
+    not one the run planned is logged and counted ``malformed``, never recorded or applied."""
+    state = tmp_path / "s.db"
+    with simulator() as sim:
+        sim.state.set_down(True)
+        outage_run(sim.fhir, state)
+        sim.state.set_down(False)
+        sim.state.reset_stats()
+        store = SqliteStore(state)
+        row2, row3 = (store.read_shard(DATE, "exec-1", 0) or [])[:2]
+        arabic = dataclasses.replace(
+            row2, nik=row2.nik.translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))
+        )
+        items = [arabic, dataclasses.replace(row2, row=99), row3]
+        config = load_config(
+            {"FHIR_BASE_URL": sim.fhir, "FHIR_API_KEY": API_KEY, "STATE_PATH": str(state)},
+            role="replay",
+        )
+        logs = io.StringIO()
+        telemetry.configure_logging(stream=logs)
+        try:
+            counts = asyncio.run(replay_locally(config, store, DATE, items))
+        finally:
+            telemetry.configure_logging(stream=sys.stderr)
+        outcomes = {o.row: o.status for o in store.outcomes(DATE)}
+        store.close()
+    assert counts == {"malformed": 2, "updated": 1}
+    assert dict(sim.state.puts_by_patient) == {"patient-002": 1}
+    assert outcomes[2] is Status.DEFERRED and outcomes[3] is Status.UPDATED and 99 not in outcomes
+    malformed = [
+        (line["row"], line["reason"])
+        for line in map(json.loads, logs.getvalue().splitlines())
+        if line.get("event") == "replay_malformed"
+    ]
+    assert malformed == [
+        (2, "nik_identifier: has digits other than 0-9 (retype it with Latin digits)"),
+        (99, "row 99 is not in the manifest of the 2025-09-23 run (exec-1)"),
+    ]
+    assert row2.nik not in logs.getvalue()

@@ -2,19 +2,25 @@
 with Firestore on the emulator and the FHIR simulator."""
 
 import base64
+import dataclasses
+import io
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from functions_framework import create_app
+from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1
+
+from common import telemetry
 
 from common.config import load_config
 from common.failures import FailureMessage, topic_path
 from common.outcomes import RowOutcome, Status
-from common.privacy import keyed_hash
+from common.privacy import keyed_hash, mask_nik
 from common.store import LedgerEntry, RunStatus, WorkItem
 from common.store._firestore import FirestoreStore
 from jobs.task import run_task
@@ -216,3 +222,131 @@ def test_outage_then_recovery_end_to_end(
     status = run_cli("status", "--date", DATE, "--state", "firestore", "--project", gcp_project)
     assert status.returncode == 0, status.stderr
     assert "run 2025-09-23: succeeded" in status.stdout and "updated          10" in status.stdout
+
+
+# -- a message must be a row its run planned: the sheet's rules, then the run's manifest --
+
+ARABIC_INDIC_NIK = MESSAGE.nik.translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))
+OTHER_NIK = "3578106207900002"  # patient-002's: a real patient, not row 2's
+
+
+@pytest.fixture
+def logs(function: Any) -> Iterator[io.StringIO]:
+    """The function's JSON log lines (after it configured logging on import)."""
+    stream = io.StringIO()
+    telemetry.configure_logging(stream=stream)
+    yield stream
+    telemetry.configure_logging(stream=sys.stderr)
+
+
+def events(logs: io.StringIO, name: str) -> list[dict[str, Any]]:
+    lines = [json.loads(line) for line in logs.getvalue().splitlines()]
+    return [line for line in lines if line.get("event") == name]
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        # the sheet's rules, with the sheet parser's reasons
+        ({"nik": ARABIC_INDIC_NIK}, "nik_identifier: has digits other than 0-9"),
+        ({"nik": "3171"}, "nik_identifier: has 4 digits, expected 16"),
+        ({"phone": "+62215551234"}, "phone_number: is not a mobile number"),
+        ({"phone": "+628001234567"}, "phone_number: is a toll-free, premium"),
+        ({"sheet_date": "20250923"}, "last_updated_date: is not a date in DD-MM-YYYY form"),
+        ({"sheet_date": "2025-02-30"}, "last_updated_date: is not a real calendar date"),
+        # the run's manifest
+        ({"row": 99}, "row 99 is not in the manifest of the 2025-09-23 run (exec-1)"),
+        ({"nik": OTHER_NIK}, "nik_identifier does not match row 2 of the run"),
+        ({"phone": "+6281299998888"}, "phone_number does not match row 2 of the run"),
+        ({"sheet_date": "2025-09-22"}, "last_updated_date does not match row 2 of the run"),
+        ({"run_date": "2025-09-30"}, "no run of 2025-09-30 is recorded"),
+        ({"execution": "exec-0"}, "the run of 2025-09-23 is execution exec-1's, not exec-0's"),
+    ],
+)
+def test_a_message_that_is_not_a_planned_row_is_logged_and_acknowledged(
+    function: Any,
+    store: FirestoreStore,
+    sim: RunningSim,
+    logs: io.StringIO,
+    change: dict[str, Any],
+    reason: str,
+) -> None:
+    """Measured before: an Arabic-Indic NIK overwrote row 2 with not_found; row 99 was added
+    to the date's report and counts; another patient's NIK got row 2's number. Now: logged,
+    acknowledged (2xx: Pub/Sub must not redeliver), no FHIR call, nothing recorded or counted."""
+    message = dataclasses.replace(MESSAGE, **change)
+    assert deliver(function, message.to_json()) == 200
+    assert sim.state.stats()["requests"] == {}
+    assert store.outcomes(DATE) == [
+        RowOutcome(2, Status.DEFERRED, MESSAGE.reason, nik_masked="3171********0001")
+    ]
+    run = store.get_run(DATE)
+    assert (run.status, run.counts) == (RunStatus.PARTIAL, {"deferred": 1})
+    assert store.get_run("2025-09-30") is None
+    assert store.ledger_get([keyed_hash(MESSAGE.nik, LEDGER_KEY.encode())]) == {}
+    (logged,) = events(logs, "replay_malformed")
+    assert reason in logged["reason"] and logged["severity"] == "ERROR"
+    assert (logged["row"], logged["nik"]) == (message.row, mask_nik(message.nik))
+    for pii in (MESSAGE.nik, ARABIC_INDIC_NIK, OTHER_NIK, message.phone):
+        assert pii not in logs.getvalue()
+    assert not events(logs, "replay_outcome")
+
+
+def test_a_message_for_a_run_without_a_manifest_is_malformed(
+    function: Any, store: FirestoreStore, sim: RunningSim, logs: io.StringIO
+) -> None:
+    store.acquire_run("2025-09-24", "exec-2", 1, 60, 2_000.0)  # task 0 has not planned yet
+    message = dataclasses.replace(MESSAGE, run_date="2025-09-24", execution="exec-2")
+    assert deliver(function, message.to_json()) == 200
+    assert sim.state.stats()["requests"] == {}
+    assert store.outcomes("2025-09-24") == [] and store.get_run("2025-09-24").counts == {}
+    (logged,) = events(logs, "replay_malformed")
+    assert "the 2025-09-24 run (exec-2) has no manifest" in logged["reason"]
+
+
+def test_spellings_the_sheet_accepts_are_accepted(
+    function: Any, store: FirestoreStore, sim: RunningSim
+) -> None:
+    """Full-width NIK digits, a national number, a DD-MM-YYYY date: the sheet takes them, so
+    does a replay, in the manifest's form (the ledger keys the ASCII NIK)."""
+    message = dataclasses.replace(
+        MESSAGE,
+        nik=MESSAGE.nik.translate(str.maketrans("0123456789", "０１２３４５６７８９")),
+        phone="0812-3456-7890",
+        sheet_date="23-09-2025",
+    )
+    assert deliver(function, message.to_json()) == 200
+    assert dict(sim.state.puts_by_patient) == {"patient-001": 1}
+    assert [o.status for o in store.outcomes(DATE)] == [Status.UPDATED]
+    assert store.ledger_get([keyed_hash(MESSAGE.nik, LEDGER_KEY.encode())])
+
+
+def test_a_replay_of_a_run_taken_over_by_a_rerun_is_stale(
+    function: Any, store: FirestoreStore, sim: RunningSim
+) -> None:
+    """A rerun cleared the old run's manifest; its read re-decided the date: stale, no FHIR
+    call, and the rerun's report is untouched."""
+    store.acquire_run(DATE, "exec-2", 1, 60, 5_000.0)
+    store.note_read("2025-09-24T16:00:00.000000+00:00", [DATE])
+    store.write_manifest(DATE, "exec-2", {0: []}, [])
+    assert deliver(function, MESSAGE.to_json()) == 200
+    assert sim.state.stats()["requests"] == {}
+    assert store.outcomes(DATE) == []
+
+
+def test_a_store_that_cannot_be_read_is_transient_not_malformed(
+    function: Any,
+    store: FirestoreStore,
+    sim: RunningSim,
+    logs: io.StringIO,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def down(*args: object) -> None:
+        raise gexc.ServiceUnavailable("firestore is down")
+
+    monkeypatch.setattr(FirestoreStore, "read_shard", down)
+    assert deliver(function, MESSAGE.to_json()) == 500  # Pub/Sub redelivers it later
+    assert not events(logs, "replay_malformed")
+    assert sim.state.stats()["requests"] == {}
+    monkeypatch.undo()
+    assert store.outcomes(DATE)[0].status is Status.DEFERRED

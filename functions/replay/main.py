@@ -2,8 +2,10 @@
 
 Outcomes: applied / unchanged / stale / permanent error → recorded and acknowledged (return);
 transient failure → raise, so Pub/Sub redelivers with backoff and, after the subscription's
-maximum delivery attempts, moves the message to the dead-letter topic. A malformed message is
-logged and acknowledged: retrying it could never succeed.
+maximum delivery attempts, moves the message to the dead-letter topic. A malformed message (not
+a failure message, or not a row its run planned: see :mod:`common.replay`) is logged and
+acknowledged, never recorded: retrying it could never succeed. A store that cannot be read is
+transient like any other failure.
 
 Deployed from a directory holding this file, ``common/`` and ``requirements.txt`` (see
 cloudbuild.yaml, step ``package-function``).
@@ -24,7 +26,7 @@ from common.config import load_config
 from common.failures import FailureMessage
 from common.fhir import FhirClient
 from common.privacy import mask_nik
-from common.replay import ReplayDeferred, must_retry, replay_item
+from common.replay import MalformedReplay, ReplayDeferred, must_retry, replay_item
 from common.runtime import fhir_settings, ledger_key, open_store
 from common.store import WorkItem
 from common.sync import Ledger
@@ -55,7 +57,18 @@ def replay(cloud_event: CloudEvent) -> None:
         )
         return
     bind(run_date=message.run_date, execution=message.execution, event_id=cloud_event["id"])
-    result = asyncio.run(_replay(message))
+    try:
+        result = asyncio.run(_replay(message))
+    except MalformedReplay as exc:
+        log_event(
+            "replay_malformed",
+            f"dropped a malformed message for row {message.row}: {exc}",
+            severity=logging.ERROR,
+            row=message.row,
+            nik=mask_nik(message.nik),
+            reason=str(exc),
+        )
+        return
     outcome = result.outcome
     log_event(
         "replay_outcome",
