@@ -16,10 +16,10 @@ from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1
 
 from common import telemetry
-
 from common.config import load_config
 from common.failures import FailureMessage, topic_path
 from common.outcomes import RowOutcome, Status
+from common.planning import shard_of
 from common.privacy import keyed_hash, mask_nik
 from common.store import LedgerEntry, RunStatus, WorkItem
 from common.store._firestore import FirestoreStore
@@ -226,7 +226,13 @@ def test_outage_then_recovery_end_to_end(
 
 # -- a message must be a row its run planned: the sheet's rules, then the run's manifest --
 
-ARABIC_INDIC_NIK = MESSAGE.nik.translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))
+
+def in_digits(nik: str, zero: str) -> str:
+    """``nik`` written with the digits of another script (``zero``: that script's 0)."""
+    return "".join(chr(ord(zero) + int(d)) for d in nik)
+
+
+ARABIC_INDIC_NIK = in_digits(MESSAGE.nik, "\u0660")
 OTHER_NIK = "3578106207900002"  # patient-002's: a real patient, not row 2's
 
 
@@ -311,7 +317,7 @@ def test_spellings_the_sheet_accepts_are_accepted(
     does a replay, in the manifest's form (the ledger keys the ASCII NIK)."""
     message = dataclasses.replace(
         MESSAGE,
-        nik=MESSAGE.nik.translate(str.maketrans("0123456789", "０１２３４５６７８９")),
+        nik=in_digits(MESSAGE.nik, "\uff10"),  # full-width
         phone="0812-3456-7890",
         sheet_date="23-09-2025",
     )
@@ -350,3 +356,29 @@ def test_a_store_that_cannot_be_read_is_transient_not_malformed(
     assert sim.state.stats()["requests"] == {}
     monkeypatch.undo()
     assert store.outcomes(DATE)[0].status is Status.DEFERRED
+
+
+def test_a_many_task_runs_rows_are_looked_up_in_their_niks_shard(
+    function: Any, store: FirestoreStore, sim: RunningSim, logs: io.StringIO
+) -> None:
+    """Rows 2 and 3 are in different shards of a 4-task run: row 3's NIK on row 2 is refused
+    as another patient's, and each message with its own NIK applies."""
+    day, tasks = "2025-09-24", 4
+    rows = {2: (MESSAGE.nik, MESSAGE.phone), 3: (OTHER_NIK, "+6285678901234")}
+    assert len({shard_of(nik, tasks) for nik, _ in rows.values()}) == 2
+    shards: dict[int, list[WorkItem]] = {i: [] for i in range(tasks)}
+    for row, (nik, phone) in rows.items():
+        shards[shard_of(nik, tasks)].append(WorkItem(row, day, nik, phone))
+    store.acquire_run(day, "exec-4", tasks, 60, 3_000.0)
+    store.write_manifest(day, "exec-4", shards, [])
+    store.record_outcomes(day, [RowOutcome(row, Status.DEFERRED) for row in rows])
+    base = dataclasses.replace(MESSAGE, run_date=day, execution="exec-4", sheet_date=day)
+    assert deliver(function, dataclasses.replace(base, nik=OTHER_NIK).to_json()) == 200
+    (logged,) = events(logs, "replay_malformed")
+    assert logged["reason"] == "nik_identifier does not match row 2 of the run"
+    assert sim.state.stats()["requests"] == {}
+    for row, (nik, phone) in rows.items():
+        message = dataclasses.replace(base, row=row, nik=nik, phone=phone)
+        assert deliver(function, message.to_json()) == 200
+    assert dict(sim.state.puts_by_patient) == {"patient-001": 1, "patient-002": 1}
+    assert [o.status for o in store.outcomes(day)] == [Status.UPDATED, Status.UPDATED]
