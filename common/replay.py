@@ -86,8 +86,9 @@ def sheet_checked(item: WorkItem) -> WorkItem:
 
 
 async def _planned(item: WorkItem, run: RunState, store: StateStore) -> WorkItem:
-    """The manifest's item for ``item``'s row, after checking it is the same row; the NIK is
-    compared, never shown. Only the NIK's shard is read (a malformed row: every shard)."""
+    """``item`` once its row is found in the run's manifest with the same NIK (compared,
+    never shown), date and phone; the manifest adds whether the number's range is assigned.
+    Only the NIK's shard is read (for a malformed row: every shard)."""
     shard = shard_of(item.nik, run.task_count)
     found = await _manifest_row(store, run, shard, item.row)
     if found is None:  # not in its NIK's shard: another NIK's row, or no row at all
@@ -105,7 +106,7 @@ async def _planned(item: WorkItem, run: RunState, store: StateStore) -> WorkItem
         )
     if found.phone != item.phone:
         raise MalformedReplay(f"{PHONE_COLUMN} does not match row {item.row} of the run")
-    return found
+    return replace(item, assigned=found.assigned)  # the message's read decides staleness
 
 
 async def _manifest_row(store: StateStore, run: RunState, shard: int, row: int) -> WorkItem | None:
