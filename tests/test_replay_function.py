@@ -382,3 +382,18 @@ def test_a_many_task_runs_rows_are_looked_up_in_their_niks_shard(
         assert deliver(function, message.to_json()) == 200
     assert dict(sim.state.puts_by_patient) == {"patient-001": 1, "patient-002": 1}
     assert [o.status for o in store.outcomes(day)] == [Status.UPDATED, Status.UPDATED]
+
+
+def test_a_replayed_number_in_an_unassigned_range_keeps_its_warning(
+    function: Any, store: FirestoreStore, sim: RunningSim
+) -> None:
+    """Messages do not say whether the range is assigned; the manifest does."""
+    day, nik, phone = "2025-09-24", "7371094806930005", "+6284567890123"  # patient-005, 0845…
+    store.acquire_run(day, "exec-5", 1, 60, 3_000.0)
+    store.write_manifest(day, "exec-5", {0: [WorkItem(6, day, nik, phone, assigned=False)]}, [])
+    message = dataclasses.replace(
+        MESSAGE, run_date=day, execution="exec-5", row=6, nik=nik, phone=phone, sheet_date=day
+    )
+    assert deliver(function, message.to_json()) == 200
+    (outcome,) = store.outcomes(day)
+    assert outcome.status is Status.UPDATED and "not assigned" in outcome.warning
