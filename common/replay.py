@@ -14,15 +14,18 @@ whatever the sheet dates and row numbers say.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import replace
 
 from common.outcomes import Status
 from common.phones import InvalidPhone, PhoneFormat, normalize_phone
 from common.planning import shard_of
+from common.privacy import mask_nik
 from common.sheet import DATE_COLUMN, NIK_COLUMN, PHONE_COLUMN, InvalidCell, parse_date, parse_nik
 from common.store import RunState, StateStore, WorkItem
 from common.sync import Ledger, PatientRegistry, RowResult, ledger_verdict, row_outcome, sync_row
+from common.telemetry import log_event
 
 
 class ReplayDeferred(Exception):
@@ -32,6 +35,18 @@ class ReplayDeferred(Exception):
 class MalformedReplay(ValueError):
     """The row is not one its run planned: retrying could never succeed. The message names the
     field and the reason (the sheet parser's own reasons), never the NIK or the phone."""
+
+
+def log_malformed(row: int, nik: str, error: MalformedReplay) -> None:
+    """``replay_malformed``: the row is dropped, not recorded; the NIK is masked."""
+    log_event(
+        "replay_malformed",
+        f"row {row} is not replayed: {error}",
+        severity=logging.ERROR,
+        row=row,
+        nik=mask_nik(nik),
+        reason=str(error),
+    )
 
 
 async def replay_item(

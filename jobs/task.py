@@ -35,7 +35,6 @@ from common.fhir import (
 )
 from common.outcomes import NEEDS_OFFICER, SHEET_REJECTED, Status, summarize
 from common.planning import DateWindow, plan_rows, shard_of
-from common.privacy import mask_nik
 from common.runtime import fhir_settings, ledger_key, open_store
 from common.sheet import SheetRow, read_csv
 from common.store import (
@@ -462,7 +461,7 @@ async def replay_locally(
     job's check of the FHIR server (an operator's ``--fhir-url`` is the likeliest wrong one).
     Each row goes through the function's checks too: one that fails them is logged as
     ``replay_malformed`` and counted ``malformed``."""
-    from common.replay import MalformedReplay, replay_item
+    from common.replay import MalformedReplay, log_malformed, replay_item
 
     counts: dict[str, int] = {}
     ledger = Ledger(ledger_key(config))
@@ -476,14 +475,7 @@ async def replay_locally(
                     item, run_date, execution, client, store, ledger, config.phone_format
                 )
             except MalformedReplay as exc:
-                log_event(
-                    "replay_malformed",
-                    f"skipped row {item.row}: {exc}",
-                    severity=logging.ERROR,
-                    row=item.row,
-                    nik=mask_nik(item.nik),
-                    reason=str(exc),
-                )
+                log_malformed(item.row, item.nik, exc)
                 status = "malformed"
             else:
                 status = result.outcome.status.value

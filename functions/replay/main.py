@@ -26,7 +26,13 @@ from common.config import load_config
 from common.failures import FailureMessage
 from common.fhir import FhirClient
 from common.privacy import mask_nik
-from common.replay import MalformedReplay, ReplayDeferred, must_retry, replay_item
+from common.replay import (
+    MalformedReplay,
+    ReplayDeferred,
+    log_malformed,
+    must_retry,
+    replay_item,
+)
 from common.runtime import fhir_settings, ledger_key, open_store
 from common.store import WorkItem
 from common.sync import Ledger
@@ -60,14 +66,7 @@ def replay(cloud_event: CloudEvent) -> None:
     try:
         result = asyncio.run(_replay(message))
     except MalformedReplay as exc:
-        log_event(
-            "replay_malformed",
-            f"dropped a malformed message for row {message.row}: {exc}",
-            severity=logging.ERROR,
-            row=message.row,
-            nik=mask_nik(message.nik),
-            reason=str(exc),
-        )
+        log_malformed(message.row, message.nik, exc)
         return
     outcome = result.outcome
     log_event(
