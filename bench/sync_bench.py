@@ -2,12 +2,13 @@
 
     python -m bench.sync_bench [--rows 20000] [--latency-ms 150] [--error-rate 0.01]
                                [--rate-limit 200] [--transport aiohttp|httpx] [--state sqlite|firestore]
-                               [--batch-size 0 [50 ...]] [--entry-cost-ms 0] [--rate-limit-entries]
+                               [--batch-size N ...] [--entry-cost-ms 0] [--rate-limit-entries]
 
 The simulator runs in its own process (as a real server would); the benchmark drives the job's
 own path (plan → shard → sync_shard with the FHIR client, the batching registry and a state
 store) and prints figures. Each ``--batch-size`` (``0`` = one request per search or update) runs
-against a fresh simulator and state; with more than one, a table puts the modes side by side.
+against a fresh simulator and state, per-row mode (``0``) always first as the baseline; a table
+then puts the modes side by side.
 """
 
 from __future__ import annotations
@@ -225,7 +226,7 @@ def run_mode(work: Path, args: argparse.Namespace, batch_size: int) -> Figures:
 
 
 def print_comparison(runs: list[Figures]) -> None:
-    """The modes side by side, each against the first (per-row when ``0`` was asked first)."""
+    """The modes side by side, each against the first: per-row mode."""
     first = runs[0]
     print(
         f"\n{'FHIR_BATCH_SIZE':>15} | {'wall s':>7} | {'requests':>9} | {'per row':>7} | "
@@ -258,7 +259,7 @@ def main() -> None:
         type=int,
         nargs="+",
         default=[0],
-        help="FHIR_BATCH_SIZE of each run (0 = one request per search or update)",
+        help="FHIR_BATCH_SIZE of each run besides per-row mode (0), which always runs first",
     )
     parser.add_argument(
         "--entry-cost-ms", type=float, default=0.0, help="the server's extra time per batch entry"
@@ -275,7 +276,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="phonesync-sync-bench-"))
     try:
         _write_inputs(work, args.rows)
-        runs = [run_mode(work, args, size) for size in args.batch_size]
+        sizes = [0, *(size for size in dict.fromkeys(args.batch_size) if size)]
+        runs = [run_mode(work, args, size) for size in sizes]
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if len(runs) > 1:
