@@ -627,7 +627,10 @@ def test_breaker_gives_up_after_the_deadline_for_every_caller(
 def test_the_rate_stays_within_10_percent_of_the_limit(
     mode: str, fake: FakeFhir, served: tuple[FakeFhir, str]
 ) -> None:
-    rate, burst, n = 200.0, 20, 220  # ~1 s
+    # ~1 s in-process; ~2 s over loopback, where a busy CPU delays and bunches arrivals by tens
+    # of milliseconds: measured over 2 s they stay well inside the 10 %.
+    rate, burst = 200.0, 20
+    n = 220 if mode == "asgi" else 420
 
     async def scenario() -> None:
         async with client_for(mode, fake, served, rate_limit=rate, concurrency=32) as client:
@@ -636,7 +639,9 @@ def test_the_rate_stays_within_10_percent_of_the_limit(
     run(scenario)
     times = sorted(s.at for s in fake.log)
     assert len(times) == n
-    steady = (n - burst) / (times[-1] - times[0])  # the first `burst` go at once
+    # The first `burst` go at once (over loopback, behind the opening of their connections);
+    # from the next one on, one every 1/rate.
+    steady = (n - burst - 1) / (times[-1] - times[burst])
     assert rate * 0.9 <= steady <= rate * 1.1, steady
     if mode != "asgi":
         return  # over loopback, a busy CPU bunches arrivals at the server thread
