@@ -218,7 +218,7 @@ async def _start_run(
     return None
 
 
-async def _check_fhir_server(client: FhirClient) -> None:
+async def _check_fhir_server(client: FhirClient, *, outage_is_fatal: bool = False) -> None:
     """Fail fast on a wrong base URL: ``FhirServerUnfit`` unless ``GET [base]/metadata`` shows
     FHIR R4 with Patient search and update.
 
@@ -226,10 +226,13 @@ async def _check_fhir_server(client: FhirClient) -> None:
     answer through the client's retries, are left to the rows with a warning: the rows meet
     them as before (deferred, then replayed), which heals an outage by itself, where a failed
     run would stop the other tasks for good (Cloud Run retries them at once; they would run out
-    of retries before task 0's retry finds the registry back)."""
+    of retries before task 0's retry finds the registry back). ``outage_is_fatal`` (an
+    operator's replay, who is there to try again) raises the ``FhirTransientError`` instead."""
     try:
         capabilities = await client.checked_capabilities()
     except (FhirAuthError, FhirTransientError) as exc:
+        if outage_is_fatal and isinstance(exc, FhirTransientError):
+            raise
         log_event(
             "fhir_unchecked",
             f"the FHIR server at {client.shown_base_url} could not be checked: {exc}",
@@ -468,7 +471,7 @@ async def replay_locally(
     run = await asyncio.to_thread(store.get_run, run_date)
     execution = run.execution if run is not None else ""  # the items are its manifest's
     async with FhirClient(fhir_settings(config)) as client:
-        await _check_fhir_server(client)
+        await _check_fhir_server(client, outage_is_fatal=True)
         for item in items:
             try:
                 result = await replay_item(

@@ -5,6 +5,7 @@ import dataclasses
 import io
 import json
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -145,6 +146,35 @@ def test_direct_replay_against_a_wrong_server_stops_before_any_row(
             "entries": {},
             "puts_by_patient": {},
         }
+    store = SqliteStore(state)
+    try:
+        assert {o.status for o in store.outcomes(DATE)} == {"deferred"}
+    finally:
+        store.close()
+
+
+def test_direct_replay_against_a_server_that_does_not_answer_exits_1_before_any_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Unlike the job (whose rows wait an outage out), an operator's replay stops at once when
+    the server does not answer: exit 1 with one line, the rows still deferred."""
+    state = tmp_path / "s.db"
+    monkeypatch.setenv("FHIR_API_KEY", API_KEY)
+    monkeypatch.setenv("FHIR_MAX_ATTEMPTS", "2")
+    monkeypatch.setenv("FHIR_BACKOFF_SECONDS", "0.01")
+    monkeypatch.delenv("FAILURE_TOPIC", raising=False)
+    with simulator() as sim:
+        sim.state.set_down(True)
+        outage_run(sim.fhir, state)
+    with socket.socket() as free:  # a port nothing listens on: connection refused
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    capsys.readouterr()
+    args = ["replay", "--date", DATE, "--state", str(state), "--via", "direct"]
+    assert main([*args, "--fhir-url", f"http://127.0.0.1:{port}/fhir"]) == 1
+    errors = [e for e in capsys.readouterr().err.splitlines() if "error" in e]
+    assert len(errors) == 1
+    assert errors[0].startswith("phonesync: error: the FHIR server did not answer: GET metadata")
     store = SqliteStore(state)
     try:
         assert {o.status for o in store.outcomes(DATE)} == {"deferred"}
