@@ -23,7 +23,6 @@ Two updates of one patient never share a Bundle: Medplum refuses such a Bundle w
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlencode
@@ -148,7 +147,6 @@ class BatchingRegistry:
         attempts = 0  # that count against max_attempts: 429s don't
         sent = 0
         throttled_at: float | None = None  # the entry's first 429
-        deadline = self._client.settings.deadline_seconds
         while True:
             if not await self._batching():
                 raise _PerRow
@@ -158,11 +156,7 @@ class BatchingRegistry:
             if 200 <= status < 300:
                 return answer
             if status == 429:
-                now = time.monotonic()
-                throttled_at = now if throttled_at is None else throttled_at
-                if now - throttled_at > deadline:
-                    detail = f"batch entry rate limited for {now - throttled_at:.0f} s"
-                    raise FhirTransientError(what, status, sent, detail=detail)
+                throttled_at = self._client.rate_limited_since(throttled_at, what, sent)
                 continue  # the client paused for it: the next Bundle waits
             attempts += 1
             if target is not None and status in (409, 412):

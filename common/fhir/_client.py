@@ -460,11 +460,7 @@ class FhirClient:
                 self._breaker.record_throttled()
                 self._breaker.check(what, attempts)  # nothing but 429s past the deadline
                 self._throttle(epoch, self._retry_after(response) or self._default_pause())
-                now = time.monotonic()
-                throttled_at = now if throttled_at is None else throttled_at
-                if now - throttled_at > settings.deadline_seconds:
-                    detail = f"rate limited for {now - throttled_at:.0f} s, past the deadline"
-                    raise FhirTransientError(what, status, attempts, detail=detail)
+                throttled_at = self.rate_limited_since(throttled_at, what, attempts)
                 self.stats.retries += 1
                 if self._on_retry is not None:  # the job's fhir_retry line (an alert counts it)
                     self._on_retry(method, status, attempts)
@@ -514,6 +510,17 @@ class FhirClient:
         self._limiter.pause_for(pause)
         if self._slots.throttled(epoch) and self._on_throttle is not None:
             self._on_throttle(self._slots.target, pause)
+
+    def rate_limited_since(self, since: float | None, what: str, sent: int) -> float:
+        """When a call (or a batch entry) first met a 429, given this new one: ``since``, or
+        now for the first. ``FhirTransientError`` once its 429s have lasted past the deadline:
+        429s use up no attempt, so the deadline alone bounds them."""
+        now = time.monotonic()
+        first = now if since is None else since
+        if now - first > self.settings.deadline_seconds:
+            detail = f"rate limited for {now - first:.0f} s, past the deadline"
+            raise FhirTransientError(what, 429, sent, detail=detail)
+        return first
 
     def _default_pause(self) -> float:
         """The pause after a 429 without a usable ``Retry-After``."""
