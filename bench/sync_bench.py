@@ -78,10 +78,8 @@ class Figures:
 
     batch_size: int
     rows: int
-    updated: int
     wall: float
     requests: int
-    entries: int
     refused: int
     limit: float
 
@@ -220,9 +218,7 @@ def run_mode(work: Path, args: argparse.Namespace, batch_size: int) -> Figures:
     )
     twice = [p for p, n in server_stats["puts_by_patient"].items() if n > 1]
     print(f"patients PUT more than once: {len(twice)}")
-    return Figures(
-        batch_size, len(items), updated, wall, requests, entries, refused, args.rate_limit
-    )
+    return Figures(batch_size, len(items), wall, requests, refused, args.rate_limit)
 
 
 def print_comparison(runs: list[Figures]) -> None:
