@@ -20,14 +20,16 @@ from common.store import SqliteStore
 from jobs.cli import main
 from jobs.task import replay_locally, run_task
 from sim.app import capability_statement
-from tests.simulator import API_KEY, SAMPLE_SHEET, simulator
+from tests.simulator import API_KEY, SAMPLE_SHEET, RunningSim, simulator
 
 DATE = "2025-09-23"
 
 
-def outage_run(fhir: str, state: Path) -> None:
+def outage_run(sim: RunningSim, state: Path) -> None:
+    """The sample's run while the registry is down (it stays down): every row deferred."""
+    sim.state.set_down(True)
     env = {
-        "FHIR_BASE_URL": fhir,
+        "FHIR_BASE_URL": sim.fhir,
         "FHIR_API_KEY": API_KEY,
         "SHEET_CSV": str(SAMPLE_SHEET),
         "RUN_DATE": DATE,
@@ -47,8 +49,7 @@ def test_local_replay_of_chosen_rows_with_dry_run_first(
     monkeypatch.setenv("FHIR_API_KEY", API_KEY)
     monkeypatch.delenv("FAILURE_TOPIC", raising=False)
     with simulator() as sim:
-        sim.state.set_down(True)
-        outage_run(sim.fhir, state)
+        outage_run(sim, state)
         sim.state.set_down(False)
         sim.state.reset_stats()
         listing = ["replay", "--date", DATE, "--state", str(state)]
@@ -78,8 +79,7 @@ def test_direct_replay_ignores_a_failure_topic_in_the_environment(
     monkeypatch.setenv("FHIR_API_KEY", API_KEY)
     monkeypatch.setenv("FAILURE_TOPIC", "phonesync-failures")  # set, but --via says direct
     with simulator() as sim:
-        sim.state.set_down(True)
-        outage_run(sim.fhir, state)
+        outage_run(sim, state)
         sim.state.set_down(False)
         args = ["replay", "--date", DATE, "--state", str(state), "--row", "2"]
         assert main([*args, "--via", "direct", "--fhir-url", sim.fhir]) == 0
@@ -96,8 +96,7 @@ def test_replay_republishes_to_the_failure_topic(
     subscription = subscriber.subscription_path(gcp_project, "replay")
     subscriber.create_subscription(name=subscription, topic=topic_path(gcp_project, "failures"))
     with simulator() as sim:
-        sim.state.set_down(True)
-        outage_run(sim.fhir, state)
+        outage_run(sim, state)
     monkeypatch.setenv("FAILURE_TOPIC", "failures")
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", gcp_project)
     monkeypatch.setenv("FHIR_BASE_URL", sim.fhir)  # set, but --via says pubsub: no FHIR call
@@ -123,8 +122,7 @@ def test_direct_replay_against_a_wrong_server_stops_before_any_row(
     monkeypatch.setenv("FHIR_API_KEY", API_KEY)
     monkeypatch.delenv("FAILURE_TOPIC", raising=False)
     with simulator() as sim:
-        sim.state.set_down(True)
-        outage_run(sim.fhir, state)
+        outage_run(sim, state)
         sim.state.set_down(False)
         sim.state.reset_stats()
         capsys.readouterr()
@@ -164,8 +162,7 @@ def test_direct_replay_against_a_server_that_does_not_answer_exits_1_before_any_
     monkeypatch.setenv("FHIR_BACKOFF_SECONDS", "0.01")
     monkeypatch.delenv("FAILURE_TOPIC", raising=False)
     with simulator() as sim:
-        sim.state.set_down(True)
-        outage_run(sim.fhir, state)
+        outage_run(sim, state)
     with socket.socket() as free:  # a port nothing listens on: connection refused
         free.bind(("127.0.0.1", 0))
         port = free.getsockname()[1]
@@ -187,8 +184,7 @@ def test_direct_replay_checks_rows_as_the_replay_function_does(tmp_path: Path) -
     not one the run planned is logged and counted ``malformed``, never recorded or applied."""
     state = tmp_path / "s.db"
     with simulator() as sim:
-        sim.state.set_down(True)
-        outage_run(sim.fhir, state)
+        outage_run(sim, state)
         sim.state.set_down(False)
         sim.state.reset_stats()
         store = SqliteStore(state)
