@@ -7,11 +7,10 @@ import gc
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
-from typing import BinaryIO, TypeVar
 
 from common.bundle import reading
 from common.errors import InputError
@@ -22,8 +21,7 @@ from common.planning import DateWindow
 from common.sheet import read_csv
 from common.store import StateStore
 from common.transform import transform, write_report
-
-T = TypeVar("T")
+from jobs.outputs import destination, refuse_overwriting, write_output
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -224,6 +222,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_transform(args: argparse.Namespace) -> int:
+    outputs = {"--out": destination(args.out)}
+    if args.report is not None:
+        outputs["--report"] = destination(args.report)
+    refuse_overwriting(
+        outputs,
+        {"--sheet": args.sheet, "--bundle": args.bundle},
+        allowed={("--out", "--bundle")},  # read whole before it is renamed over: README
+    )
     with collector_paused(), reading(args.bundle, str(args.bundle)) as bundle:
         rows = read_csv(args.sheet)  # while the bundle is indexed
         outcomes = write_output(
@@ -384,30 +390,6 @@ def collector_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
-
-
-def write_output(path: Path | None, write: Callable[[BinaryIO], T]) -> T:
-    """What ``write`` returns after it wrote to ``path``, or to stdout when that is None.
-
-    A file appears whole or not at all: it is written beside ``path`` and renamed over it, so a
-    failed run leaves no half-written bundle (nor an empty one) behind.
-    """
-    if path is None:
-        value = write(sys.stdout.buffer)
-        sys.stdout.buffer.flush()
-        return value
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            with partial.open("wb") as handle:
-                value = write(handle)
-            partial.replace(path)
-        finally:
-            partial.unlink(missing_ok=True)
-    except OSError as exc:
-        raise InputError(f"cannot write {path}: {exc}") from None
-    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:

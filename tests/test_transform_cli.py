@@ -175,3 +175,82 @@ def test_a_reader_that_went_away_ends_the_run_quietly() -> None:
     os.close(write_end)
     assert done.returncode == 1
     assert b"Traceback" not in done.stderr and b"BrokenPipe" not in done.stderr
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` (symlinks as where they point), by path, with its bytes."""
+    return {
+        str(p.relative_to(folder)): os.readlink(p).encode() if p.is_symlink() else p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() or p.is_symlink()
+    }
+
+
+# Each case: extra flags, where "{sheet}", "{bundle}" and "{dir}" are the copies in tmp_path.
+COLLISIONS = {
+    "report onto the bundle": ["--out", "{dir}/after.json", "--report", "{bundle}"],
+    "out onto the sheet": ["--out", "{sheet}"],
+    "report onto the sheet": ["--out", "{dir}/after.json", "--report", "{sheet}"],
+    "out and report one file": ["--out", "{dir}/after.json", "--report", "{dir}/after.json"],
+    "out and report one file spelled twice": [
+        "--out",
+        "{dir}/after.json",
+        "--report",
+        "{dir}/sub/../after.json",
+    ],
+    "report onto a hard link of the bundle": ["--out", "{dir}/a.json", "--report", "{dir}/hard"],
+    "out onto a symlink to the sheet": ["--out", "{dir}/soft"],
+    "report onto a symlink to the out file": [
+        "--out",
+        "{dir}/new.json",
+        "--report",
+        "{dir}/dangling",
+    ],
+    "report to stdout, out absent": ["--report", "-"],
+    "both to stdout": ["--out", "-", "--report", "-"],
+}
+
+
+@pytest.mark.parametrize("extra", COLLISIONS.values(), ids=COLLISIONS.keys())
+def test_an_output_onto_an_input_or_the_other_output_is_refused_and_nothing_changes(
+    extra: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sheet, bundle = tmp_path / "sheet.csv", tmp_path / "bundle.json"
+    sheet.write_bytes(SHEET.read_bytes())
+    bundle.write_bytes(BUNDLE.read_bytes())
+    (tmp_path / "sub").mkdir()
+    os.link(bundle, tmp_path / "hard")
+    (tmp_path / "soft").symlink_to(sheet)
+    (tmp_path / "dangling").symlink_to(tmp_path / "new.json")
+    names = {"sheet": str(sheet), "bundle": str(bundle), "dir": str(tmp_path)}
+    before = snapshot(tmp_path)
+    argv = ["transform", "--sheet", str(sheet), "--bundle", str(bundle), "--now", NOW]
+    assert exit_code([*argv, *(word.format(**names) for word in extra)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    err = captured.err
+    assert err.startswith("phonesync: error: ") and err.count("\n") == 1, err
+    assert "choose another file" in err or "its own file" in err or "to a file" in err
+    assert snapshot(tmp_path) == before
+
+
+def transform_process(cwd: Path, *extra: str) -> subprocess.CompletedProcess[bytes]:
+    command = [sys.executable, "-m", "jobs.cli", "transform", "--sheet", str(SHEET)]
+    return subprocess.run(
+        [*command, "--bundle", str(BUNDLE), "--now", NOW, *extra],
+        cwd=cwd,
+        capture_output=True,
+        timeout=60,
+    )
+
+
+def test_a_dash_streams_the_bundle_or_the_report_to_stdout(tmp_path: Path) -> None:
+    done = transform_process(tmp_path, "--out", "-", "--report", "report.json")
+    assert done.returncode == 0, done.stderr
+    assert len(json.loads(done.stdout)["patients_after_phone_update"]) == 10
+    assert json.loads((tmp_path / "report.json").read_bytes())["summary"] == {"updated": 10}
+    done = transform_process(tmp_path, "--out", "after.json", "--report", "-")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["summary"] == {"updated": 10}
+    assert json.loads((tmp_path / "after.json").read_bytes())["patients_after_phone_update"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["after.json", "report.json"]
