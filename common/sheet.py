@@ -33,6 +33,9 @@ _DATE_FORMATS = (
 )
 _NIK = re.compile(r"[0-9]{16}")  # not \d, which also takes Arabic-Indic and other digits
 _WHITESPACE = re.compile(r"\s+")
+_ESCAPED_BYTE = re.compile(
+    "[\udc80-\udcff]"
+)  # a byte that is not UTF-8, as surrogateescape keeps it
 
 #: Longer than any date, NIK or phone number could be written, separators and all: a longer
 #: cell is rejected by its length alone (its row only), before any other check reads it.
@@ -127,12 +130,77 @@ def read_csv(path: str | Path) -> Iterator[SheetRow]:
 
 def _records(handle: TextIO, path: str | Path) -> Generator[list[str], None, None]:
     with handle:
-        yield from csv_records(handle, f"sheet file {path}")
+        try:
+            yield from csv_records(handle, f"sheet file {path}")
+        except UnicodeDecodeError:
+            raise InputError(f"cannot read sheet file {path}: {not_utf8(path)}") from None
+
+
+def read_csv_text(path: Path) -> str:
+    """The whole text of a sheet CSV file (UTF-8), for the simulator to serve."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"cannot read sheet file {path}: {not_utf8(path)}") from None
+    except OSError as exc:
+        raise InputError(f"cannot read sheet file {path}: {exc}") from None
+
+
+#: How to get a sheet as UTF-8 CSV, from the tools the officers' sheets pass through.
+SAVE_AS_UTF8 = (
+    "save it as CSV UTF-8 (Excel: File > Save As > 'CSV UTF-8 (Comma delimited)'; Google Sheets:"
+    " File > Download > 'Comma Separated Values (.csv)', which is UTF-8)"
+)
+
+
+def not_utf8(path: str | Path) -> str:
+    """Why the sheet file ``path`` cannot be read as UTF-8: the sheet row of its first byte
+    that is not UTF-8 (the header is row 1, as everywhere) and how to save it right. Only
+    called once reading failed, so reading the file again costs nothing the night needs."""
+    with open(path, "rb") as raw:
+        if raw.read(2) in (b"\xff\xfe", b"\xfe\xff"):  # the byte order mark of UTF-16
+            return f"the file is UTF-16, not UTF-8 (from row 1 on): {SAVE_AS_UTF8}"
+    found = _first_row_not_utf8(path)
+    if found is None:
+        return f"it is not UTF-8 text: {SAVE_AS_UTF8}"
+    row, byte = found
+    legacy = bytes([byte]).decode("cp1252", "replace")
+    return (
+        f"row {row} is not UTF-8 text (byte 0x{byte:02X}, {legacy!r} in Windows-1252 or"
+        f" Latin-1): {SAVE_AS_UTF8}"
+    )
+
+
+def _first_row_not_utf8(path: str | Path) -> tuple[int, int] | None:
+    """The sheet row holding the file's first byte that is not UTF-8, and that byte.
+
+    The file is read again with such bytes kept as lone surrogates (which UTF-8 text cannot
+    hold), split into lines as :func:`read_csv` splits them, and given to the csv reader, which
+    asks for a line only when its record needs one: so the first record it completes after
+    taking the bad line is the record, the row, that holds the byte."""
+    bad: list[int] = []
+
+    def lines() -> Iterator[str]:
+        with open(path, encoding="utf-8", errors="surrogateescape", newline="") as text:
+            for line in text:
+                escaped = None if bad else _ESCAPED_BYTE.search(line)
+                if escaped:
+                    bad.append(ord(escaped.group()) - 0xDC00)
+                yield line
+
+    try:
+        for row, _ in enumerate(csv.reader(lines()), start=1):
+            if bad:
+                return row, bad[0]
+    except csv.Error:
+        pass
+    return None
 
 
 def csv_records(lines: Iterable[str], source: str = "sheet") -> Generator[list[str], None, None]:
     """The records of a CSV text, as :func:`csv.reader` gives them, but with cells up to
-    :data:`CSV_FIELD_LIMIT` and every failure an :class:`InputError` naming the row."""
+    :data:`CSV_FIELD_LIMIT` and every failure an :class:`InputError` naming the row (a file
+    that is not UTF-8: :func:`read_csv` names it)."""
     csv.field_size_limit(CSV_FIELD_LIMIT)  # process-wide; nothing else here reads CSV
     reader = csv.reader(lines)
     row = 0
@@ -141,7 +209,7 @@ def csv_records(lines: Iterable[str], source: str = "sheet") -> Generator[list[s
             yield record
     except csv.Error as exc:
         raise InputError(f"cannot read {source}: row {row + 1}: {exc}") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise InputError(f"cannot read {source}: {exc}") from None
 
 

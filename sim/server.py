@@ -15,6 +15,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from common.errors import InputError
+from common.sheet import read_csv_text
 from sim.app import create_app, load_bundle_patients
 
 
@@ -92,6 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         patients = load_bundle_patients(args.bundle)
+        sheet_text = read_csv_text(args.sheet) if args.sheet else None
     except InputError as exc:
         print(f"phonesync fhir-sim: error: {exc}", file=sys.stderr)
         return 2
@@ -101,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         latency_ms=args.latency_ms,
         error_rate=args.error_rate,
         rate_limit=args.rate_limit,
-        sheet_csv=args.sheet.read_text(encoding="utf-8") if args.sheet else None,
+        sheet_csv=sheet_text,
         seed=args.seed,
         page_size=args.page_size,
         batch=not args.no_batch,

@@ -54,7 +54,7 @@ def test_a_csv_file_is_read_as_its_rows_are_asked_for(tmp_path: Path) -> None:
     )
     rows = read_csv(path)  # the header is checked at once…
     assert [next(rows).row for _ in range(3)] == [2, 3, 4]  # …the rows come as they are read
-    with pytest.raises(InputError, match="cannot read sheet file"):
+    with pytest.raises(InputError, match="row 10002 is not UTF-8"):
         list(rows)
     path.write_text("nik_identifier,phone_number\n")
     with pytest.raises(SheetError, match="'last_updated_date'"):
@@ -127,3 +127,45 @@ def test_rejected_niks(cell: str, reason: str) -> None:
     with pytest.raises(InvalidCell, match=reason) as exc:
         parse_nik(cell)
     assert exc.value.column == "nik_identifier"
+
+
+HEADER = "last_updated_date,nik_identifier,name,phone_number\r\n"
+
+
+@pytest.mark.parametrize(
+    ("sheet", "row"),
+    [
+        (
+            HEADER
+            + '23-09-2025,3171044203920001,"DEWI\r\nSARI",0812\r\n\r\n'
+            + "23-09-2025,3171044203920002,JOSÉ,0812\r\n",
+            4,
+        ),
+        (HEADER + '23-09-2025,3171044203920001,"DEWI\r\nRENÉ",0812\r\n', 2),  # a cell's 2nd line
+        (
+            "\ufeff" + HEADER + "23-09-2025,3171044203920001,A,0812\r\n" * 5000 + "Señora,x,y,z\n",
+            5002,
+        ),
+    ],
+    ids=["after a two-line cell and a blank row", "in a cell's second line", "past the first 8 KB"],
+)
+def test_a_latin1_sheet_names_the_row_and_how_to_save_it(
+    tmp_path: Path, sheet: str, row: int
+) -> None:
+    path = tmp_path / "sheet.csv"
+    path.write_bytes(sheet.encode("latin-1", "ignore"))  # "ignore": the BOM has no Latin-1 form
+    with pytest.raises(InputError) as raised:
+        list(read_csv(path))
+    message = str(raised.value)
+    assert f"sheet file {path}: row {row} is not UTF-8 text" in message
+    assert "save it as CSV UTF-8" in message and "\n" not in message
+
+
+def test_a_utf16_sheet_is_named_as_such_with_how_to_save_it(tmp_path: Path) -> None:
+    path = tmp_path / "sheet.csv"
+    path.write_text(HEADER + "23-09-2025,3171044203920001,A,0812\r\n", encoding="utf-16")
+    with pytest.raises(InputError) as raised:
+        read_csv(path)
+    assert "the file is UTF-16, not UTF-8 (from row 1 on): save it as CSV UTF-8" in str(
+        raised.value
+    )

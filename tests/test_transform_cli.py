@@ -254,3 +254,15 @@ def test_a_dash_streams_the_bundle_or_the_report_to_stdout(tmp_path: Path) -> No
     assert json.loads(done.stdout)["summary"] == {"updated": 10}
     assert json.loads((tmp_path / "after.json").read_bytes())["patients_after_phone_update"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["after.json", "report.json"]
+
+
+@pytest.mark.parametrize("encoding", ["latin-1", "utf-16"])
+def test_a_sheet_that_is_not_utf8_exits_2_naming_the_row(
+    encoding: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sheet = tmp_path / "sheet.csv"
+    sheet.write_bytes(SHEET.read_text().replace("SITI", "SÍTI").encode(encoding))
+    assert main(["transform", "--sheet", str(sheet), "--bundle", str(BUNDLE)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "save it as CSV UTF-8" in err
+    assert "row 1" in err if encoding == "utf-16" else "row 6 is not UTF-8" in err  # SITI
