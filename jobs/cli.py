@@ -22,6 +22,7 @@ from common.sheet import read_csv
 from common.store import StateStore
 from common.transform import transform, write_report
 from jobs.outputs import destination, refuse_overwriting, write_output
+from jobs.wording import by_status, count
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -245,12 +246,12 @@ def cmd_transform(args: argparse.Namespace) -> int:
         )
         if args.report:
             write_output(args.report, lambda out: write_report(outcomes, out))
-    counts = summarize(outcomes)
-    print(
-        f"phonesync transform: {len(outcomes)} rows: "
-        + ", ".join(f"{k} {v}" for k, v in counts.items()),
-        file=sys.stderr,
+    summary = (
+        f"{count(len(outcomes), 'row')}: {by_status(summarize(outcomes))}"
+        if outcomes
+        else "no rows below the sheet's header: the bundle is written unchanged"
     )
+    print(f"phonesync transform: {summary}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -342,7 +343,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
             where = f"by re-publishing to {config.failure_topic}"
         else:
             where = f"directly against {config.fhir_base_url}"
-        print(f"{len(items)} {args.status} row(s) of {run_date} to replay {where}", file=sys.stderr)
+        chosen = count(len(items), f"{args.status} row")
+        print(f"{chosen} of {run_date} to replay {where}", file=sys.stderr)
         for item in items:
             print(f"  row {item.row}", file=sys.stderr)
         if config is None or not items:
@@ -369,7 +371,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         except FhirTransientError as exc:
             print(f"phonesync: error: the FHIR server did not answer: {exc}", file=sys.stderr)
             return EXIT_FAILED
-        print("replayed: " + ", ".join(f"{k} {v}" for k, v in counts.items()), file=sys.stderr)
+        print(f"replayed: {by_status(counts)}", file=sys.stderr)
     finally:
         store.close()
     return EXIT_OK

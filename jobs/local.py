@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import TextIO
 
 from common.config import JobConfig, jakarta_today
-from common.store import RunState, StateStore
+from common.store import RunState, RunStatus, StateStore
+from jobs import wording
 from jobs.operator import sum_counts
 
 
@@ -43,7 +44,7 @@ def run_tasks(config: JobConfig, tasks: int, store: StateStore, out: TextIO = sy
         )
         children.append((process, log))
     print(
-        f"phonesync run {run_date}: {tasks} task(s), execution {config.execution}, logs in {log_dir}/",
+        f"phonesync run {run_date}: {wording.count(tasks, 'task')}, execution {config.execution}, logs in {log_dir}/",
         file=out,
     )
     started = time.monotonic()
@@ -120,6 +121,8 @@ def summary(run: RunState | None, codes: list[int]) -> str:
         return "no run recorded (see the task logs)"
     lines = [f"run {run.run_date}: {run.status.value}" + (f" ({run.reason})" if run.reason else "")]
     lines += [f"  {status:<16} {count}" for status, count in run.counts.items()]
+    if not run.counts and run.status is not RunStatus.FAILED:  # a failed run read no rows
+        lines.append("  no rows in the sheet")
     if any(codes):
         lines.append(f"  task exit codes: {codes}")
     return "\n".join(lines)

@@ -6,6 +6,7 @@ shard), exactly the code a Cloud Run task runs; one test drives the real multi-p
 
 import asyncio
 import copy
+import dataclasses
 import io
 import json
 import logging
@@ -21,8 +22,9 @@ import pytest
 
 from common import telemetry
 from common.config import load_config
-from common.store import RunStatus, SqliteStore
+from common.store import RunState, RunStatus, SqliteStore
 from common.telemetry import LOGGER_NAME
+from jobs.local import summary
 from jobs.task import replay_locally, run_task
 from tests.simulator import (
     API_KEY,
@@ -310,6 +312,7 @@ def test_two_tasks_as_processes_through_the_cli(tmp_path: Path) -> None:
         )
         assert done.returncode == 0, done.stderr
         assert "run 2025-09-23: succeeded" in done.stderr and "updated          10" in done.stderr
+        assert "phonesync run 2025-09-23: 2 tasks, execution" in done.stderr
         logs = list((tmp_path / "logs").glob("*.jsonl"))
         assert len(logs) == 2
         for log in logs:
@@ -507,3 +510,12 @@ def test_a_killed_task_makes_the_local_run_exit_non_zero(tmp_path: Path) -> None
         _, err = parent.communicate(timeout=60)
     assert parent.returncode == 128 + signal.SIGKILL, err
     assert "-9" in err  # the summary lists the task exit codes
+
+
+def test_the_run_summary_says_when_the_sheet_had_no_rows() -> None:
+    run = RunState(DATE, "exec-1", RunStatus.SUCCEEDED, 1, 0.0, 0.0, finished_at=1.0)
+    assert summary(run, [0]) == "run 2025-09-23: succeeded\n  no rows in the sheet"
+    failed = dataclasses.replace(run, status=RunStatus.FAILED, reason="sheet file not found: x")
+    assert summary(failed, [1]) == (
+        "run 2025-09-23: failed (sheet file not found: x)\n  task exit codes: [1]"
+    )

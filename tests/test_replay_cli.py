@@ -55,7 +55,11 @@ def test_local_replay_of_chosen_rows_with_dry_run_first(
         listing = ["replay", "--date", DATE, "--state", str(state)]
         # a dry run needs the store only: no FHIR settings, no mode
         assert main([*listing, "--row", "2", "3", "--dry-run"]) == 0
-        assert "2 deferred row(s)" in capsys.readouterr().err
+        assert "2 deferred rows of 2025-09-23 to replay" in capsys.readouterr().err
+        assert main([*listing, "--row", "2", "--dry-run"]) == 0
+        assert "1 deferred row of 2025-09-23 to replay" in capsys.readouterr().err
+        assert main([*listing, "--status", "error", "--dry-run"]) == 0
+        assert "no error rows of 2025-09-23 to replay" in capsys.readouterr().err
         assert sim.state.puts_by_patient == {}
         # the mode is never guessed from the environment
         assert main([*listing, "--fhir-url", sim.fhir]) == 2

@@ -266,3 +266,25 @@ def test_a_sheet_that_is_not_utf8_exits_2_naming_the_row(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "save it as CSV UTF-8" in err
     assert "row 1" in err if encoding == "utf-16" else "row 6 is not UTF-8" in err  # SITI
+
+
+@pytest.mark.parametrize(
+    ("lines", "summary"),
+    [
+        (2, "phonesync transform: 1 row: updated 1"),
+        (
+            1,
+            "phonesync transform: no rows below the sheet's header: the bundle is written unchanged",
+        ),
+    ],
+)
+def test_the_summary_counts_in_words(
+    lines: int, summary: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sheet = tmp_path / "sheet.csv"
+    sheet.write_text("".join(SHEET.read_text().splitlines(keepends=True)[:lines]))
+    out = tmp_path / "after.json"
+    assert (
+        main(["transform", "--sheet", str(sheet), "--bundle", str(BUNDLE), "--out", str(out)]) == 0
+    )
+    assert capsys.readouterr().err.strip() == summary
