@@ -21,6 +21,7 @@ from common.planning import DateWindow
 from common.sheet import read_csv
 from common.store import StateStore
 from common.transform import transform, write_report
+from jobs import help_texts as texts
 from jobs.outputs import destination, refuse_overwriting, write_output
 from jobs.wording import by_status, count
 
@@ -68,82 +69,136 @@ def version() -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="phonesync",
-        description="Nightly sync of patients' WhatsApp numbers from the field officers' Google"
-        " Sheet into the FHIR R4 registry, and the commands around it.",
-        formatter_class=lambda prog: argparse.HelpFormatter(prog, max_help_position=24),
-        epilog="`phonesync COMMAND -h` describes a command; README.md has them all.",
+        description=texts.MAIN.description,
+        epilog=texts.MAIN.epilog,
+        formatter_class=texts.Formatter,
     )
     parser.add_argument("--version", action="version", version=f"phonesync {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
+    def command(name: str, text: texts.CommandHelp) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name,
+            help=text.summary,
+            description=text.description,
+            epilog=text.epilog,
+            formatter_class=texts.Formatter,
+        )
+
     sub.add_parser("fhir-sim", help="FHIR R4 + Sheets API simulator (see phonesync fhir-sim -h)")
-    t = sub.add_parser("transform", help="apply a sheet CSV to a patient bundle file (offline)")
-    t.add_argument("--sheet", required=True, type=Path, help="sheet exported as CSV")
-    t.add_argument("--bundle", required=True, type=Path, help="patients JSON")
-    t.add_argument("--date", type=iso_date, help="only rows of this date (YYYY-MM-DD) take part")
-    t.add_argument("--now", type=iso_timestamp, help="meta.lastUpdated to set (default: now, WIB)")
-    t.add_argument("--out", type=Path, help="write the updated bundle here (default: stdout)")
-    t.add_argument("--report", type=Path, help="write the per-row JSON report here")
+    t = command("transform", texts.TRANSFORM)
+    t.add_argument("--sheet", required=True, type=Path, metavar="CSV", help="sheet exported as CSV")
+    t.add_argument("--bundle", required=True, type=Path, metavar="JSON", help="patients JSON")
     t.add_argument(
-        "--phone-format", choices=[f.value for f in PhoneFormat], default=PhoneFormat.NATIONAL.value
+        "--date",
+        type=iso_date,
+        metavar="YYYY-MM-DD",
+        help="only rows of this date take part (default: every row; per NIK the latest wins)",
+    )
+    t.add_argument(
+        "--now",
+        type=iso_timestamp,
+        metavar="ISO8601",
+        help="meta.lastUpdated to set on changed patients (default: now, WIB)",
+    )
+    t.add_argument(
+        "--out", type=Path, metavar="FILE", help="the updated bundle (default and -: stdout)"
+    )
+    t.add_argument(
+        "--report", type=Path, metavar="FILE", help="the per-row JSON report (-: stdout)"
+    )
+    t.add_argument(
+        "--phone-format",
+        choices=[f.value for f in PhoneFormat],
+        default=PhoneFormat.NATIONAL.value,
+        help="numbers as 0812... (national, default) or +62812... (e164)",
     )
     t.set_defaults(handler=cmd_transform)
 
-    r = sub.add_parser("run", help="the nightly job (one Cloud Run task, or --tasks N locally)")
+    r = command("run", texts.RUN)
     r.add_argument(
-        "--date", type=iso_date, help="run date YYYY-MM-DD (env RUN_DATE; default today, WIB)"
+        "--date",
+        type=iso_date,
+        metavar="YYYY-MM-DD",
+        help="run date (env RUN_DATE; default today, WIB)",
     )
     r.add_argument(
-        "--sheet", type=Path, help="a CSV export instead of the Sheets API (env SHEET_CSV)"
+        "--sheet",
+        type=Path,
+        metavar="CSV",
+        help="a CSV export instead of the Sheets API (env SHEET_CSV)",
     )
-    r.add_argument("--sheet-id", help="Google Sheet id (env SHEET_ID)")
-    r.add_argument("--fhir-url", help="FHIR base URL (env FHIR_BASE_URL)")
-    r.add_argument("--tasks", type=int, help="run N task processes locally, split as on Cloud Run")
+    r.add_argument("--sheet-id", metavar="ID", help="Google Sheet id (env SHEET_ID)")
+    r.add_argument("--fhir-url", metavar="URL", help="FHIR base URL (env FHIR_BASE_URL)")
     r.add_argument(
-        "--concurrency", type=int, help="concurrent FHIR requests per task (env FHIR_CONCURRENCY)"
+        "--tasks",
+        type=int,
+        metavar="N",
+        help="run N task processes locally, split as on Cloud Run",
+    )
+    r.add_argument(
+        "--concurrency",
+        type=int,
+        metavar="N",
+        help="concurrent FHIR requests per task, at most (env FHIR_CONCURRENCY)",
     )
     r.add_argument(
         "--rate-limit",
         type=float,
+        metavar="N",
         help="FHIR requests/s per task, 0 = unlimited (env FHIR_RATE_LIMIT)",
     )
     r.add_argument(
-        "--timeout", type=float, help="FHIR request timeout, s (env FHIR_TIMEOUT_SECONDS)"
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help="per FHIR request (env FHIR_TIMEOUT_SECONDS)",
     )
     r.add_argument(
         "--deadline",
         type=float,
-        help="how long a down FHIR server is waited for, s (env FHIR_DEADLINE_SECONDS)",
+        metavar="SECONDS",
+        help="how long a down FHIR server is waited for (env FHIR_DEADLINE_SECONDS)",
     )
     r.add_argument(
         "--lookback-days",
         type=int,
+        metavar="N",
         help="also take unapplied rows of the previous N days (env LOOKBACK_DAYS)",
     )
-    r.add_argument("--phone-format", choices=[f.value for f in PhoneFormat])
+    r.add_argument(
+        "--phone-format",
+        choices=[f.value for f in PhoneFormat],
+        help="national (0812..., default) or e164 (env PHONE_FORMAT)",
+    )
     add_state_flags(r)
     r.set_defaults(handler=cmd_run)
 
-    st = sub.add_parser("status", help="a run's state and per-task progress (works mid-run)")
-    st.add_argument("--date", type=iso_date, help="run date (default: today, WIB)")
+    st = command("status", texts.STATUS)
+    st.add_argument(
+        "--date", type=iso_date, metavar="YYYY-MM-DD", help="run date (default: today, WIB)"
+    )
     add_state_flags(st)
     st.set_defaults(handler=cmd_status)
 
-    rp = sub.add_parser(
-        "report", help="one line per row of the run's window: row, masked NIK, status, reason"
-    )
-    rp.add_argument("--date", type=iso_date, required=True, help="run date YYYY-MM-DD")
-    rp.add_argument("--format", choices=["csv", "json"], default="csv")
-    rp.add_argument("--out", type=Path, help="write here (default: stdout)")
+    rp = command("report", texts.REPORT)
+    rp.add_argument("--date", type=iso_date, required=True, metavar="YYYY-MM-DD", help="run date")
+    rp.add_argument("--format", choices=["csv", "json"], default="csv", help="default: csv")
+    rp.add_argument("--out", type=Path, metavar="FILE", help="write here (default and -: stdout)")
     add_state_flags(rp)
     rp.set_defaults(handler=cmd_report)
 
-    rl = sub.add_parser(
-        "replay", help="retry chosen rows of a date: --via pubsub (re-publish) or --via direct"
+    rl = command("replay", texts.REPLAY)
+    rl.add_argument("--date", type=iso_date, required=True, metavar="YYYY-MM-DD", help="run date")
+    rl.add_argument(
+        "--status",
+        choices=["deferred", "error"],
+        default="deferred",
+        help="the rows to replay (default: deferred)",
     )
-    rl.add_argument("--date", type=iso_date, required=True, help="run date YYYY-MM-DD")
-    rl.add_argument("--status", choices=["deferred", "error"], default="deferred")
-    rl.add_argument("--row", type=int, nargs="+", default=[], help="only these sheet rows")
+    rl.add_argument(
+        "--row", type=int, nargs="+", default=[], metavar="N", help="only these sheet rows"
+    )
     rl.add_argument(
         "--dry-run",
         action="store_true",
@@ -155,9 +210,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="pubsub: re-publish to the failure topic (the replay function applies them);"
         " direct: this machine calls --fhir-url. Required unless --dry-run",
     )
-    rl.add_argument("--topic", help="--via pubsub: the failure topic (env FAILURE_TOPIC)")
     rl.add_argument(
-        "--fhir-url", help="--via direct: FHIR base URL to replay against (env FHIR_BASE_URL)"
+        "--topic", metavar="TOPIC", help="--via pubsub: the failure topic (env FAILURE_TOPIC)"
+    )
+    rl.add_argument(
+        "--fhir-url",
+        metavar="URL",
+        help="--via direct: FHIR base URL to replay against (env FHIR_BASE_URL)",
     )
     add_state_flags(rl)
     rl.set_defaults(handler=cmd_replay)
@@ -166,10 +225,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_state_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--state", help="sqlite, firestore, or a SQLite file path (env STATE_BACKEND / STATE_PATH)"
+        "--state",
+        metavar="STORE",
+        help="sqlite, firestore, or a SQLite file path (env STATE_BACKEND / STATE_PATH)",
     )
     parser.add_argument(
-        "--project", help="Google Cloud project for firestore (env GOOGLE_CLOUD_PROJECT)"
+        "--project",
+        metavar="PROJECT",
+        help="Google Cloud project for firestore (env GOOGLE_CLOUD_PROJECT)",
     )
 
 

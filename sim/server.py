@@ -47,21 +47,66 @@ def run_in_thread(app: Starlette, host: str = "127.0.0.1", port: int = 0) -> Ite
         sock.close()
 
 
+DESCRIPTION = """\
+A FHIR R4 server for tests, the demo and benchmarks (not part of the job): Patient search,
+read and update (If-Match), batch Bundles, a CapabilityStatement; faults on demand
+(latency, 5xx, 429 rate limits, outages, an API key or OAuth2 bearer tokens). With --sheet
+it also serves the Sheets API reads of that CSV, and the writes the report tab needs.
+It serves until stopped."""
+
+EPILOG = """\
+example (from a checkout):
+  phonesync fhir-sim --bundle examples/patients-data.json --port 8080 --api-key KEY \\
+    --latency-ms 150 --error-rate 0.01 --rate-limit 200
+
+its own endpoints:
+  GET  /_sim/stats    requests by method and status, PUTs per patient
+  GET  /_sim/bundle   the patients as they are now
+  POST /_sim/down     {"down": true} simulates an outage, {"down": false} ends it"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="phonesync fhir-sim", description="FHIR R4 + Sheets API simulator"
+        prog="phonesync fhir-sim",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=lambda prog: argparse.RawDescriptionHelpFormatter(
+            prog, max_help_position=24
+        ),
     )
-    p.add_argument("--bundle", type=Path, required=True, help="patients JSON (the sample's format)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8080)
-    p.add_argument("--api-key", help="require this x-api-key on every FHIR request")
-    p.add_argument("--latency-ms", type=float, default=0.0, help="median of the log-normal latency")
     p.add_argument(
-        "--error-rate", type=float, default=0.0, help="fraction of requests answering 500/503"
+        "--bundle",
+        metavar="JSON",
+        type=Path,
+        required=True,
+        help="patients JSON (the sample's format)",
     )
-    p.add_argument("--rate-limit", type=float, help="requests/s before answering 429 + Retry-After")
+    p.add_argument("--host", metavar="HOST", default="127.0.0.1", help="default: 127.0.0.1")
+    p.add_argument("--port", metavar="PORT", type=int, default=8080, help="default: 8080")
+    p.add_argument("--api-key", metavar="KEY", help="require this x-api-key on every FHIR request")
+    p.add_argument(
+        "--latency-ms",
+        metavar="MS",
+        type=float,
+        default=0.0,
+        help="median of the log-normal latency",
+    )
+    p.add_argument(
+        "--error-rate",
+        metavar="FRACTION",
+        type=float,
+        default=0.0,
+        help="fraction of requests answering 500/503",
+    )
+    p.add_argument(
+        "--rate-limit",
+        metavar="N",
+        type=float,
+        help="requests/s before answering 429 + Retry-After",
+    )
     p.add_argument(
         "--entry-cost-ms",
+        metavar="MS",
         type=float,
         default=0.0,
         help="extra time a batch Bundle takes per entry, on top of --latency-ms",
@@ -74,17 +119,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-batch", action="store_true", help="refuse batch Bundles (POST [base] answers 404)"
     )
-    p.add_argument("--sheet", type=Path, help="serve this CSV as the Sheets API values.get")
-    p.add_argument("--seed", type=int, help="seed for latency and error injection")
+    p.add_argument(
+        "--sheet", metavar="CSV", type=Path, help="serve this CSV as the Sheets API values.get"
+    )
+    p.add_argument("--seed", metavar="N", type=int, help="seed for latency and error injection")
     p.add_argument(
         "--oauth-client",
         nargs=2,
         metavar=("ID", "SECRET"),
         help="bearer mode: POST /oauth2/token grants tokens to this client; FHIR requires them",
     )
-    p.add_argument("--token-ttl", type=float, default=3600.0, help="token lifetime in seconds")
     p.add_argument(
-        "--page-size", type=int, default=20, help="search results per page without _count"
+        "--token-ttl",
+        metavar="SECONDS",
+        type=float,
+        default=3600.0,
+        help="token lifetime in seconds",
+    )
+    p.add_argument(
+        "--page-size",
+        metavar="N",
+        type=int,
+        default=20,
+        help="search results per page without _count",
     )
     return p
 
