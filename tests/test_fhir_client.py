@@ -41,7 +41,7 @@ from common.fhir import (
     RequestStats,
 )
 from common.fhir._ratelimit import RateLimiter
-from common.fhir._retry import backoff_delay, parse_retry_after
+from common.retry import backoff_delay, parse_retry_after
 
 API_KEY = "test-key-5f3a9c"
 NIK_SYSTEM = "https://fhir.kemkes.go.id/id/nik"

@@ -16,14 +16,16 @@ status only, with the endpoint's text redacted (see :attr:`FhirAuth.secrets`).
 from __future__ import annotations
 
 import asyncio
+import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 import orjson
 
 from common.fhir._errors import FhirAuthError, FhirTransientError
+from common.retry import backoff_delay, parse_retry_after, retryable_status
 
 if TYPE_CHECKING:
     from common.fhir._settings import FhirSettings
@@ -33,6 +35,8 @@ GOOGLE_SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
 #: A cached token is replaced this long before it expires (at most a tenth of its lifetime).
 REFRESH_MARGIN_SECONDS = 60.0
 _TOKEN_ATTEMPTS = 3
+#: The token fetch's backoff (``common.retry.backoff_delay``): base and cap, in seconds.
+_TOKEN_BACKOFF_BASE, _TOKEN_BACKOFF_CAP = 0.5, 10.0
 _WHAT = "POST token"
 
 
@@ -134,7 +138,12 @@ class _CachedBearer:
 
 
 class OAuth2ClientCredentials(_CachedBearer):
-    """Client-credentials grant against ``token_url`` (form-encoded id and secret)."""
+    """Client-credentials grant against ``token_url`` (form-encoded id and secret).
+
+    A fetch that meets no answer, 408, 429 or 5xx is retried (``_TOKEN_ATTEMPTS`` in all) after
+    the common jittered backoff, ``Retry-After`` honoured; ``rng`` and ``sleep`` are the
+    backoff's (tests pass their own).
+    """
 
     def __init__(
         self,
@@ -145,7 +154,8 @@ class OAuth2ClientCredentials(_CachedBearer):
         timeout_seconds: float = 15.0,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], float] = time.monotonic,
-        backoff_seconds: float = 0.5,
+        rng: random.Random | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         super().__init__(clock)
         self._url = token_url
@@ -155,7 +165,7 @@ class OAuth2ClientCredentials(_CachedBearer):
             "client_secret": client_secret,
         }
         self._secret = client_secret
-        self._backoff = backoff_seconds
+        self._rng, self._sleep = rng, sleep
         self._http = httpx.AsyncClient(
             transport=transport, timeout=timeout_seconds, follow_redirects=False
         )
@@ -169,21 +179,30 @@ class OAuth2ClientCredentials(_CachedBearer):
     async def _fetch(self) -> tuple[str, float]:
         status = 0
         for attempt in range(_TOKEN_ATTEMPTS):
-            if attempt:
-                await asyncio.sleep(self._backoff * 2 ** (attempt - 1))
+            retry_after = 0.0
             try:
                 response = await self._http.post(
                     self._url, data=self._form, headers={"Accept": "application/json"}
                 )
             except httpx.RequestError:
                 status = 0
-                continue
-            status = response.status_code
-            if status == 429 or status >= 500:
-                continue
-            if status != 200:
-                raise FhirAuthError(_WHAT, status, _error_text(response, self.secrets()))
-            return _token_of(response)
+            else:
+                status = response.status_code
+                if status == 200:
+                    return _token_of(response)
+                if not retryable_status(status):
+                    raise FhirAuthError(_WHAT, status, _error_text(response, self.secrets()))
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            if attempt + 1 < _TOKEN_ATTEMPTS:
+                await self._sleep(
+                    backoff_delay(
+                        attempt,
+                        _TOKEN_BACKOFF_BASE,
+                        _TOKEN_BACKOFF_CAP,
+                        floor=retry_after,
+                        rng=self._rng,
+                    )
+                )
         raise FhirTransientError(_WHAT, status, _TOKEN_ATTEMPTS)
 
 

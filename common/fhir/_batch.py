@@ -44,6 +44,7 @@ from common.fhir._errors import (
     FhirPermanentError,
     FhirTransientError,
 )
+from common.retry import retryable_status
 
 #: Entries per Bundle when ``FHIR_BATCH_SIZE`` is not set and the server lists ``batch``
 #: (the best of bench.sync_bench's runs; see README, Performance).
@@ -163,7 +164,7 @@ class BatchingRegistry:
                 raise FhirConflict(what, status)
             if status in (401, 403):
                 raise FhirAuthError(what, status, answer.outcome)
-            if not (status == 408 or status >= 500):
+            if not retryable_status(status):  # 0: the entry carries no readable status
                 raise FhirPermanentError(what, status, answer.outcome or "in a batch-response")
             if attempts >= self._client.settings.max_attempts:
                 raise FhirTransientError(what, status, attempts, detail="batch entry")

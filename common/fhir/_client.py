@@ -35,7 +35,7 @@ import random
 import re
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -57,8 +57,8 @@ from common.fhir._errors import (
     FhirTransientError,
 )
 from common.fhir._ratelimit import RateLimiter
-from common.fhir._retry import backoff_delay, parse_retry_after
 from common.fhir._settings import FhirSettings
+from common.retry import backoff_delay, parse_retry_after, retryable_status
 
 NIK_SYSTEM = "https://fhir.kemkes.go.id/id/nik"
 FHIR_JSON = "application/fhir+json"
@@ -161,6 +161,7 @@ class FhirClient:
     ``transport`` replaces the network (tests pass ``httpx.MockTransport``); otherwise
     ``settings.transport`` picks httpx-aiohttp's transport or httpx's own connection pool.
     ``auth`` replaces the authentication ``settings.auth`` would build (the client closes it).
+    ``rng`` and ``sleep`` draw and wait out the backoff between retries (tests pass their own).
     """
 
     def __init__(
@@ -172,12 +173,14 @@ class FhirClient:
         transport: httpx.AsyncBaseTransport | None = None,
         rng: random.Random | None = None,
         auth: FhirAuth | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.settings = settings
         self.stats = RequestStats()
         self._on_retry = on_retry
         self._on_throttle = on_throttle
         self._rng = rng or random.Random()
+        self._sleep = sleep
         self._limiter = RateLimiter(settings.rate_limit)
         self._breaker = CircuitBreaker(
             settings.breaker_failure_threshold,
@@ -450,11 +453,8 @@ class FhirClient:
                 raise FhirBatchRefused(
                     what, status, diagnostics(response, secrets=self._auth.secrets())
                 )
-            if response is None or status == 408 or status >= 500:
-                self._breaker.record_failure(status)
-                if response is not None:
-                    retry_after = self._retry_after(response)
-            elif status == 429:
+            if status == 429:
+                assert response is not None
                 # The server is up, just busy: slow every sender down; no attempt used up.
                 self.stats.rate_limited += 1
                 self._breaker.record_throttled()
@@ -465,6 +465,10 @@ class FhirClient:
                 if self._on_retry is not None:  # the job's fhir_retry line (an alert counts it)
                     self._on_retry(method, status, attempts)
                 continue  # after the pause, ahead of new requests
+            if retryable_status(None if response is None else status):
+                self._breaker.record_failure(status)
+                if response is not None:
+                    retry_after = self._retry_after(response)
             else:
                 assert response is not None
                 self._breaker.record_success()
@@ -495,7 +499,7 @@ class FhirClient:
         if self._on_retry is not None:
             self._on_retry(method, status, attempts)
         settings = self.settings
-        await asyncio.sleep(
+        await self._sleep(
             backoff_delay(
                 retry,
                 settings.backoff_base_seconds,
@@ -528,8 +532,9 @@ class FhirClient:
 
     def _retry_after(self, response: httpx.Response) -> float:
         # Honoured, but never past the deadline: a server asking for an hour is down.
-        seconds = parse_retry_after(response.headers.get("Retry-After"))
-        return min(seconds, self.settings.deadline_seconds)
+        return parse_retry_after(
+            response.headers.get("Retry-After"), longest=self.settings.deadline_seconds
+        )
 
     def _json(self, response: httpx.Response, what: str) -> Resource:
         try:

@@ -1,0 +1,144 @@
+"""One retry policy (common.retry) for every remote call phonesync makes.
+
+Each retry loop — FHIR requests and batch entries, the OAuth token fetch — waits the common
+full-jitter backoff: the waits an injected ``sleep`` records are the draws of an injected
+``rng`` from ``uniform(0, min(cap, base * 2**retry))``, computed here independently of the
+code under test. Faults come from the simulator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any
+
+import pytest
+from google.rpc import code_pb2
+
+from common.fhir import BatchingRegistry, FhirClient, FhirSettings, OAuth2ClientCredentials
+from common.retry import RETRYABLE_GRPC_CODES, retryable_grpc, retryable_status
+from tests.simulator import API_KEY, RunningSim, simulator
+
+pytestmark = pytest.mark.timeout(120)
+
+SEED = 20250923
+
+
+def full_jitter(base: float, cap: float, retries: int, seed: int = SEED) -> list[float]:
+    """The waits before retries 0 … ``retries - 1`` under full jitter, drawn from ``seed``."""
+    rng = random.Random(seed)
+    return [rng.uniform(0.0, min(cap, base * 2**n)) for n in range(retries)]
+
+
+class Waits:
+    """An injected ``sleep``: records each wait and returns at once."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+
+    async def pause(self, seconds: float) -> None:
+        self.seconds.append(seconds)
+
+
+def fhir_settings(sim: RunningSim, **overrides: Any) -> FhirSettings:
+    options: dict[str, Any] = {
+        "base_url": sim.fhir,
+        "api_key": API_KEY,
+        "rate_limit": 0,
+        "backoff_base_seconds": 0.3,
+        "backoff_cap_seconds": 1.0,
+    }
+    return FhirSettings(**{**options, **overrides})
+
+
+# --- what is worth another attempt ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "retryable"),
+    [
+        (None, True),  # no answer: a timeout, a refused connection
+        (408, True),
+        (429, True),
+        (500, True),
+        (501, True),
+        (503, True),
+        (599, True),
+        (0, False),  # a batch entry without a readable status
+        (200, False),
+        (400, False),
+        (401, False),
+        (403, False),
+        (404, False),
+        (409, False),
+        (412, False),
+        (422, False),
+    ],
+)
+def test_which_http_answers_are_retried(status: int | None, retryable: bool) -> None:
+    assert retryable_status(status) is retryable
+
+
+def test_which_grpc_codes_are_retried() -> None:
+    names = {code_pb2.Code.Name(code) for code in range(17) if retryable_grpc(code)}
+    assert names == {
+        "DEADLINE_EXCEEDED",
+        "RESOURCE_EXHAUSTED",
+        "ABORTED",
+        "INTERNAL",
+        "UNAVAILABLE",
+    }
+    assert {getattr(code_pb2, name) for name in names} == RETRYABLE_GRPC_CODES
+
+
+# --- FHIR -------------------------------------------------------------------------------------
+
+
+def test_fhir_request_retries_wait_the_common_backoff() -> None:
+    waits = Waits()
+    with simulator() as sim:
+        sim.state.fail_next(3, 503)
+
+        async def go() -> dict[str, Any]:
+            client = FhirClient(fhir_settings(sim), rng=random.Random(SEED), sleep=waits.pause)
+            async with client:
+                return await client.read("patient-001")
+
+        assert asyncio.run(go())["id"] == "patient-001"
+    assert waits.seconds == full_jitter(0.3, 1.0, 3)
+
+
+def test_batch_entry_retries_wait_the_common_backoff() -> None:
+    waits = Waits()
+    with simulator() as sim:
+        sim.state.fail_next_entries(2, 503)
+
+        async def go() -> dict[str, Any]:
+            client = FhirClient(fhir_settings(sim), rng=random.Random(SEED), sleep=waits.pause)
+            async with client:
+                return await BatchingRegistry(client, 10).read("patient-001")
+
+        assert asyncio.run(go())["id"] == "patient-001"
+        assert sim.state.entries["GET 503"] == 2  # the entries failed, not the Bundles
+    assert waits.seconds == full_jitter(0.3, 1.0, 2)
+
+
+def test_the_token_fetch_is_jittered_with_the_common_backoff() -> None:
+    waits = Waits()
+    with simulator(api_key=None, oauth_client=("client", "secret")) as sim:
+        sim.state.fail_next(2, 503)  # the token endpoint answers 503 twice, then a token
+        auth = OAuth2ClientCredentials(
+            f"{sim.url}/oauth2/token",
+            "client",
+            "secret",
+            rng=random.Random(SEED),
+            sleep=waits.pause,
+        )
+
+        async def go() -> dict[str, Any]:
+            async with FhirClient(fhir_settings(sim, api_key=None), auth=auth) as client:
+                return await client.read("patient-001")
+
+        assert asyncio.run(go())["id"] == "patient-001"
+        assert sim.state.requests["POST token 503"] == 2
+    assert waits.seconds == full_jitter(0.5, 10.0, 2)
