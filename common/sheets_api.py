@@ -17,7 +17,7 @@ import random
 import re
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -27,10 +27,12 @@ import httpx
 import orjson
 
 from common.errors import InputError, PhonesyncError
+from common.retry import backoff_delay, parse_retry_after, retryable_status
 from common.sheet import Columns, SheetRow
 
 SCOPE = "https://www.googleapis.com/auth/spreadsheets.readonly"
-_TRANSIENT = frozenset({408, 429, 500, 502, 503, 504})
+#: Backoff between attempts of a call (``common.retry.backoff_delay``): base and cap, seconds.
+_BACKOFF_BASE, _BACKOFF_CAP = 0.5, 30.0
 
 #: Rows per ``values.get``: ~1.3 MB of JSON at the sheet's ~65 bytes a row, so a million rows
 #: take 50 reads, within the read quota without waiting.
@@ -117,9 +119,23 @@ class _Pacer:
         self.started.append(self.clock())
 
 
+#: What a refusal of a read means, by status.
+_READ_HINTS = {
+    400: "the range is not valid for this sheet: check SHEET_RANGE",
+    401: "the job's credentials were refused",
+    403: "the job's service account has no access: share the Sheet with its e-mail (Viewer)",
+    404: "no such spreadsheet or range: check SHEET_ID and SHEET_RANGE",
+}
+
+
 class SheetsClient:
-    """GETs against the Sheets API: bearer token, pacing within the read quota, and retries of
-    429/5xx and network errors with backoff (``Retry-After`` honoured)."""
+    """Calls of one spreadsheet through the Sheets API: bearer token, pacing within the per-user
+    quota, and retries of no answer, 408, 429 and 5xx with the common jittered backoff
+    (``Retry-After`` honoured as its floor, as seconds or an HTTP date).
+
+    A call that fails raises ``error``: with ``hints[status]`` when the API refused it, or
+    after ``attempts`` retryable failures. ``rng`` and ``sleep`` are the backoff's.
+    """
 
     def __init__(
         self,
@@ -130,43 +146,51 @@ class SheetsClient:
         attempts: int = 5,
         timeout: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
         reads_per_minute: int = READS_PER_MINUTE,
+        error: type[PhonesyncError] = SheetReadError,
+        hints: Mapping[int, str] = _READ_HINTS,
     ) -> None:
         self.base = f"{api_url.rstrip('/')}/v4/spreadsheets/{quote(sheet_id, safe='')}"
-        self.attempts, self.sleep = attempts, sleep
+        self.attempts, self.sleep, self.rng = attempts, sleep, rng
+        self.error, self.hints = error, hints
         self.pacer = _Pacer(reads_per_minute, time.monotonic, sleep)
         self.http = httpx.Client(headers={"Authorization": f"Bearer {token()}"}, timeout=timeout)
 
     def close(self) -> None:
         self.http.close()
 
-    def get(self, path: str, params: dict[str, str]) -> Any:
-        """The JSON answer of ``GET base + path``; :class:`SheetReadError` if there is none."""
+    def call(self, method: str, path: str, **options: Any) -> Any:
+        """The JSON answer of ``method base + path`` (``options`` as httpx takes them)."""
         problem = ""
         for attempt in range(self.attempts):
             self.pacer.wait()
+            retry_after = 0.0
             try:
-                response = self.http.get(self.base + path, params=params)
+                response = self.http.request(method, self.base + path, **options)
             except httpx.TransportError as exc:
                 problem = f"network error: {type(exc).__name__}"
             else:
-                if response.status_code == 200:
+                status = response.status_code
+                if status == 200:
                     return orjson.loads(response.content)
-                if response.status_code not in _TRANSIENT:
-                    raise SheetReadError(_explain(response))
-                problem = f"HTTP {response.status_code}"
-                retry_after = response.headers.get("Retry-After", "")
-                if retry_after.isdigit():
-                    self.sleep(float(retry_after))
-                    continue
+                if not retryable_status(status):
+                    hint = self.hints.get(status, "unexpected answer")
+                    raise self.error(f"Sheets API answered {status}: {hint}")
+                problem = f"HTTP {status}"
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
             if attempt + 1 < self.attempts:
-                self.sleep(random.uniform(0, min(30.0, 0.5 * 2**attempt)))
-        raise SheetReadError(f"Sheets API failed after {self.attempts} attempts: {problem}")
+                self.sleep(
+                    backoff_delay(
+                        attempt, _BACKOFF_BASE, _BACKOFF_CAP, floor=retry_after, rng=self.rng
+                    )
+                )
+        raise self.error(f"Sheets API failed after {self.attempts} attempts: {problem}")
 
     def grid(self, sheet: str | None) -> tuple[str, int]:
         """The title and row count of sheet ``sheet`` (None: the first sheet)."""
         fields = "sheets(properties(title,index,gridProperties(rowCount)))"
-        answer = self.get("", {"fields": fields})
+        answer = self.call("GET", "", params={"fields": fields})
         sheets = sorted(
             (s.get("properties", {}) for s in answer.get("sheets", [])),
             key=lambda p: p.get("index", 0),
@@ -184,7 +208,7 @@ class SheetsClient:
     def values(self, a1: str) -> list[list[object]]:
         """``values.get`` of one range: rows as displayed, trailing empty cells left out."""
         params = {"majorDimension": "ROWS", "valueRenderOption": "FORMATTED_VALUE"}
-        answer = self.get(f"/values/{quote(a1, safe='')}", params)
+        answer = self.call("GET", f"/values/{quote(a1, safe='')}", params=params)
         values: list[list[object]] = answer.get("values", [])
         return values
 
@@ -199,6 +223,7 @@ def read_sheet(
     attempts: int = 5,
     timeout: float = 30.0,
     sleep: Callable[[float], None] = time.sleep,
+    rng: random.Random | None = None,
     reads_per_minute: int = READS_PER_MINUTE,
 ) -> Iterator[SheetRow]:
     """The rows of ``sheet_range``, read ``chunk_rows`` (default :data:`CHUNK_ROWS`) rows per
@@ -211,6 +236,7 @@ def read_sheet(
         attempts=attempts,
         timeout=timeout,
         sleep=sleep,
+        rng=rng,
         reads_per_minute=reads_per_minute,
     )
     try:
@@ -251,25 +277,24 @@ def _chunked_rows(
         client.close()
 
 
-def _explain(response: httpx.Response) -> str:
-    hint = {
-        400: "the range is not valid for this sheet: check SHEET_RANGE",
-        401: "the job's credentials were refused",
-        403: "the job's service account has no access: share the Sheet with its e-mail (Viewer)",
-        404: "no such spreadsheet or range: check SHEET_ID and SHEET_RANGE",
-    }.get(response.status_code, "unexpected answer")
-    return f"Sheets API answered {response.status_code}: {hint}"
-
-
 # -- writing: the officers' report tab ----------------------------------------------------------
-# Kept apart from the reader above: the job writes only to REPORT_SHEET_ID, with the read-write
-# scope, and a failure here never stops a run (the caller records it).
+# The reader's client, with its own token: the job writes only to REPORT_SHEET_ID, with the
+# read-write scope, and a failure here never stops a run (the caller records it).
 
 WRITE_SCOPE = "https://www.googleapis.com/auth/spreadsheets"
 
 
 class SheetWriteError(PhonesyncError):
     """The report tab could not be written (permissions, no such spreadsheet, API down)."""
+
+
+#: What a refusal of a write means, by status.
+_WRITE_HINTS = {
+    401: "the job's credentials were refused",
+    403: "the job's service account cannot edit it: share the report"
+    " spreadsheet with its e-mail as Editor",
+    404: "no such spreadsheet: check REPORT_SHEET_ID",
+}
 
 
 def write_token() -> str:
@@ -292,6 +317,7 @@ def replace_tab(
     attempts: int = 3,
     timeout: float = 30.0,
     sleep: Callable[[float], None] = time.sleep,
+    rng: random.Random | None = None,
 ) -> None:
     """Make ``tab`` hold exactly ``values`` from A1: add the tab if missing, clear it, write.
 
@@ -299,54 +325,31 @@ def replace_tab(
     tab is new, ``values.clear`` and ``values.update`` with ``RAW`` input (a cell starting with
     ``=`` stays text, never a formula).
     """
-    base = f"{api_url.rstrip('/')}/v4/spreadsheets/{quote(spreadsheet_id, safe='')}"
-    with httpx.Client(headers={"Authorization": f"Bearer {token()}"}, timeout=timeout) as client:
-
-        def call(method: str, url: str, **kwargs: Any) -> Any:
-            return _write_call(client, method, url, attempts, sleep, **kwargs)
-
-        meta = call("GET", base, params={"fields": "sheets.properties.title"})
+    client = SheetsClient(
+        spreadsheet_id,
+        api_url=api_url,
+        token=token,
+        attempts=attempts,
+        timeout=timeout,
+        sleep=sleep,
+        rng=rng,
+        error=SheetWriteError,
+        hints=_WRITE_HINTS,
+    )
+    try:
+        meta = client.call("GET", "", params={"fields": "sheets.properties.title"})
         titles = {s.get("properties", {}).get("title") for s in meta.get("sheets", [])}
         if tab not in titles:
             add = {"requests": [{"addSheet": {"properties": {"title": tab}}}]}
-            call("POST", f"{base}:batchUpdate", json=add)
+            client.call("POST", ":batchUpdate", json=add)
         whole = a1_tab(tab)
-        call("POST", f"{base}/values/{quote(whole, safe='')}:clear", json={})
+        client.call("POST", f"/values/{quote(whole, safe='')}:clear", json={})
         start = f"{whole}!A1"
-        call(
+        client.call(
             "PUT",
-            f"{base}/values/{quote(start, safe='')}",
+            f"/values/{quote(start, safe='')}",
             params={"valueInputOption": "RAW"},
             json={"range": start, "majorDimension": "ROWS", "values": [list(r) for r in values]},
         )
-
-
-def _write_call(
-    client: httpx.Client,
-    method: str,
-    url: str,
-    attempts: int,
-    sleep: Callable[[float], None],
-    **kwargs: Any,
-) -> Any:
-    problem = ""
-    for attempt in range(attempts):
-        try:
-            response = client.request(method, url, **kwargs)
-        except httpx.TransportError as exc:
-            problem = f"network error: {type(exc).__name__}"
-        else:
-            if response.status_code == 200:
-                return response.json()
-            if response.status_code not in _TRANSIENT:
-                hint = {
-                    401: "the job's credentials were refused",
-                    403: "the job's service account cannot edit it: share the report"
-                    " spreadsheet with its e-mail as Editor",
-                    404: "no such spreadsheet: check REPORT_SHEET_ID",
-                }.get(response.status_code, "unexpected answer")
-                raise SheetWriteError(f"Sheets API answered {response.status_code}: {hint}")
-            problem = f"HTTP {response.status_code}"
-        if attempt + 1 < attempts:
-            sleep(random.uniform(0, min(10.0, 0.5 * 2**attempt)))
-    raise SheetWriteError(f"Sheets API failed after {attempts} attempts: {problem}")
+    finally:
+        client.close()

@@ -93,7 +93,8 @@ class SimState:
         self.rng = random.Random(seed)
         self.down = False
         self.fail_queue: list[int] = []
-        self.sheet_fail_queue: list[int] = []
+        #: Sheets API failures to answer next: status and ``Retry-After`` (None: no header).
+        self.sheet_fail_queue: list[tuple[int, str | None]] = []
         self.sheet_tabs = SheetTabs()  # tabs written through the Sheets API (sim/sheets_tabs.py)
         #: The A1 range of every ``values.get``, in order.
         self.sheet_reads: list[str] = []
@@ -182,8 +183,18 @@ class SimState:
     def fail_next(self, count: int, status: int = 500) -> None:
         self.fail_queue.extend([status] * count)
 
-    def fail_next_sheet(self, count: int, status: int = 503) -> None:
-        self.sheet_fail_queue.extend([status] * count)
+    def fail_next_sheet(
+        self, count: int, status: int = 503, *, retry_after: str | None = None
+    ) -> None:
+        """The next ``count`` Sheets API calls answer ``status`` (with ``Retry-After``)."""
+        self.sheet_fail_queue.extend([(status, retry_after)] * count)
+
+    def sheet_failure(self) -> tuple[int, dict[str, str]] | None:
+        """The next queued Sheets API failure: its status and headers; None if none is."""
+        if not self.sheet_fail_queue:
+            return None
+        status, retry_after = self.sheet_fail_queue.pop(0)
+        return status, {} if retry_after is None else {"Retry-After": retry_after}
 
     def fail_next_entries(self, count: int, status: int = 503) -> None:
         """The next ``count`` batch entries answer ``status`` (the Bundle itself succeeds)."""

@@ -260,9 +260,10 @@ def create_app(
         """``values.get`` of the officers' sheet (``Sheet1``) or of a tab the job wrote."""
         if not request.headers.get("authorization", "").startswith("Bearer "):
             return _json({"error": {"code": 401, "status": "UNAUTHENTICATED"}}, 401)
-        if sim.sheet_fail_queue:
-            status = sim.sheet_fail_queue.pop(0)
-            return _json({"error": {"code": status}}, status)
+        failure = sim.sheet_failure()
+        if failure is not None:
+            status, headers = failure
+            return _json({"error": {"code": status}}, status, headers)
         range_ = request.path_params["range"]
         tab, cells = split_range(range_)
         values = sim.sheet_tabs.values(request.path_params["sheet_id"], tab)

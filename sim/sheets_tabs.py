@@ -70,12 +70,17 @@ def trim_empty_ends(rows: list[list[str]]) -> list[list[str]]:
     return rows
 
 
-def _json(body: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        orjson.dumps(body), status_code=status, media_type="application/json", headers=headers
+    )
 
 
-def _error(status: int, reason: str, message: str) -> Response:
-    return _json({"error": {"code": status, "status": reason, "message": message}}, status)
+def _error(
+    status: int, reason: str, message: str, headers: dict[str, str] | None = None
+) -> Response:
+    error = {"code": status, "status": reason, "message": message}
+    return _json({"error": error}, status, headers)
 
 
 def _cell(value: Any) -> str:
@@ -83,7 +88,7 @@ def _cell(value: Any) -> str:
 
 
 def tab_routes(sim: Any) -> list[Route]:
-    """Routes on ``sim`` (a SimState: ``sheet_tabs``, ``sheet_fail_queue``, ``requests``)."""
+    """Routes on ``sim`` (a SimState: ``sheet_tabs``, ``sheet_failure()``, ``requests``)."""
     tabs: SheetTabs = sim.sheet_tabs
 
     def grid(sid: str, tab: str) -> dict[str, int]:
@@ -95,9 +100,10 @@ def tab_routes(sim: Any) -> list[Route]:
     def refused(request: Request) -> Response | None:
         if not request.headers.get("authorization", "").startswith("Bearer "):
             return _error(401, "UNAUTHENTICATED", "missing credentials")
-        if sim.sheet_fail_queue:
-            status = sim.sheet_fail_queue.pop(0)
-            return _error(status, "SIMULATED", "simulated failure")
+        failure = sim.sheet_failure()
+        if failure is not None:
+            status, headers = failure
+            return _error(status, "SIMULATED", "simulated failure", headers)
         return None
 
     async def spreadsheet(request: Request) -> Response:

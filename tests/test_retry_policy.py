@@ -1,26 +1,36 @@
 """One retry policy (common.retry) for every remote call phonesync makes.
 
-Each retry loop — FHIR requests and batch entries, the OAuth token fetch — waits the common
-full-jitter backoff: the waits an injected ``sleep`` records are the draws of an injected
-``rng`` from ``uniform(0, min(cap, base * 2**retry))``, computed here independently of the
-code under test. Faults come from the simulator.
+Each retry loop — FHIR requests and batch entries, the OAuth token fetch, Sheets reads and
+writes — waits the common full-jitter backoff: the waits an injected ``sleep`` records are the
+draws of an injected ``rng`` from ``uniform(0, min(cap, base * 2**retry))``, computed here
+independently of the code under test. Faults come from the simulator.
 """
 
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import random
+import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from google.rpc import code_pb2
 
 from common.fhir import BatchingRegistry, FhirClient, FhirSettings, OAuth2ClientCredentials
-from common.retry import RETRYABLE_GRPC_CODES, retryable_grpc, retryable_status
+from common.retry import (
+    LONGEST_RETRY_AFTER,
+    RETRYABLE_GRPC_CODES,
+    retryable_grpc,
+    retryable_status,
+)
+from common.sheets_api import read_sheet, replace_tab
 from tests.simulator import API_KEY, RunningSim, simulator
 
 pytestmark = pytest.mark.timeout(120)
 
+SHEET = "last_updated_date,nik_identifier,name,phone_number\n23-09-2025,3171044203920001,A,0812\n"
 SEED = 20250923
 
 
@@ -31,10 +41,13 @@ def full_jitter(base: float, cap: float, retries: int, seed: int = SEED) -> list
 
 
 class Waits:
-    """An injected ``sleep``: records each wait and returns at once."""
+    """An injected ``sleep``: records each wait and returns at once (sync and async flavours)."""
 
     def __init__(self) -> None:
         self.seconds: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.seconds.append(seconds)
 
     async def pause(self, seconds: float) -> None:
         self.seconds.append(seconds)
@@ -142,3 +155,59 @@ def test_the_token_fetch_is_jittered_with_the_common_backoff() -> None:
         assert asyncio.run(go())["id"] == "patient-001"
         assert sim.state.requests["POST token 503"] == 2
     assert waits.seconds == full_jitter(0.5, 10.0, 2)
+
+
+# --- Sheets -----------------------------------------------------------------------------------
+
+
+def test_sheets_read_retries_wait_the_common_backoff() -> None:
+    waits = Waits()
+    with simulator(sheet_csv=SHEET) as sim:
+        sim.state.fail_next_sheet(3, 503)
+        rows = read_sheet(
+            "s", "A:D", api_url=sim.url, token=lambda: "t", sleep=waits, rng=random.Random(SEED)
+        )
+        assert len(list(rows)) == 1
+    assert waits.seconds == full_jitter(0.5, 30.0, 3)
+
+
+def test_sheets_write_retries_wait_the_same_backoff() -> None:
+    waits = Waits()
+    with simulator() as sim:
+        sim.state.fail_next_sheet(2, 503)
+        replace_tab(
+            "officers",
+            "phonesync",
+            [["x"]],
+            api_url=sim.url,
+            token=lambda: "t",
+            sleep=waits,
+            rng=random.Random(SEED),
+        )
+        assert sim.state.sheet_tabs.values("officers", "phonesync") == [["x"]]
+    assert waits.seconds == full_jitter(0.5, 30.0, 2)
+
+
+def http_date(seconds_from_now: float) -> str:
+    return email.utils.formatdate(time.time() + seconds_from_now, usegmt=True)
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "least", "most"),
+    [
+        (lambda: "7", 7.0, 7.0),  # delta-seconds: the floor of a backoff of at most 0.5 s
+        (lambda: http_date(30), 28.0, 30.0),  # an HTTP date (whole seconds) 30 s from now
+        (lambda: "3600", LONGEST_RETRY_AFTER, LONGEST_RETRY_AFTER),  # an hour: the API is down
+    ],
+    ids=["seconds", "http-date", "too-long"],
+)
+def test_sheets_honours_retry_after_as_seconds_or_an_http_date(
+    retry_after: Callable[[], str], least: float, most: float
+) -> None:
+    waits = Waits()
+    with simulator(sheet_csv=SHEET) as sim:
+        sim.state.fail_next_sheet(1, 429, retry_after=retry_after())
+        rows = read_sheet("s", "A:D", api_url=sim.url, token=lambda: "t", sleep=waits)
+        assert len(list(rows)) == 1
+    (waited,) = waits.seconds
+    assert least <= waited <= most
