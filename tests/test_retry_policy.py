@@ -1,9 +1,10 @@
 """One retry policy (common.retry) for every remote call phonesync makes.
 
 Each retry loop — FHIR requests and batch entries, the OAuth token fetch, Sheets reads and
-writes — waits the common full-jitter backoff: the waits an injected ``sleep`` records are the
-draws of an injected ``rng`` from ``uniform(0, min(cap, base * 2**retry))``, computed here
-independently of the code under test. Faults come from the simulator.
+writes, Firestore bulk writes and the closing of a run — waits the common full-jitter backoff:
+the waits an injected ``sleep`` records are the draws of an injected ``rng`` from
+``uniform(0, min(cap, base * 2**retry))``, computed here independently of the code under test.
+Faults come from the simulator (HTTP) and from Firestore's own transport (gRPC codes).
 """
 
 from __future__ import annotations
@@ -12,13 +13,15 @@ import asyncio
 import email.utils
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from google.rpc import code_pb2
+from google.cloud.firestore_v1.types import BatchWriteResponse, WriteResult
+from google.rpc import code_pb2, status_pb2
 
 from common.fhir import BatchingRegistry, FhirClient, FhirSettings, OAuth2ClientCredentials
+from common.outcomes import RowOutcome, Status
 from common.retry import (
     LONGEST_RETRY_AFTER,
     RETRYABLE_GRPC_CODES,
@@ -26,7 +29,11 @@ from common.retry import (
     retryable_status,
 )
 from common.sheets_api import read_sheet, replace_tab
+from common.store import RunStatus
+from common.store._firestore import BULK_ATTEMPTS, FirestoreStore, StoreWriteError
+from tests.emulators import EmulatorProject
 from tests.simulator import API_KEY, RunningSim, simulator
+from tests.store_contract import DATE, LEASE, T0, item
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -211,3 +218,85 @@ def test_sheets_honours_retry_after_as_seconds_or_an_http_date(
         assert len(list(rows)) == 1
     (waited,) = waits.seconds
     assert least <= waited <= most
+
+
+# --- Firestore --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def store(firestore_emulator: EmulatorProject) -> Iterator[tuple[FirestoreStore, Waits]]:
+    waits = Waits()
+    backend = FirestoreStore(firestore_emulator.project, rng=random.Random(SEED), sleep=waits)
+    yield backend, waits
+    backend.close()
+
+
+def refuse_bulk_writes(
+    monkeypatch: pytest.MonkeyPatch, store: FirestoreStore, times: int, code: int
+) -> None:
+    """The next ``times`` BatchWrite RPCs answer ``code`` for every write, writing nothing."""
+    api = store.db._firestore_api
+    real = api.batch_write
+    left = [times]
+
+    def batch_write(*, request: dict[str, Any], **options: Any) -> Any:
+        if left[0] <= 0:
+            return real(request=request, **options)
+        left[0] -= 1
+        count = len(request["writes"])
+        refused = status_pb2.Status(code=code, message=code_pb2.Code.Name(code))
+        return BatchWriteResponse(write_results=[WriteResult()] * count, status=[refused] * count)
+
+    monkeypatch.setattr(api, "batch_write", batch_write)
+
+
+def test_firestore_bulk_writes_are_retried_after_the_common_backoff(
+    store: tuple[FirestoreStore, Waits], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend, waits = store
+    refuse_bulk_writes(monkeypatch, backend, 2, code_pb2.UNAVAILABLE)
+    backend.record_outcomes(DATE, [RowOutcome(n, Status.UPDATED, "ok") for n in (2, 3, 4)])
+    assert [o.row for o in backend.outcomes(DATE)] == [2, 3, 4]
+    assert waits.seconds == full_jitter(1.0, 10.0, 2)
+
+
+def test_firestore_bulk_writes_give_up_after_their_attempts(
+    store: tuple[FirestoreStore, Waits], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend, waits = store
+    refuse_bulk_writes(monkeypatch, backend, BULK_ATTEMPTS, code_pb2.ABORTED)
+    with pytest.raises(StoreWriteError, match=r"2 of 2 Firestore writes failed .*code 10: ABORTED"):
+        backend.record_outcomes(DATE, [RowOutcome(n, Status.UPDATED, "ok") for n in (2, 3)])
+    assert waits.seconds == full_jitter(1.0, 10.0, BULK_ATTEMPTS - 1)
+
+
+def test_a_firestore_write_refused_for_good_is_not_retried(
+    store: tuple[FirestoreStore, Waits], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend, waits = store
+    refuse_bulk_writes(monkeypatch, backend, 1, code_pb2.PERMISSION_DENIED)
+    with pytest.raises(StoreWriteError, match=r"1 of 1 Firestore writes failed .*code 7"):
+        backend.record_outcomes(DATE, [RowOutcome(2, Status.UPDATED, "ok")])
+    assert waits.seconds == []
+
+
+def test_a_run_that_moved_while_it_closed_is_counted_again_after_the_common_backoff(
+    store: tuple[FirestoreStore, Waits], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend, waits = store
+    backend.acquire_run(DATE, "exec-a", 1, LEASE, T0)
+    backend.write_manifest(DATE, "exec-a", {0: [item(2)]}, [])
+    backend.record_outcomes(DATE, [RowOutcome(2, Status.DEFERRED, "503")])
+    count = backend.outcomes
+    replays = [RowOutcome(2, Status.DEFERRED, "503 again"), RowOutcome(2, Status.UPDATED, "ok")]
+
+    def count_while_a_replay_lands(run_date: str) -> list[RowOutcome]:
+        counted = count(run_date)
+        if replays:  # the replay function moves the row between the count and the close
+            backend.record_replay(DATE, "exec-a", replays.pop(0), T0 + 1)
+        return counted
+
+    monkeypatch.setattr(backend, "outcomes", count_while_a_replay_lands)
+    final = backend.finish_task(DATE, "exec-a", 0, T0 + 2)
+    assert final is not None and final.status == RunStatus.SUCCEEDED
+    assert waits.seconds == full_jitter(0.1, 1.0, 2)  # counted three times

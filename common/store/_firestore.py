@@ -27,7 +27,8 @@ replay moved a row). A crash between claim and close is recovered by Cloud Run's
 same task, which finds its own claim and closes the run.
 
 Bulk writes are checked. A BulkWriter silently drops a write whose retries ran out, and a whole
-batch whose request raised; here only transient errors are retried, every landed write is
+batch whose request raised; here only writes refused with a retryable gRPC code are retried
+(in a later round, after the common backoff of ``common.retry``), every landed write is
 counted, and a shortfall raises :class:`StoreWriteError` (the task fails, Cloud Run retries
 it). Writes to one document within a call are collapsed first: batches go out in parallel,
 in no set order.
@@ -40,8 +41,10 @@ and the worst case is an older entry kept, which costs one FHIR check on the nex
 
 from __future__ import annotations
 
+import random
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -50,6 +53,7 @@ from google.cloud import firestore
 
 from common.errors import PhonesyncError
 from common.outcomes import RowOutcome, Status, summarize
+from common.retry import backoff_delay, retryable_grpc
 from common.store._model import (
     LedgerEntry,
     LockResult,
@@ -63,12 +67,15 @@ from common.store._model import (
 
 CHUNK = 2_000
 TRANSACTION_ATTEMPTS = 30
-BULK_ATTEMPTS = 6  # per write, transient errors only; linear backoff (1 + 2 + … + 5 s)
+BULK_ATTEMPTS = 6  # per write, retryable gRPC codes only
 FINALIZE_ATTEMPTS = 5
+#: Backoff (``common.retry.backoff_delay``) between rounds of bulk writes and between counts of
+#: a closing run: base and cap, in seconds.
+_BULK_BACKOFF_BASE, _BULK_BACKOFF_CAP = 1.0, 10.0
+_FINALIZE_BACKOFF_BASE, _FINALIZE_BACKOFF_CAP = 0.1, 1.0
 _READ_BATCH = 300
-# gRPC codes worth another attempt: DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED, INTERNAL,
-# UNAVAILABLE. Anything else (INVALID_ARGUMENT, PERMISSION_DENIED, …) will not heal by itself.
-_TRANSIENT_CODES = frozenset({4, 8, 10, 13, 14})
+#: A write to send again: its document, its data (None: a delete) and why it failed.
+_Retry = tuple[Any, dict[str, Any] | None, str]
 
 
 class StoreWriteError(PhonesyncError):
@@ -81,7 +88,10 @@ def _data(snapshot: Any) -> dict[str, Any]:
 
 
 class FirestoreStore:
-    """:class:`~common.store.StateStore` on Firestore."""
+    """:class:`~common.store.StateStore` on Firestore.
+
+    ``rng`` and ``sleep`` draw and wait out the backoff between retries (tests pass their own).
+    """
 
     def __init__(
         self,
@@ -90,9 +100,12 @@ class FirestoreStore:
         *,
         client: Any = None,
         retention_days: int = 400,
+        rng: random.Random | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.db = client or firestore.Client(project=project, database=database)
         self.retention = timedelta(days=retention_days)
+        self._rng, self._sleep = rng, sleep
 
     # -- helpers ----------------------------------------------------------------------------
     def _transaction(self) -> Any:
@@ -110,13 +123,36 @@ class FirestoreStore:
         return self._run(run_date).collection(name)
 
     def _bulk(self, ops: Iterable[tuple[Any, dict[str, Any] | None]]) -> None:
-        """Write (ref, data) pairs through one BulkWriter; data None deletes the document.
+        """Write (ref, data) pairs through a BulkWriter; data None deletes the document.
 
-        Raises :class:`StoreWriteError` unless every write landed: the BulkWriter itself
-        drops a write whose retries ran out, and a whole batch whose RPC raised, silently.
+        A write refused with a retryable gRPC code goes again in a later round, after the
+        common backoff, ``BULK_ATTEMPTS`` times in all. Raises :class:`StoreWriteError` unless
+        every write landed.
         """
+        submitted, landed, again, failures = self._bulk_round(ops)
+        for retry in range(BULK_ATTEMPTS - 1):
+            if not again:
+                break
+            self._sleep(backoff_delay(retry, _BULK_BACKOFF_BASE, _BULK_BACKOFF_CAP, rng=self._rng))
+            _, more, again, refused = self._bulk_round((ref, data) for ref, data, _ in again)
+            landed += more
+            failures += refused
+        failures += [reason for _, _, reason in again]
+        if landed != submitted:
+            raise StoreWriteError(
+                f"{submitted - landed} of {submitted} Firestore writes failed"
+                + (f" (first: {failures[0][:300]})" if failures else "")
+            )
+
+    def _bulk_round(
+        self, ops: Iterable[tuple[Any, dict[str, Any] | None]]
+    ) -> tuple[int, int, list[_Retry], list[str]]:
+        """One BulkWriter over ``ops``: how many were sent and landed, the writes to retry, and
+        why the others failed. The BulkWriter retries nothing itself, and a whole batch whose
+        request raised (which it drops silently) is counted as failed."""
         lock = threading.Lock()
         landed = 0
+        again: list[_Retry] = []
         failures: list[str] = []
 
         def on_result(ref: Any, result: Any, writer: Any) -> None:
@@ -125,10 +161,14 @@ class FirestoreStore:
                 landed += 1
 
         def on_error(failure: Any, writer: Any) -> bool:
-            if failure.code in _TRANSIENT_CODES and failure.attempts < BULK_ATTEMPTS:
-                return True
+            reason = f"code {failure.code}: {failure.message}"
+            operation = failure.operation  # a set (document_data) or a delete
             with lock:
-                failures.append(f"code {failure.code}: {failure.message}")
+                if retryable_grpc(failure.code):
+                    data = getattr(operation, "document_data", None)
+                    again.append((operation.reference, data, reason))
+                else:
+                    failures.append(reason)
             return False
 
         writer = self.db.bulk_writer()
@@ -156,11 +196,7 @@ class FirestoreStore:
                 submitted += 1
         finally:
             writer.close()
-        if landed != submitted:
-            raise StoreWriteError(
-                f"{submitted - landed} of {submitted} Firestore writes failed"
-                + (f" (first: {failures[0][:300]})" if failures else "")
-            )
+        return submitted, landed, again, failures
 
     def _clear(self, run_date: str) -> None:
         refs = [
@@ -557,12 +593,19 @@ class FirestoreStore:
             transaction.update(ref, update)
             return True, self._state({**data, **update})
 
-        for attempt in range(1, FINALIZE_ATTEMPTS + 1):
+        for attempt in range(FINALIZE_ATTEMPTS):
+            if attempt:  # the run moved while we counted: let a burst of replays land first
+                self._sleep(
+                    backoff_delay(
+                        attempt - 1, _FINALIZE_BACKOFF_BASE, _FINALIZE_BACKOFF_CAP, rng=self._rng
+                    )
+                )
             seen = ref.get().update_time
             outcomes = self.outcomes(run_date)
             done: bool
             state: RunState | None
-            done, state = close(self._transaction(), seen, outcomes, attempt == FINALIZE_ATTEMPTS)
+            last = attempt == FINALIZE_ATTEMPTS - 1
+            done, state = close(self._transaction(), seen, outcomes, last)
             if done:
                 return state
         return None  # unreachable: the last attempt always closes
