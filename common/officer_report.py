@@ -11,9 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 
 from common.outcomes import NEEDS_OFFICER, RowOutcome, Status
-from common.privacy import mask_nik
+from common.privacy import mask_nik, redact
 from common.sheet import InvalidCell, SheetRow, parse_date
-from common.telemetry import redact
 
 HEADER = [
     "Baris",

@@ -9,22 +9,16 @@ callers log masked values, and anything that still looks like a NIK or a phone i
 from __future__ import annotations
 
 import logging
-import re
 import sys
 from typing import Any, TextIO
 
 from google.cloud.logging_v2.handlers import StructuredLogHandler
 
+from common.privacy import redact as redact  # jobs/task.py imports it from here
+
 LOGGER_NAME = "phonesync"
 _logger = logging.getLogger(LOGGER_NAME)
 _context: dict[str, Any] = {}
-
-# A 16-digit run (a NIK) or an Indonesian mobile in any common spelling.
-_PII = re.compile(r"(?<!\d)\d{16}(?!\d)|(?<![\d*])(?:\+?62|0)8\d{7,11}(?!\d)")
-
-
-def redact(text: str) -> str:
-    return _PII.sub("[redacted]", text)
 
 
 def _redact_value(value: Any) -> Any:

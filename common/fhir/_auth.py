@@ -25,6 +25,7 @@ import httpx
 import orjson
 
 from common.fhir._errors import FhirAuthError, FhirTransientError
+from common.privacy import mask_secrets
 from common.retry import backoff_delay, parse_retry_after, retryable_status
 
 if TYPE_CHECKING:
@@ -231,7 +232,7 @@ class GoogleAuth(_CachedBearer):
             raise FhirTransientError(_WHAT, 0, 1, detail="Google token endpoint") from None
         except google.auth.exceptions.GoogleAuthError as exc:
             # Messages can quote the token endpoint's answer; mask what looks secret.
-            text = _mask(str(exc).splitlines()[0][:200], self.secrets())
+            text = mask_secrets(str(exc).splitlines()[0][:200], self.secrets())
             raise FhirAuthError(_WHAT, 0, f"{type(exc).__name__}: {text}") from None
         token = str(self._credentials.token)
         expiry = self._credentials.expiry  # naive UTC, or None
@@ -268,11 +269,4 @@ def _error_text(response: httpx.Response, secrets: tuple[str, ...]) -> str:
     if not isinstance(body, dict):
         return ""
     parts = [str(body[k]) for k in ("error", "error_description") if body.get(k)]
-    return _mask("; ".join(parts)[:200], secrets)
-
-
-def _mask(text: str, secrets: tuple[str, ...]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
+    return mask_secrets("; ".join(parts)[:200], secrets)

@@ -58,6 +58,7 @@ from common.fhir._errors import (
 )
 from common.fhir._ratelimit import RateLimiter
 from common.fhir._settings import FhirSettings
+from common.privacy import mask_digit_runs, mask_secrets
 from common.retry import backoff_delay, parse_retry_after, retryable_status
 
 NIK_SYSTEM = "https://fhir.kemkes.go.id/id/nik"
@@ -71,7 +72,6 @@ RetryHook = Callable[[str, int, int], None]
 ThrottleHook = Callable[[int, float], None]
 
 _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
-_LONG_DIGITS = re.compile(r"\d{8,}")  # NIKs (16 digits), phone numbers
 _MAX_PAGES = 100
 #: Pause for every sender after a 429 that carries no usable Retry-After.
 _DEFAULT_429_PAUSE = 1.0
@@ -140,14 +140,7 @@ def outcome_text(body: object, *, secrets: tuple[str, ...] = ()) -> str:
         ):
             if isinstance(text, str) and text.strip() and text.strip() not in texts:
                 texts.append(text.strip())
-    return redact("; ".join(texts), *secrets)
-
-
-def redact(text: str, *secrets: str | None) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return _LONG_DIGITS.sub(lambda m: "*" * len(m.group()), text)
+    return mask_digit_runs(mask_secrets("; ".join(texts), secrets))
 
 
 class FhirClient:
