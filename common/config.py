@@ -11,12 +11,12 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 from common.errors import ConfigError
-from common.patient import JAKARTA
+from common.jakarta import jakarta_today as jakarta_today
 from common.phones import PhoneFormat
 
 STATE_BACKENDS = ("sqlite", "firestore")
@@ -97,10 +97,6 @@ class JobConfig:
 
 
 ENV_VARS = tuple(f.name.upper() for f in fields(JobConfig))
-
-
-def jakarta_today() -> date:
-    return datetime.now(JAKARTA).date()
 
 
 def load_config(

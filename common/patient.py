@@ -8,17 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from common.jakarta import jakarta_now_iso as jakarta_now_iso  # jobs/cli.py imports it here
 from common.outcomes import Status
 from common.phones import Phone, PhoneFormat, holds
 
 NIK_SYSTEM = "https://fhir.kemkes.go.id/id/nik"
-
-# Indonesia's western zone (WIB) has been UTC+7 without daylight saving since 1964, so a fixed
-# offset is exact and needs no tz database in a slim container image.
-JAKARTA = timezone(timedelta(hours=7), "WIB")
 
 Resource = dict[str, Any]
 
@@ -36,11 +32,6 @@ def bump_version_id(version_id: object) -> str:
     if not digits:
         return f"{text}1"
     return f"{prefix}{int(digits) + 1:0{len(digits)}d}"
-
-
-def jakarta_now_iso() -> str:
-    """Now in Asia/Jakarta, ISO 8601 with microseconds and offset (``…T23:45:00.123456+07:00``)."""
-    return datetime.now(JAKARTA).isoformat(timespec="microseconds")
 
 
 def patient_niks(resource: Resource) -> list[str]:

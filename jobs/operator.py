@@ -6,13 +6,12 @@ import csv
 import io
 import time
 from collections.abc import Sequence
-from datetime import datetime
 
 import orjson
 
 from common.errors import InputError
+from common.jakarta import jakarta_time as jakarta_time  # jobs/task.py imports it here
 from common.outcomes import NEEDS_OFFICER, NOT_YET_APPLIED, RowOutcome, Status
-from common.patient import JAKARTA
 from common.store import RunState, RunStatus, StateStore, TaskProgress, WorkItem
 
 REPORT_COLUMNS = ("row", "nik", "status", "reason", "warning", "patient_id")
@@ -29,11 +28,6 @@ EXIT_NO_RUN = 6
 #: Rows listed by name in ``phonesync status`` (all of them are in ``phonesync report``).
 LISTED_ROWS = 20
 _ACTION = NEEDS_OFFICER | NOT_YET_APPLIED
-
-
-def jakarta_time(timestamp: float) -> str:
-    """``2025-09-23 23:00:05+07:00``: the officers' and the schedule's clock, offset shown."""
-    return datetime.fromtimestamp(timestamp, JAKARTA).isoformat(sep=" ", timespec="seconds")
 
 
 def status_exit_code(run: RunState | None) -> int:
