@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict, Unpack
 from urllib.parse import quote
 
 import httpx
@@ -128,6 +128,18 @@ _READ_HINTS = {
 }
 
 
+class ClientOptions(TypedDict, total=False):
+    """How :func:`read_sheet` and :func:`replace_tab` reach the API: :class:`SheetsClient`'s."""
+
+    api_url: str
+    token: Callable[[], str]
+    attempts: int
+    timeout: float
+    sleep: Callable[[float], None]
+    rng: random.Random | None
+    reads_per_minute: int
+
+
 class SheetsClient:
     """Calls of one spreadsheet through the Sheets API: bearer token, pacing within the per-user
     quota, and retries of no answer, 408, 429 and 5xx with the common jittered backoff
@@ -217,28 +229,13 @@ def read_sheet(
     sheet_id: str,
     sheet_range: str,
     *,
-    api_url: str = "https://sheets.googleapis.com",
-    token: Callable[[], str] = default_token,
     chunk_rows: int | None = None,
-    attempts: int = 5,
-    timeout: float = 30.0,
-    sleep: Callable[[float], None] = time.sleep,
-    rng: random.Random | None = None,
-    reads_per_minute: int = READS_PER_MINUTE,
+    **options: Unpack[ClientOptions],
 ) -> Iterator[SheetRow]:
     """The rows of ``sheet_range``, read ``chunk_rows`` (default :data:`CHUNK_ROWS`) rows per
-    request; the next chunk is fetched while the caller works on this one. The grid's size and the header are read at
-    once, so an unreadable sheet fails here and not halfway through."""
-    client = SheetsClient(
-        sheet_id,
-        api_url=api_url,
-        token=token,
-        attempts=attempts,
-        timeout=timeout,
-        sleep=sleep,
-        rng=rng,
-        reads_per_minute=reads_per_minute,
-    )
+    request; the next chunk is fetched while the caller works on this one. The grid's size and
+    the header are read at once, so an unreadable sheet fails here and not halfway through."""
+    client = SheetsClient(sheet_id, **options)
     try:
         area = A1Range.parse(sheet_range)
         title, grid_rows = client.grid(area.sheet)
@@ -311,31 +308,17 @@ def replace_tab(
     spreadsheet_id: str,
     tab: str,
     values: Sequence[Sequence[str]],
-    *,
-    api_url: str = "https://sheets.googleapis.com",
-    token: Callable[[], str] = write_token,
-    attempts: int = 3,
-    timeout: float = 30.0,
-    sleep: Callable[[float], None] = time.sleep,
-    rng: random.Random | None = None,
+    **options: Unpack[ClientOptions],
 ) -> None:
     """Make ``tab`` hold exactly ``values`` from A1: add the tab if missing, clear it, write.
 
     Three calls: ``spreadsheets.get`` (which tabs exist), ``batchUpdate`` ``addSheet`` when the
     tab is new, ``values.clear`` and ``values.update`` with ``RAW`` input (a cell starting with
-    ``=`` stays text, never a formula).
+    ``=`` stays text, never a formula). By default with :func:`write_token` and 3 attempts.
     """
-    client = SheetsClient(
-        spreadsheet_id,
-        api_url=api_url,
-        token=token,
-        attempts=attempts,
-        timeout=timeout,
-        sleep=sleep,
-        rng=rng,
-        error=SheetWriteError,
-        hints=_WRITE_HINTS,
-    )
+    options.setdefault("token", write_token)
+    options.setdefault("attempts", 3)
+    client = SheetsClient(spreadsheet_id, error=SheetWriteError, hints=_WRITE_HINTS, **options)
     try:
         meta = client.call("GET", "", params={"fields": "sheets.properties.title"})
         titles = {s.get("properties", {}).get("title") for s in meta.get("sheets", [])}

@@ -114,33 +114,23 @@ def test_which_grpc_codes_are_retried() -> None:
 # --- FHIR -------------------------------------------------------------------------------------
 
 
-def test_fhir_request_retries_wait_the_common_backoff() -> None:
+@pytest.mark.parametrize("batch", [False, True], ids=["request", "batch-entry"])
+def test_fhir_retries_wait_the_common_backoff(batch: bool) -> None:
     waits = Waits()
     with simulator() as sim:
-        sim.state.fail_next(3, 503)
+        fail = sim.state.fail_next_entries if batch else sim.state.fail_next
+        fail(3, 503)  # the request, or its entry in a Bundle (the Bundle itself succeeds)
 
         async def go() -> dict[str, Any]:
             client = FhirClient(fhir_settings(sim), rng=random.Random(SEED), sleep=waits.pause)
             async with client:
-                return await client.read("patient-001")
+                return await BatchingRegistry(client, 10 if batch else 0).read("patient-001")
 
         assert asyncio.run(go())["id"] == "patient-001"
+        assert (sim.state.entries["GET 503"], sim.state.requests["GET 503"]) == (
+            (3, 0) if batch else (0, 3)
+        )
     assert waits.seconds == full_jitter(0.3, 1.0, 3)
-
-
-def test_batch_entry_retries_wait_the_common_backoff() -> None:
-    waits = Waits()
-    with simulator() as sim:
-        sim.state.fail_next_entries(2, 503)
-
-        async def go() -> dict[str, Any]:
-            client = FhirClient(fhir_settings(sim), rng=random.Random(SEED), sleep=waits.pause)
-            async with client:
-                return await BatchingRegistry(client, 10).read("patient-001")
-
-        assert asyncio.run(go())["id"] == "patient-001"
-        assert sim.state.entries["GET 503"] == 2  # the entries failed, not the Bundles
-    assert waits.seconds == full_jitter(0.3, 1.0, 2)
 
 
 def test_the_token_fetch_is_jittered_with_the_common_backoff() -> None:
