@@ -1,5 +1,5 @@
-"""Docs that run: every shell block of README.md, docs/runbook.md and docs/deploy.md is executed
-as written, or marked as needing Google Cloud (then each `phonesync` command in it must parse).
+"""Docs that run: every shell block of README.md and docs/*.md is executed as written, or marked
+as needing Google Cloud (then each `phonesync` command in it must parse).
 
 Markers — an HTML comment on the line before the block's opening fence (invisible on GitHub):
 
@@ -7,12 +7,16 @@ Markers — an HTML comment on the line before the block's opening fence (invisi
                                      is parsed by the real argument parser instead
     <!-- docs: not-run REASON -->    neither (a synopsis, the test suite itself…): say why
 
-An unmarked block runs locally, in document order, in one bash session per document (so an
-`export` or a simulator started with `&` in one block serves the next), with `set -euo
-pipefail`, in a fresh temporary folder holding a copy of examples/ (never the checkout), with
-`.venv/bin` first on PATH and no phonesync configuration inherited from the environment. The one
-rewrite: port 8080 becomes a free port (tests run in parallel), and after a line ending in `&`
-the session waits until that port answers.
+An unmarked block runs on its own, as a reader pastes it into a fresh terminal: in a bash of its
+own with `set -euo pipefail`, in a fresh temporary folder holding a copy of examples/ (never
+the checkout), with `.venv/bin` first on PATH and no phonesync configuration inherited from the
+environment. So a block must start what it needs (a simulator with `& sim=$!`, then wait until
+it answers) and stop it (`kill $sim`): a process still running when the block ends fails it.
+Each block's servers listen on ports no other block uses, so blocks pasted in any order never
+meet another's leftover server; the one rewrite is that each of those ports becomes a free one
+(other test runs share the machine). Then all the blocks run again one after another in one
+folder, each in a shell of its own, as a reader pasting them in order leaves the folder (state,
+out/) for the next: no block may depend on another, nor be broken by what another left.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from jobs.cli import build_parser
 from sim.server import build_parser as sim_parser
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCS = [ROOT / "README.md", ROOT / "docs" / "runbook.md", ROOT / "docs" / "deploy.md"]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 MARKER = re.compile(r"<!--\s*docs:\s*(cloud|not-run)\b\s*(.*?)\s*-->")
 FENCE = re.compile(r"^```(sh|bash|shell|console)\s*$")
 # Shell variables the docs set for the cloud commands; their values only need to parse.
@@ -131,51 +135,104 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def session(local: list[Block], port: int) -> str:
-    """One bash script running the blocks in order, announcing each on stderr."""
-    wait = (
-        f"for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/{port}) 2>/dev/null && break;"
-        " sleep 0.05; done"
+LOCAL = [b for b in ALL if b.kind == "local"]
+PORT = re.compile(r"(?:--port\s+|127\.0\.0\.1:)(\d{2,5})\b")
+#: Appended to every block: whatever it started must be gone (given 5 s to shut down).
+LEFT_RUNNING = """
+for _ in $(seq 50); do [ -z "$(jobs -pr)" ] && exit 0; sleep 0.1; done
+echo "::left running:: $(jobs -r)" >&2
+exit 97
+"""
+
+
+def ports(block: Block) -> set[int]:
+    return {int(p) for p in PORT.findall(block.text)}
+
+
+def script(block: Block, free: dict[int, int]) -> str:
+    """The block as one bash script, its ports replaced by free ones."""
+    text = block.text
+    for port in ports(block):
+        text = re.sub(rf"\b{port}\b", str(free[port]), text)
+    # The EXIT trap only stops what a failed block left behind; LEFT_RUNNING fails it first.
+    return (
+        "set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n" + text + LEFT_RUNNING
     )
-    parts = ["set -euo pipefail", "trap 'kill $(jobs -p) 2>/dev/null || true' EXIT"]
-    for index, block in enumerate(local):
-        parts.append(f"echo '::block {index}::' >&2")
-        for line in block.text.replace("8080", str(port)).splitlines():
-            parts.append(line)
-            if line.rstrip().endswith("&") and not line.rstrip().endswith("&&"):
-                parts.append(wait)
-    return "\n".join(parts) + "\n"
 
 
-@pytest.mark.parametrize(
-    "doc",
-    [
-        d
-        for d in DOCS
-        if any(b.doc == d.relative_to(ROOT).as_posix() and b.kind == "local" for b in ALL)
-    ],
-    ids=lambda d: d.name,
-)
-def test_local_blocks_run_as_written(doc: Path, tmp_path: Path) -> None:
-    local = [b for b in blocks(doc) if b.kind == "local"]
-    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+def environment() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ENV_VARS}
     for name in ("FIRESTORE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST", "SHEETS_ACCESS_TOKEN"):
         env.pop(name, None)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    script = tmp_path / "session.sh"
-    script.write_text(session(local, free_port()))
+    return env
+
+
+def run_block(
+    block: Block, folder: Path, free: dict[int, int], context: str
+) -> subprocess.CompletedProcess[str]:
+    path = folder / f"block-{block.line}.sh"
+    path.write_text(script(block, free))
     done = subprocess.run(
-        ["bash", str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240
+        ["bash", str(path)],
+        cwd=folder,
+        env=environment(),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
+    path.unlink()
     if done.returncode != 0:
-        announced = re.findall(r"::block (\d+)::", done.stderr)
-        failed = local[int(announced[-1])] if announced else local[0]
+        left = "::left running::" in done.stderr
         pytest.fail(
-            f"{failed.where} failed (exit {done.returncode}) when run as written in a temporary"
-            f" folder against the simulator.\n--- block ---\n{failed.text}--- stderr (end) ---\n"
-            f"{done.stderr[-3000:]}\n--- stdout (end) ---\n{done.stdout[-1500:]}\n"
-            "If it needs Google Cloud, put <!-- docs: cloud --> on the line before its fence;"
-            " if it cannot run for another reason, <!-- docs: not-run REASON -->."
+            f"{block.where} {'left a process running' if left else 'failed'} (exit"
+            f" {done.returncode}) when run {context}.\n--- block ---\n{block.text}--- stderr (end) ---\n{done.stderr[-3000:]}\n"
+            f"--- stdout (end) ---\n{done.stdout[-1500:]}\n"
+            "A block starts what it needs and stops it (`& sim=$!` … `kill $sim`). If it needs"
+            " Google Cloud, put <!-- docs: cloud --> on the line before its fence; if it cannot"
+            " run for another reason, <!-- docs: not-run REASON -->."
         )
-    assert done.stderr.count("::block") == len(local)
+    return done
+
+
+def fresh_folder(tmp_path: Path) -> Path:
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    return tmp_path
+
+
+def test_every_local_block_has_ports_of_its_own() -> None:
+    assert len(LOCAL) >= 4
+    owner: dict[int, str] = {}
+    for block in LOCAL:
+        started = {int(p) for p in re.findall(r"--port\s+(\d+)", block.text)}
+        assert ports(block) == started, (
+            f"{block.where} talks to a server it does not start (ports {sorted(ports(block))},"
+            f" started {sorted(started)}): a block must run on its own"
+        )
+        for port in started:
+            assert port not in owner, f"{block.where} and {owner[port]} both use port {port}"
+            owner[port] = block.where
+
+
+@pytest.mark.parametrize("block", LOCAL, ids=lambda b: f"{b.doc}:{b.line}")
+def test_each_local_block_runs_on_its_own(block: Block, tmp_path: Path) -> None:
+    free = {p: free_port() for p in ports(block)}
+    done = run_block(block, fresh_folder(tmp_path), free, "on its own in a fresh shell and folder")
+    if "--oauth-client" in block.text:  # the run got its token from this simulator
+        assert re.search(r'"POST token 200":[1-9]', done.stdout), (
+            f"{block.where} must show that its run was granted a token by the simulator it"
+            ' started (its /_sim/stats: "POST token 200":N)'
+        )
+
+
+def test_the_local_blocks_run_one_after_another_in_one_folder(tmp_path: Path) -> None:
+    folder = fresh_folder(tmp_path)
+    free = {p: free_port() for block in LOCAL for p in ports(block)}
+    for index, block in enumerate(LOCAL):
+        before = ", ".join(f"{b.doc}:{b.line}" for b in LOCAL[:index]) or "none"
+        run_block(
+            block,
+            folder,
+            free,
+            f"in a fresh shell in the folder the blocks before it left ({before})",
+        )
