@@ -16,6 +16,29 @@ ROOT = Path(__file__).resolve().parent.parent
 #: What a command run in the checkout with default paths would leave there.
 WRITTEN_BY_DEFAULT = (".phonesync", "out")
 
+#: Fixtures that need more than Python, and the marker they give every test using them (also
+#: through other fixtures). `scripts/test-fast` (pytest -m "not external") leaves those tests
+#: out; `scripts/test` runs everything.
+NEEDS = {
+    "medplum_server": "npm",  # Node.js and Medplum's npm packages
+    "medplum": "npm",
+    "provider_schema": "npm",  # extracted from npm packages by scripts/install-test-servers
+    "emulators": "emulators",  # gcloud's Firestore and Pub/Sub emulators, on Java
+    "firestore_emulator": "emulators",
+    "pubsub_emulator": "emulators",
+    "gcp_project": "emulators",
+    "terraform": "terraform",  # the terraform binary
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        needs = {NEEDS[name] for name in getattr(item, "fixturenames", ()) if name in NEEDS}
+        for need in sorted(needs):
+            item.add_marker(need)
+        if needs:
+            item.add_marker("external")
+
 
 @pytest.fixture(scope="session", autouse=True)
 def checkout_untouched() -> Iterator[None]:

@@ -29,7 +29,8 @@ from common.store import SqliteStore, WorkItem
 from common.sync import Ledger, RowResult, ShardProgress, sync_shard
 from sim.app import create_app
 
-pytestmark = pytest.mark.timeout(300)
+# Slow (~3 s): many examples, each synced twice. Not in scripts/test-fast.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 NUMBERS = [f"+62812000000{i:02d}" for i in range(6)]  # E.164, as WorkItem holds them
 

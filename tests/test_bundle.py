@@ -87,6 +87,7 @@ def written(bundle: Bundle, edits: dict[int, Any] | None = None) -> bytes:
     return out.getvalue()
 
 
+@pytest.mark.slow  # 200 examples: ~9 s, not in scripts/test-fast
 @settings(max_examples=200)
 @given(
     _entries,
@@ -112,6 +113,7 @@ def test_cut_or_rewritten_a_file_gives_back_its_entries(
         assert orjson.loads(written(bundle)) == {OUTPUT_KEY: entries}
 
 
+@pytest.mark.slow  # ~5 s, not in scripts/test-fast
 @given(_entries, st.data(), _block_sizes)
 def test_output_is_byte_for_byte_what_orjson_writes(
     entries: list[Any], data: st.DataObject, block: int

@@ -313,6 +313,7 @@ def assert_as_fresh(
     first_down=True,
     order=random.Random(0),
 )
+@pytest.mark.slow  # 30 examples of whole runs: ~30 s, not in scripts/test-fast
 @settings(max_examples=30, deadline=None, derandomize=True)
 @given(
     first=st.lists(rows_st, max_size=8),

@@ -214,6 +214,7 @@ def test_every_local_block_has_ports_of_its_own() -> None:
             owner[port] = block.where
 
 
+@pytest.mark.slow  # a simulator and a run each: ~20 s in all, not in test-fast
 @pytest.mark.parametrize("block", LOCAL, ids=lambda b: f"{b.doc}:{b.line}")
 def test_each_local_block_runs_on_its_own(block: Block, tmp_path: Path) -> None:
     free = {p: free_port() for p in ports(block)}
@@ -225,6 +226,7 @@ def test_each_local_block_runs_on_its_own(block: Block, tmp_path: Path) -> None:
         )
 
 
+@pytest.mark.slow  # ~15 s, not in scripts/test-fast
 def test_the_local_blocks_run_one_after_another_in_one_folder(tmp_path: Path) -> None:
     folder = fresh_folder(tmp_path)
     free = {p: free_port() for block in LOCAL for p in ports(block)}

@@ -39,7 +39,8 @@ from tests.simulator import API_KEY, SAMPLE_SHEET, run_cli, simulator
 DATE = "2025-09-23"
 UNFIT = "is not a FHIR R4 server with Patient search and update"
 
-pytestmark = pytest.mark.timeout(120)
+# Slow (~25 s): runs that wait out retries against unfit servers. Not in scripts/test-fast.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 
 def stu3() -> dict[str, Any]:

@@ -36,6 +36,9 @@ from tests.simulator import (
     without_last_updated,
 )
 
+# Slow (~40 s): whole runs against the simulator, some in task processes. Not in scripts/test-fast.
+pytestmark = pytest.mark.slow
+
 DATE = "2025-09-23"
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -30,6 +30,9 @@ from tests.gcp_rules.terraform import Config
 from tests.simulator import API_KEY, SAMPLE_SHEET, RunningSim, run_cli, simulator
 from tests.test_officer_report import MESSY_SHEET
 
+# Slow (~27 s): the captures are four whole runs. Not in scripts/test-fast.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "google_rules"
 DATE = "2025-09-23"

@@ -121,6 +121,7 @@ def test_report_values_newest_first_in_indonesian_without_full_niks() -> None:
     ]
 
 
+@pytest.mark.slow  # two task processes: ~5 s, not in scripts/test-fast
 def test_a_messy_sheet_through_the_sheets_api_with_two_tasks(tmp_path: Path) -> None:
     """The issue's "done when": status exits non-zero naming the rejected rows, and every row
     needing an officer is in the report tab read back from the simulator."""

@@ -57,7 +57,9 @@ PLANTED = {
 
 
 @pytest.fixture(scope="module")
-def schema() -> dict[str, Any]:
+def provider_schema() -> dict[str, Any]:
+    """The extract `scripts/install-test-servers` makes with npm (tests using it are marked
+    `npm`, outside the fast loop: tests/conftest.py)."""
     try:
         return load_schema()
     except FileNotFoundError as missing:
@@ -65,12 +67,12 @@ def schema() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def planted(schema: dict[str, Any]) -> list[Finding]:
-    return check_folder(FIXTURE, schema)
+def planted(provider_schema: dict[str, Any]) -> list[Finding]:
+    return check_folder(FIXTURE, provider_schema)
 
 
-def test_terraform_fits_the_provider_schema(schema: dict[str, Any]) -> None:
-    assert [str(finding) for finding in check_folder(ROOT / "terraform", schema)] == []
+def test_terraform_fits_the_provider_schema(provider_schema: dict[str, Any]) -> None:
+    assert [str(finding) for finding in check_folder(ROOT / "terraform", provider_schema)] == []
 
 
 @pytest.mark.parametrize("error", sorted(PLANTED), ids=lambda p: f"{p[0]}:{p[2]}")
@@ -88,7 +90,9 @@ def test_nothing_else_is_reported(planted: list[Finding]) -> None:
     assert {(f.address, f.where, f.problem) for f in planted} == PLANTED
 
 
-def test_the_schema_is_the_pinned_packages_for_the_pinned_providers(schema: dict[str, Any]) -> None:
+def test_the_schema_is_the_pinned_packages_for_the_pinned_providers(
+    provider_schema: dict[str, Any],
+) -> None:
     """The extract comes from the lock's packages, generated from provider versions that
     terraform/versions.tf's constraints (`~> 6.0`) accept."""
     lock = json.loads(LOCK.read_text())["packages"]
@@ -97,9 +101,9 @@ def test_the_schema_is_the_pinned_packages_for_the_pinned_providers(schema: dict
     (required,) = terraform["required_providers"]
     for local_name, package in PACKAGES.items():
         assert (
-            schema[local_name]["package"]
+            provider_schema[local_name]["package"]
             == f"{package}@{lock[f'node_modules/{package}']['version']}"
         )
         assert required[local_name]["version"].strip('"') == "~> 6.0"
-        assert schema[local_name]["provider_version"].startswith("6.")
-        assert len(schema[local_name]["resources"]) > 1000
+        assert provider_schema[local_name]["provider_version"].startswith("6.")
+        assert len(provider_schema[local_name]["resources"]) > 1000

@@ -281,11 +281,9 @@ def test_variables_used_are_declared_and_tfvars_example_sets_only_those() -> Non
     assert required <= set(example)
 
 
-def test_terraform_fmt_is_clean() -> None:
-    if shutil.which("terraform") is None:
-        pytest.skip("terraform is not installed: `terraform fmt -check` not run")
+def test_terraform_fmt_is_clean(terraform: str) -> None:
     done = subprocess.run(
-        ["terraform", "fmt", "-check", "-recursive", str(TERRAFORM)], capture_output=True, text=True
+        [terraform, "fmt", "-check", "-recursive", str(TERRAFORM)], capture_output=True, text=True
     )
     assert done.returncode == 0, done.stdout
 
@@ -338,22 +336,25 @@ def test_service_agents_granted_roles_are_created_first() -> None:
     assert "gcp-sa-" not in all_text()
 
 
-def terraform_binary() -> str:
-    """terraform, or a skip naming it (a failure in CI, where it must be installed)."""
+@pytest.fixture
+def terraform() -> str:
+    """The terraform binary, or a skip naming it (a failure in CI, where it must be installed).
+    Tests using it are marked `terraform` (tests/conftest.py), outside the fast loop."""
     found = shutil.which("terraform")
     if found is None:
         if os.environ.get("CI") == "true":
             pytest.fail("terraform is not installed")
-        pytest.skip("terraform is not installed: variable validation not run")
+        pytest.skip("terraform is not installed: `terraform fmt` and variable validation not run")
     return found
 
 
-def plan_variables(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
+def plan_variables(
+    terraform: str, tmp_path: Path, *overrides: str
+) -> subprocess.CompletedProcess[str]:
     """`terraform plan` of variables.tf alone (no provider, no network): runs its validations."""
     shutil.copy(TERRAFORM / "variables.tf", tmp_path / "variables.tf")
     shutil.copy(TERRAFORM / "terraform.tfvars.example", tmp_path / "example.tfvars")
     env = {**os.environ, "TF_IN_AUTOMATION": "1", "TF_CLI_CONFIG_FILE": os.devnull}
-    terraform = terraform_binary()
     if not (tmp_path / ".terraform").exists():
         subprocess.run(
             [terraform, "init", "-input=false", "-backend=false"],
@@ -368,11 +369,11 @@ def plan_variables(tmp_path: Path, *overrides: str) -> subprocess.CompletedProce
 
 
 def test_variable_validations_accept_the_example_and_reject_values_google_or_alerts_cannot_take(
-    tmp_path: Path,
+    terraform: str, tmp_path: Path
 ) -> None:
-    accepted = plan_variables(tmp_path)
+    accepted = plan_variables(terraform, tmp_path)
     assert accepted.returncode == 0, accepted.stderr
-    assert plan_variables(tmp_path, "max_run_minutes=44").returncode == 0
+    assert plan_variables(terraform, tmp_path, "max_run_minutes=44").returncode == 0
     for bad in (
         "max_run_minutes=45",  # the "run not finished" alert would never check a minute
         "max_run_minutes=0",
@@ -387,7 +388,7 @@ def test_variable_validations_accept_the_example_and_reject_values_google_or_ale
         "rejected_ratio_threshold=1",
         "task_count=0",
     ):
-        done = plan_variables(tmp_path, bad)
+        done = plan_variables(terraform, tmp_path, bad)
         assert done.returncode != 0, bad
         assert "Invalid value for variable" in done.stderr, (bad, done.stderr)
 

@@ -28,6 +28,9 @@ from jobs.task import run_task
 from tests.simulator import API_KEY, RunningSim, simulator
 from tests.test_fhir_client import FakeFhir, served, settings
 
+# Slow (~30 s): rate limits in real time (5 requests/s). Not in scripts/test-fast.
+pytestmark = pytest.mark.slow
+
 __all__ = ["served"]  # the module-scoped FakeFhir server fixture
 
 DATE = "2025-09-23"
