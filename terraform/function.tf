@@ -41,7 +41,7 @@ resource "google_cloudfunctions2_function" "replay" {
     available_memory      = "512Mi"
     timeout_seconds       = 300
     # Internal only: Cloud Run counts a Pub/Sub push from a subscription in the same project as
-    # internal traffic; callers still need run.invoker (docs/decisions.md).
+    # internal traffic; callers still need run.invoker (docs/decisions.md, record 69).
     ingress_settings               = "ALLOW_INTERNAL_ONLY"
     all_traffic_on_latest_revision = true
     environment_variables          = local.replay_env

@@ -258,7 +258,7 @@ def test_a_wrong_fhir_server_fails_the_run_before_the_sheet_and_a_retry_recovers
             store.close()
         # The registry answers as R4 again: task 0's retry revives the run, then task 1's
         # retry syncs its shard. (A task retried while the run is still failed stops again:
-        # the risk docs/decisions.md records for every failure of task 0.)
+        # the risk docs/decisions.md, record 58, names for every failure of task 0.)
         sim.state.capability_statement = None
         for index in (0, 1):
             env = task_env(cloud, sim, index, 2, "exec-1", CLOUD_RUN_TASK_ATTEMPT="1")

@@ -127,3 +127,28 @@ def test_rendered_diagrams_match_their_mermaid_source(index: int, name: str) -> 
     digest = hashlib.sha256(sources[index].encode()).hexdigest()
     assert f"source-sha256: {digest}" in svg, f"re-render with scripts/render-diagrams ({name})"
     assert 'aria-roledescription="error"' not in svg
+
+
+def test_decisions_are_numbered_dated_records_with_status_and_what_would_change_them() -> None:
+    text = (ROOT / "docs" / "decisions.md").read_text()
+    records = re.split(r"^### ", text, flags=re.M)[1:]
+    assert len(records) >= 70
+    numbers = []
+    for record in records:
+        head = record.splitlines()[0]
+        match = re.fullmatch(r"(\d+)\. \S.*", head)
+        assert match, f"decisions.md: a record's heading is `N. title`, not {head!r}"
+        numbers.append(int(match.group(1)))
+        status = re.search(
+            r"^\*(Accepted(?: \(supersedes (\d+)\))?|Superseded by (\d+)) · (\d{4}-\d{2}-\d{2})\*$",
+            record,
+            re.M,
+        )
+        assert status, f"decisions.md, record {head}: no status and date line"
+        for other in filter(None, status.group(2, 3)):
+            assert f"\n### {other}. " in text, f"decisions.md, record {head}: no record {other}"
+        label = "What changed it" if status.group(3) else "Would change it"
+        assert f"*{label}:*" in record, f"decisions.md, record {head}: no '{label}:'"
+    assert sorted(numbers) == list(range(1, len(numbers) + 1)), (
+        "record numbers: 1, 2, 3, … once each"
+    )

@@ -64,7 +64,7 @@ def test_cloud_build_substitutions_follow_cloud_builds_rules() -> None:
 
 def test_cloudbuild_yaml_is_a_cloud_build_v1_build() -> None:
     """camelCase field names, as the Build schema and Google's build config docs spell them
-    (docs/decisions.md): a snake_case field is reported like any unknown one."""
+    (docs/decisions.md, record 78): a snake_case field is reported like any unknown one."""
     assert discovery.validate(BUILD, "cloudbuild.v1", "Build") == []
     assert discovery.validate(PLANTED_BUILD, "cloudbuild.v1", "Build") == [
         "Build.steps[2]: unknown field 'wait_for'"

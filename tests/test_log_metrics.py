@@ -45,7 +45,7 @@ FUNCTION = {
     "type": "cloud_run_revision",
     "labels": {"service_name": "phonesync-replay", "location": "asia-southeast2"},
 }
-#: Rows decided from the sheet that need nobody: recorded, not logged (docs/decisions.md).
+#: Rows decided from the sheet that need nobody: recorded, not logged (docs/decisions.md, record 55).
 UNLOGGED = {Status.SUPERSEDED, Status.OTHER_DATE}
 
 

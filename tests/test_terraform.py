@@ -404,7 +404,7 @@ def test_the_alert_window_and_the_max_run_minutes_validation_agree() -> None:
 
 def test_replay_function_takes_internal_traffic_only_also_after_a_deploy() -> None:
     """Cloud Run counts a same-project Pub/Sub push as internal; the build's deploy repeats the
-    setting so it never reopens the function (docs/decisions.md)."""
+    setting so it never reopens the function (docs/decisions.md, record 69)."""
     function = resources("google_cloudfunctions2_function")["replay"]
     assert function["service_config"][0]["ingress_settings"] == "ALLOW_INTERNAL_ONLY"
     build = (TERRAFORM.parent / "cloudbuild.yaml").read_text()

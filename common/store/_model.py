@@ -43,7 +43,7 @@ def read_stamp(moment: datetime | None = None) -> str:
 
     Stamps of the same form order as strings do; ``""`` (records written before stamps
     existed) sorts before every stamp. Row numbers and sheet dates order rows *within* one
-    read; across reads, only these stamps say which is newer (docs/decisions.md).
+    read; across reads, only these stamps say which is newer (docs/decisions.md, record 24).
     """
     return (moment or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="microseconds")
 
