@@ -114,7 +114,7 @@ class _ManifestTimes(logging.Handler):
 
 def task0() -> None:
     """Task 0's part of a run (lock, read, plan, manifest); prints its phases as JSON."""
-    from common.config import load_config
+    from common.config import load_settings
     from common.runtime import open_store
     from common.telemetry import LOGGER_NAME
     from jobs.task import _write_manifest
@@ -122,7 +122,7 @@ def task0() -> None:
     times = _ManifestTimes()
     logging.getLogger(LOGGER_NAME).addHandler(times)
     logging.getLogger(LOGGER_NAME).setLevel(logging.INFO)
-    config = load_config()
+    config = load_settings()
     store = open_store(config)
     run_date = RUN_DATE.isoformat()
     store.acquire_run(run_date, config.execution, 1, 600.0, time.time())

@@ -1,79 +1,109 @@
-"""The job's configuration: environment first (Cloud Run style), CLI flags override.
+"""phonesync's one settings model: environment first (Cloud Run style), CLI flags override.
 
-Everything is validated at start and every problem is reported in one error, so an operator
-fixes the deployment once instead of once per redeploy.
+Every entry point loads it the same way (:func:`load_settings`): the Cloud Run task, the local
+``--tasks`` parent and its children, the replay function and the operator commands. Each field
+is the environment variable of its name in upper case; the FHIR client's part is the nested
+:class:`~common.fhir.FhirSettings` (``FHIR_BASE_URL`` → ``settings.fhir.base_url``), which the
+client takes as it is.
+
+Everything is validated at load and every problem is reported at once, one line each naming
+the variable (:class:`~common.errors.ConfigError`), so an operator fixes a deployment once
+instead of once per redeploy. Secrets are ``SecretStr``: no repr, dump or log line shows them;
+:meth:`Settings.to_env` is the one place they are written out, for the local task processes.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from collections.abc import Iterable, Mapping
 from datetime import date, timedelta
+from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
+from pydantic_settings.sources import PydanticBaseSettingsSource
+from pydantic_settings.sources.utils import parse_env_vars
 
 from common.errors import ConfigError
-from common.jakarta import jakarta_today as jakarta_today
+from common.fhir._settings import FhirSettings, HttpUrl, SecretName
+from common.jakarta import jakarta_today
 from common.phones import PhoneFormat
 
-STATE_BACKENDS = ("sqlite", "firestore")
-#: Servers cap Bundles (HAPI's default is 1,000 entries); past ~100 nothing is gained (README).
-MAX_BATCH_SIZE = 1000
-FHIR_AUTH_MODES = ("api-key", "oauth2", "google")
-_SECRET_NAME = re.compile(r"projects/[^/]+/secrets/[^/]+(/versions/[^/]+)?")
+#: Who loads the settings, and so which settings are required:
+#: ``task`` the nightly job (task 0 also reads the sheet); ``replay`` the replay function and
+#: ``phonesync replay --via direct`` (FHIR, no sheet); ``publish`` ``phonesync replay --via
+#: pubsub`` (the failure topic, no FHIR); ``store`` the read-only operator commands.
+Role = Literal["task", "replay", "publish", "store"]
+StateBackend = Literal["sqlite", "firestore"]
+
+__all__ = [
+    "ENV_VARS",
+    "ConfigError",
+    "Role",
+    "Settings",
+    "jakarta_today",
+    "load_settings",
+    "lookback_start",
+]
 
 
-@dataclass(frozen=True, slots=True)
-class JobConfig:
-    """One task's settings. Field names are the env var names, lower-cased."""
+class Settings(BaseSettings):
+    """One process's settings. Field names are the env var names, lower-cased."""
+
+    model_config = SettingsConfigDict(
+        frozen=True,
+        case_sensitive=False,
+        env_ignore_empty=True,
+        env_nested_delimiter="_",
+        env_nested_max_split=1,  # FHIR_BASE_URL → fhir.base_url; nothing else nests
+        str_strip_whitespace=True,
+        extra="ignore",
+    )
 
     run_date: date | None = None  # None: task 0 fixes today's Jakarta date for the execution
-    lookback_days: int = 1
+    lookback_days: int = Field(default=1, ge=0, le=31)
     sheet_csv: Path | None = None  # local runs: a CSV export instead of the Sheets API
     sheet_id: str | None = None
     sheet_range: str = "A:Z"
-    sheets_api_url: str = "https://sheets.googleapis.com"
+    sheets_api_url: HttpUrl = "https://sheets.googleapis.com"
+    #: A bearer token for the Sheets API instead of the job's credentials (the simulator).
+    sheets_access_token: SecretStr | None = None
     # The officers' report tab: a spreadsheet shared with the job's account as Editor (optional).
     report_sheet_id: str | None = None
-    report_sheet_tab: str = "phonesync"
-    fhir_base_url: str = ""
-    # Local use only; production reads FHIR_API_KEY_SECRET. Never in repr or logs.
-    fhir_api_key: str | None = field(default=None, repr=False)
-    fhir_api_key_secret: str | None = None
-    # How to authenticate: api-key (x-api-key), oauth2 (client credentials) or google (ADC).
-    fhir_auth: str = "api-key"
-    fhir_token_url: str | None = None  # oauth2
-    fhir_client_id: str | None = None  # oauth2
-    fhir_client_secret_secret: str | None = None  # oauth2: Secret Manager name of the secret
-    # Local use only; production reads FHIR_CLIENT_SECRET_SECRET. Never in repr or logs.
-    fhir_client_secret: str | None = field(default=None, repr=False)
-    ledger_key_secret: str | None = None
-    # Local use and tests only (Secret Manager has no emulator). Never in repr or logs.
-    ledger_key: str | None = field(default=None, repr=False)
+    report_sheet_tab: str = Field(default="phonesync", min_length=1, max_length=100)
+    fhir: FhirSettings = FhirSettings()
+    ledger_key_secret: SecretName | None = None
+    #: Local runs and tests only (Secret Manager has no emulator).
+    ledger_key: SecretStr | None = None
     google_cloud_project: str | None = None
-    state_backend: str = "sqlite"
+    state_backend: StateBackend = "sqlite"
     state_path: Path = Path(".phonesync") / "state.sqlite3"
-    retention_days: int = 400  # Firestore documents carry expire_at = now + this (TTL policy)
+    #: Firestore documents carry expire_at = now + this (TTL policy).
+    retention_days: int = Field(default=400, ge=1)
     failure_topic: str | None = None
-    fhir_concurrency: int = 64
-    fhir_rate_limit: float = 200.0
-    fhir_timeout_seconds: float = 15.0
-    fhir_deadline_seconds: float = 600.0
-    fhir_max_attempts: int = 6
-    fhir_backoff_seconds: float = 0.25  # base of the exponential backoff (full jitter)
-    # Entries per batch Bundle; 0 = one request per search/update; None ("auto", the default):
-    # common.fhir.DEFAULT_BATCH_SIZE when the server's CapabilityStatement lists batch, else 0.
-    fhir_batch_size: int | None = None
     phone_format: PhoneFormat = PhoneFormat.NATIONAL
-    cloud_run_task_index: int = 0
-    cloud_run_task_count: int = 1
+    cloud_run_task_index: int = Field(default=0, ge=0)
+    cloud_run_task_count: int = Field(default=1, ge=1)
     cloud_run_execution: str = ""
-    cloud_run_task_attempt: int = 0
-    lease_seconds: float = 120.0
-    manifest_timeout_seconds: float = 600.0
+    cloud_run_task_attempt: int = Field(default=0, ge=0)
+    lease_seconds: float = Field(default=120.0, gt=0, allow_inf_nan=False)
+    manifest_timeout_seconds: float = Field(default=600.0, gt=0, allow_inf_nan=False)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment is read by load_settings alone (_MappingEnv), so that what it hands
+        # over is all there is: no second read of os.environ, no .env file, no secrets folder.
+        return (init_settings,)
 
     @property
     def task_index(self) -> int:
@@ -87,174 +117,203 @@ class JobConfig:
     def execution(self) -> str:
         return self.cloud_run_execution
 
-    def redacted(self) -> dict[str, Any]:
-        """The settings for a start-up log line, with the API key hidden."""
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
-        for secret in ("fhir_api_key", "fhir_client_secret", "ledger_key"):
-            if out[secret]:
-                out[secret] = "***"
-        return {k: str(v) if isinstance(v, Path | date) else v for k, v in out.items()}
+    def for_log(self) -> dict[str, Any]:
+        """The settings for the ``task_started`` line: secrets shown as ``**********``."""
+        return self.model_dump(mode="json")
+
+    def to_env(self) -> dict[str, str]:
+        """These settings as the environment variables that load them again, secrets included
+        (for the local task processes, which must get them intact); unset values left out."""
+        env: dict[str, str] = {}
+        for name, value in self:
+            if name == "fhir":
+                env.update(_as_env(dict(self.fhir), prefix="FHIR_"))
+            else:
+                env.update(_as_env({name: value}))
+        return env
 
 
-ENV_VARS = tuple(f.name.upper() for f in fields(JobConfig))
+#: Every environment variable the settings read (terraform and the docs are checked against it).
+ENV_VARS: tuple[str, ...] = tuple(
+    name.upper() if name != "fhir" else f"FHIR_{nested.upper()}"
+    for name in Settings.model_fields
+    for nested in (FhirSettings.model_fields if name == "fhir" else [""])
+)
 
 
-def load_config(
+def load_settings(
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, object] | None = None,
     *,
-    role: str = "task",
-) -> JobConfig:
-    """Read ``env`` (default ``os.environ``), apply non-None ``overrides``, validate everything.
-
-    ``role="replay"`` (the replay function) needs no sheet and no failure topic;
-    ``role="publish"`` (``phonesync replay`` re-publishing) needs the topic but no FHIR server.
-    """
-    env = os.environ if env is None else env
-    raw: dict[str, object] = {}
-    for f in fields(JobConfig):
-        value = env.get(f.name.upper())
-        if value is not None and value.strip() != "":
-            raw[f.name] = value.strip()
-    raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    role: Role = "task",
+) -> Settings:
+    """Read ``env`` (default ``os.environ``), apply non-None ``overrides`` (``fhir`` a mapping of
+    its own), validate everything; :class:`ConfigError` lists every problem, one line each."""
+    given = _given(overrides or {})
     problems: list[str] = []
-    values: dict[str, Any] = {}
-    for f in fields(JobConfig):
-        if f.name not in raw:
-            continue
-        try:
-            values[f.name] = _convert(f.name, raw[f.name])
-        except ValueError as exc:
-            problems.append(f"{f.name.upper()}: {exc}")
-    config = JobConfig(**values)
-    problems.extend(_check(config, role))
+    try:
+        settings = _build(env, given)
+    except ValidationError as exc:
+        problems += [f"{_env_name(e['loc'])}: {_describe(e)}" for e in exc.errors()]
+        settings = _build(env, given, dropping=[tuple(e["loc"]) for e in exc.errors()])
+    reported = {p.split(":")[0] for p in problems}  # a malformed value is not also "missing"
+    problems += [p for p in _role_problems(settings, role) if p.split(":")[0] not in reported]
     if problems:
-        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
-    if not config.cloud_run_execution:
+        raise ConfigError(problems)
+    if not settings.cloud_run_execution:
         # Local runs: one name per process tree (phonesync run --tasks N passes it down).
         local = f"local-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
-        config = JobConfig(**{**values, "cloud_run_execution": local})
-    return config
-
-
-def _convert(name: str, value: object) -> Any:
-    kind = {f.name: f.type for f in fields(JobConfig)}[name]
-    if not isinstance(value, str):
-        return value
-    if kind == "date | None":
-        try:
-            return date.fromisoformat(value)
-        except ValueError:
-            raise ValueError(f"expected YYYY-MM-DD, got {value!r}") from None
-    if kind == "int":
-        try:
-            return int(value)
-        except ValueError:
-            raise ValueError(f"expected a whole number, got {value!r}") from None
-    if kind == "int | None":
-        if value.lower() == "auto":
-            return None
-        try:
-            return int(value)
-        except ValueError:
-            raise ValueError(f"expected a whole number or auto, got {value!r}") from None
-    if kind == "float":
-        try:
-            return float(value)
-        except ValueError:
-            raise ValueError(f"expected a number, got {value!r}") from None
-    if kind in ("Path", "Path | None"):
-        return Path(value)
-    if kind == "PhoneFormat":
-        try:
-            return PhoneFormat(value)
-        except ValueError:
-            raise ValueError(f"expected national or e164, got {value!r}") from None
-    return value
-
-
-def _check(c: JobConfig, role: str) -> list[str]:
-    problems = []
-    if c.state_backend not in STATE_BACKENDS:
-        problems.append(
-            f"STATE_BACKEND: expected one of {', '.join(STATE_BACKENDS)}, got {c.state_backend!r}"
-        )
-    if role == "publish":
-        if not c.failure_topic or not c.google_cloud_project:
-            problems.append("FAILURE_TOPIC and GOOGLE_CLOUD_PROJECT: required to re-publish rows")
-    elif not c.fhir_base_url:
-        problems.append("FHIR_BASE_URL: required (the FHIR R4 base, e.g. https://…/fhir)")
-    elif not c.fhir_base_url.startswith(("http://", "https://")):
-        problems.append("FHIR_BASE_URL: must start with http:// or https://")
-    if role == "task" and c.task_index == 0 and (c.sheet_csv is None) == (c.sheet_id is None):
-        problems.append(
-            "SHEET_ID or SHEET_CSV: exactly one is required (the Sheet, or a CSV export)"
-        )
-    if not c.report_sheet_tab or len(c.report_sheet_tab) > 100:
-        problems.append("REPORT_SHEET_TAB: a tab name of 1 to 100 characters")
-    if c.cloud_run_task_count < 1:
-        problems.append("CLOUD_RUN_TASK_COUNT: must be at least 1")
-    elif not 0 <= c.cloud_run_task_index < c.cloud_run_task_count:
-        problems.append(f"CLOUD_RUN_TASK_INDEX: must be in 0..{c.cloud_run_task_count - 1}")
-    if c.fhir_auth not in FHIR_AUTH_MODES:
-        problems.append(
-            f"FHIR_AUTH: expected one of {', '.join(FHIR_AUTH_MODES)}, got {c.fhir_auth!r}"
-        )
-    elif c.fhir_auth == "oauth2" and role != "publish":
-        if not (c.fhir_token_url or "").startswith(("http://", "https://")):
-            problems.append("FHIR_TOKEN_URL: required with FHIR_AUTH=oauth2 (https://…)")
-        if not c.fhir_client_id:
-            problems.append("FHIR_CLIENT_ID: required with FHIR_AUTH=oauth2")
-        if not (c.fhir_client_secret_secret or c.fhir_client_secret):
-            problems.append(
-                "FHIR_CLIENT_SECRET_SECRET: required with FHIR_AUTH=oauth2 (Secret Manager name)"
-            )
-    for name in ("fhir_api_key_secret", "fhir_client_secret_secret", "ledger_key_secret"):
-        value = getattr(c, name)
-        if value and not _SECRET_NAME.fullmatch(value):
-            problems.append(f"{name.upper()}: expected projects/PROJECT/secrets/NAME")
-    if c.state_backend == "firestore":
-        if not c.google_cloud_project:
-            problems.append("GOOGLE_CLOUD_PROJECT: required with STATE_BACKEND=firestore")
-        if role == "task" and not c.failure_topic:
-            problems.append(
-                "FAILURE_TOPIC: required with STATE_BACKEND=firestore (deferred rows go there)"
-            )
-        if (
-            role != "publish"
-            and c.fhir_auth == "api-key"
-            and not (c.fhir_api_key_secret or c.fhir_api_key)
-        ):
-            problems.append(
-                "FHIR_API_KEY_SECRET: required with STATE_BACKEND=firestore and FHIR_AUTH=api-key"
-            )
-        if role != "publish" and not (c.ledger_key_secret or c.ledger_key):
-            problems.append(
-                "LEDGER_KEY_SECRET: required with STATE_BACKEND=firestore (NIK hashing key)"
-            )
-    for name in (
-        "fhir_concurrency",
-        "fhir_timeout_seconds",
-        "fhir_deadline_seconds",
-        "lease_seconds",
-        "manifest_timeout_seconds",
-    ):
-        if getattr(c, name) <= 0:
-            problems.append(f"{name.upper()}: must be greater than 0")
-    if c.fhir_batch_size is not None and not 0 <= c.fhir_batch_size <= MAX_BATCH_SIZE:
-        problems.append(
-            f"FHIR_BATCH_SIZE: must be auto or 0 (no batch) to {MAX_BATCH_SIZE} entries per Bundle"
-        )
-    if c.fhir_rate_limit < 0:
-        problems.append("FHIR_RATE_LIMIT: must be 0 (unlimited) or more")
-    if c.retention_days < 1:
-        problems.append("RETENTION_DAYS: must be at least 1")
-    if not 0 <= c.lookback_days <= 31:
-        problems.append("LOOKBACK_DAYS: must be between 0 and 31")
-    if c.cloud_run_task_attempt < 0:
-        problems.append("CLOUD_RUN_TASK_ATTEMPT: must be 0 or more")
-    return problems
+        settings = settings.model_copy(update={"cloud_run_execution": local})
+    return settings
 
 
 def lookback_start(run_date: date, days: int) -> date:
     return run_date - timedelta(days=days)
+
+
+# -- loading ---------------------------------------------------------------------------------
+
+
+class _MappingEnv(EnvSettingsSource):
+    """pydantic-settings' env source on a given mapping instead of ``os.environ``."""
+
+    def __init__(self, settings_cls: type[BaseSettings], env: Mapping[str, str]) -> None:
+        self._env = env  # read by _load_env_vars, which the base class calls
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(
+            self._env, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str
+        )
+
+
+def _build(
+    env: Mapping[str, str] | None,
+    given: Mapping[str, Any],
+    dropping: Iterable[tuple[str | int, ...]] = (),
+) -> Settings:
+    """The settings from ``env`` and ``given``; the fields at ``dropping`` (invalid ones) left
+    at their defaults, so that the rest can still be checked."""
+    values = _nested_update(_MappingEnv(Settings, os.environ if env is None else env)(), given)
+    for loc in dropping:
+        _drop(values, loc)
+    return Settings.model_validate(values)
+
+
+def _given(overrides: Mapping[str, object]) -> dict[str, Any]:
+    """The overrides that were given (None means "flag not given"), nested ones too."""
+    out: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if isinstance(value, Mapping):
+            nested = _given(value)
+            if nested:
+                out[key] = nested
+        elif value is not None:
+            out[key] = value
+    return out
+
+
+def _nested_update(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _nested_update(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _drop(values: dict[str, Any], loc: tuple[str | int, ...]) -> None:
+    target: Any = values
+    for part in loc[:-1]:
+        target = target.get(part) if isinstance(target, dict) else None
+    if isinstance(target, dict):
+        target.pop(loc[-1], None)
+
+
+def _env_name(loc: tuple[str | int, ...]) -> str:
+    return "_".join(str(part) for part in loc[:2]).upper()
+
+
+def _describe(error: Any) -> str:
+    """pydantic's error as a person fixing an environment variable wants it."""
+    kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
+    got = f", got {value!r}" if isinstance(value, str) else ""
+    if kind == "int_parsing" or kind == "int_from_float":
+        return f"expected a whole number{got}"
+    if kind == "float_parsing":
+        return f"expected a number{got}"
+    if kind == "finite_number":
+        return f"expected a finite number{got}"
+    if kind in ("date_parsing", "date_from_datetime_parsing", "date_from_datetime_inexact"):
+        return f"expected YYYY-MM-DD{got}"
+    if kind == "greater_than_equal":
+        return f"must be at least {ctx['ge']}{got}"
+    if kind == "greater_than":
+        return f"must be greater than {ctx['gt']}{got}"
+    if kind == "less_than_equal":
+        return f"must be at most {ctx['le']}{got}"
+    if kind in ("literal_error", "enum"):
+        return f"expected one of {ctx['expected'].replace(' or ', ', ')}{got}"
+    if kind == "string_too_long":
+        return f"must be at most {ctx['max_length']} characters"
+    if kind == "value_error":
+        return str(ctx.get("error", error["msg"]))
+    return f"{error['msg']}{got}"
+
+
+# -- what each role needs ---------------------------------------------------------------------
+
+
+def _role_problems(s: Settings, role: Role) -> list[str]:
+    problems: list[str] = []
+    fhir = s.fhir
+    firestore = s.state_backend == "firestore"
+    calls_fhir = role in ("task", "replay")
+    if firestore and not s.google_cloud_project:
+        problems.append("GOOGLE_CLOUD_PROJECT: required with STATE_BACKEND=firestore")
+    if not s.cloud_run_task_index < s.cloud_run_task_count:
+        problems.append(f"CLOUD_RUN_TASK_INDEX: must be in 0..{s.cloud_run_task_count - 1}")
+    if role == "publish" and not (s.failure_topic and s.google_cloud_project):
+        problems.append("FAILURE_TOPIC and GOOGLE_CLOUD_PROJECT: required to re-publish rows")
+    if calls_fhir:
+        if not fhir.base_url:
+            problems.append("FHIR_BASE_URL: required (the FHIR R4 base, e.g. https://…/fhir)")
+        problems += [f"FHIR_{name.upper()}: {why}" for name, why in fhir.problems()]
+    if role == "task" and s.task_index == 0 and (s.sheet_csv is None) == (s.sheet_id is None):
+        problems.append(
+            "SHEET_ID or SHEET_CSV: exactly one is required (the Sheet, or a CSV export)"
+        )
+    if firestore and role == "task" and not s.failure_topic:
+        problems.append(
+            "FAILURE_TOPIC: required with STATE_BACKEND=firestore (deferred rows go there)"
+        )
+    if firestore and calls_fhir:
+        if fhir.auth == "api-key" and fhir.api_key is None and not fhir.api_key_secret:
+            problems.append(
+                "FHIR_API_KEY_SECRET: required with STATE_BACKEND=firestore and FHIR_AUTH=api-key"
+            )
+        if s.ledger_key is None and not s.ledger_key_secret:
+            problems.append(
+                "LEDGER_KEY_SECRET: required with STATE_BACKEND=firestore (NIK hashing key)"
+            )
+    return problems
+
+
+def _as_env(values: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    env = {}
+    for name, value in values.items():
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            text = value.get_secret_value()
+        elif isinstance(value, Enum):
+            text = str(value.value)
+        elif isinstance(value, date):
+            text = value.isoformat()
+        elif isinstance(value, BaseModel):
+            continue
+        else:
+            text = str(value)
+        env[f"{prefix}{name}".upper()] = text
+    return env

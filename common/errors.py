@@ -1,5 +1,7 @@
 """The library's exceptions. ``InputError`` means the run cannot proceed on what it was given."""
 
+from collections.abc import Sequence
+
 
 class PhonesyncError(Exception):
     """Base of every error phonesync raises on purpose."""
@@ -10,4 +12,8 @@ class InputError(PhonesyncError):
 
 
 class ConfigError(InputError):
-    """One or more configuration problems, all listed in the message."""
+    """One or more configuration problems, each one line naming the setting (``problems``)."""
+
+    def __init__(self, problems: str | Sequence[str]) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("; ".join(self.problems))

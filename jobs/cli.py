@@ -13,7 +13,7 @@ from datetime import date
 from pathlib import Path
 
 from common.bundle import reading
-from common.errors import InputError
+from common.errors import ConfigError, InputError
 from common.outcomes import summarize
 from common.patient import jakarta_now_iso
 from common.phones import PhoneFormat
@@ -237,22 +237,17 @@ def add_state_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def open_state_from(args: argparse.Namespace) -> StateStore:
-    """The store the job uses, from --state/--project or the same env vars as the job."""
-    import os
+    """The store the job uses: the settings (``STATE_BACKEND``, ``STATE_PATH``,
+    ``GOOGLE_CLOUD_PROJECT``) with ``--state``/``--project`` over them."""
+    from common.config import load_settings
+    from common.runtime import open_store
 
-    from common.config import JobConfig
-    from common.runtime import open_state
-
-    chosen = state_overrides(args.state)
-    backend = str(chosen.get("state_backend") or os.environ.get("STATE_BACKEND") or "sqlite")
-    default_path = os.environ.get("STATE_PATH") or str(JobConfig().state_path)
-    path = Path(str(chosen.get("state_path") or default_path))
-    project = args.project or os.environ.get("GOOGLE_CLOUD_PROJECT")
-    if backend == "firestore" and not project:
-        raise InputError("--project or GOOGLE_CLOUD_PROJECT is required with --state firestore")
-    if backend == "sqlite" and not path.exists():
-        raise InputError(f"no local state at {path}: run `phonesync run` first, or pass --state")
-    return open_state(backend, path, project)
+    settings = load_settings(overrides=state_overrides(args), role="store")
+    if settings.state_backend == "sqlite" and not settings.state_path.exists():
+        raise InputError(
+            f"no local state at {settings.state_path}: run `phonesync run` first, or pass --state"
+        )
+    return open_store(settings)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -318,49 +313,59 @@ def cmd_transform(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def state_overrides(state: str | None) -> dict[str, object]:
-    if state is None:
-        return {}
-    if state in ("sqlite", "firestore"):
-        return {"state_backend": state}
-    return {"state_backend": "sqlite", "state_path": Path(state)}
+def state_overrides(args: argparse.Namespace) -> dict[str, object]:
+    """The settings ``--state`` (sqlite, firestore or a SQLite path) and ``--project`` give."""
+    chosen: dict[str, object] = {"google_cloud_project": args.project}
+    if args.state in ("sqlite", "firestore"):
+        chosen["state_backend"] = args.state
+    elif args.state is not None:
+        chosen.update(state_backend="sqlite", state_path=Path(args.state))
+    return chosen
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from common.config import load_config
+    from common.config import load_settings
     from common.telemetry import configure_logging
 
     overrides: dict[str, object] = {
         "run_date": args.date,
         "sheet_csv": args.sheet,
         "sheet_id": args.sheet_id,
-        "fhir_base_url": args.fhir_url,
-        "fhir_concurrency": args.concurrency,
-        "fhir_rate_limit": args.rate_limit,
-        "fhir_timeout_seconds": args.timeout,
-        "fhir_deadline_seconds": args.deadline,
         "lookback_days": args.lookback_days,
-        "phone_format": PhoneFormat(args.phone_format) if args.phone_format else None,
-        "google_cloud_project": args.project,
-        **state_overrides(args.state),
+        "phone_format": args.phone_format,
+        "fhir": {
+            "base_url": args.fhir_url,
+            "concurrency": args.concurrency,
+            "rate_limit": args.rate_limit,
+            "timeout_seconds": args.timeout,
+            "deadline_seconds": args.deadline,
+        },
+        **state_overrides(args),
     }
     if args.tasks is not None:
         if args.tasks < 1:
             raise InputError("--tasks must be at least 1")
         overrides["cloud_run_task_count"] = args.tasks
-        config = load_config(overrides=overrides)  # a person at a terminal: errors on stderr
+        config = load_settings(overrides=overrides)  # a person at a terminal: errors on stderr
         configure_logging()
     else:  # a Cloud Run task: every line, errors included, is JSON with a severity
         configure_logging()
         try:
-            config = load_config(overrides=overrides)
+            config = load_settings(overrides=overrides)
             from jobs.task import run_task
 
             return run_task(config)
         except InputError as exc:  # configuration, or a secret that cannot be read
             from common.telemetry import log_event
 
-            log_event("config_invalid", str(exc), severity=logging.ERROR, reason=str(exc))
+            problems = exc.problems if isinstance(exc, ConfigError) else [str(exc)]
+            log_event(
+                "config_invalid",
+                "invalid configuration: " + "; ".join(problems),
+                severity=logging.ERROR,
+                reason="; ".join(problems),
+                problems=problems,
+            )
             return EXIT_INPUT
     from common.runtime import open_store
     from jobs.local import run_tasks
@@ -376,7 +381,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     """List the chosen rows; unless --dry-run, replay them the way --via names (never guessed)."""
     import asyncio
 
-    from common.config import load_config
+    from common.config import load_settings
     from common.outcomes import Status
     from jobs.operator import replay_candidates
 
@@ -388,12 +393,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     config = None
     if not args.dry_run:  # a dry run needs the store only
         overrides = {
-            **state_overrides(args.state),
-            "google_cloud_project": args.project,
-            "fhir_base_url": args.fhir_url if args.via == "direct" else None,
+            **state_overrides(args),
+            "fhir": {"base_url": args.fhir_url if args.via == "direct" else None},
             "failure_topic": args.topic if args.via == "pubsub" else None,
         }
-        config = load_config(
+        config = load_settings(
             overrides=overrides, role="publish" if args.via == "pubsub" else "replay"
         )
     store = open_state_from(args)
@@ -405,7 +409,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         elif args.via == "pubsub":
             where = f"by re-publishing to {config.failure_topic}"
         else:
-            where = f"directly against {config.fhir_base_url}"
+            where = f"directly against {config.fhir.base_url}"
         chosen = count(len(items), f"{args.status} row")
         print(f"{chosen} of {run_date} to replay {where}", file=sys.stderr)
         for item in items:
@@ -470,6 +474,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     try:
         return int(args.handler(args))
+    except ConfigError as exc:  # one line per problem, each naming the setting
+        for problem in exc.problems:
+            print(f"phonesync: error: {problem}", file=sys.stderr)
+        return EXIT_INPUT
     except InputError as exc:
         print(f"phonesync: error: {exc}", file=sys.stderr)
         return EXIT_INPUT

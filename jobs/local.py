@@ -14,13 +14,13 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from common.config import JobConfig, jakarta_today
+from common.config import Settings, jakarta_today
 from common.store import RunState, RunStatus, StateStore
 from jobs import wording
 from jobs.operator import sum_counts
 
 
-def run_tasks(config: JobConfig, tasks: int, store: StateStore, out: TextIO = sys.stderr) -> int:
+def run_tasks(config: Settings, tasks: int, store: StateStore, out: TextIO = sys.stderr) -> int:
     run_date = store.bind_execution_date(
         config.execution, (config.run_date or jakarta_today()).isoformat()
     )
@@ -28,7 +28,7 @@ def run_tasks(config: JobConfig, tasks: int, store: StateStore, out: TextIO = sy
     log_dir.mkdir(parents=True, exist_ok=True)
     env = {
         **os.environ,
-        **_env_of(config),
+        **config.to_env(),  # the parent's settings, flags and secrets included
         "CLOUD_RUN_TASK_COUNT": str(tasks),
         "RUN_DATE": run_date,
     }
@@ -76,21 +76,6 @@ def exit_code(codes: list[int]) -> int:
     """0 only when every task exited 0. A task killed by signal N (``Popen`` reports -N) counts
     as ``128 + N``, as a shell says it; otherwise the highest code."""
     return max((128 - code if code < 0 else code for code in codes), default=0)
-
-
-def _env_of(config: JobConfig) -> dict[str, str]:
-    """The config as the env vars a Cloud Run task would get (unset values left out)."""
-    env: dict[str, str] = {}
-    for name, value in config.redacted().items():
-        if value is None or name.startswith("cloud_run_") or name in ("fhir_api_key", "ledger_key"):
-            continue
-        env[name.upper()] = str(value)
-    for secret in ("fhir_api_key", "ledger_key"):
-        value = getattr(config, secret)
-        if value:
-            env[secret.upper()] = value
-    env["CLOUD_RUN_EXECUTION"] = config.execution
-    return env
 
 
 def _draw(store: StateStore, run_date: str, started: float, out: TextIO, interactive: bool) -> None:

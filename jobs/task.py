@@ -20,11 +20,11 @@ import contextlib
 import logging
 import time
 import traceback
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.config import JobConfig, jakarta_today, lookback_start
+from common.config import Settings, jakarta_today, lookback_start
 from common.errors import InputError
 from common.fhir import (
     BatchingRegistry,
@@ -54,19 +54,32 @@ EXIT_RETRY = 1
 _SEVERITY = {Status.DEFERRED: logging.WARNING, Status.ERROR: logging.ERROR}
 
 
-def read_rows(config: JobConfig) -> Iterable[SheetRow]:
+def read_rows(config: Settings) -> Iterable[SheetRow]:
     if config.sheet_csv is not None:
         return read_csv(config.sheet_csv)
-    from common.sheets_api import read_sheet
+    from common.sheets_api import default_token, read_sheet
 
-    return read_sheet(str(config.sheet_id), config.sheet_range, api_url=config.sheets_api_url)
+    return read_sheet(
+        str(config.sheet_id),
+        config.sheet_range,
+        api_url=config.sheets_api_url,
+        token=sheets_token(config, default_token),
+    )
+
+
+def sheets_token(config: Settings, credentials: Callable[[], str]) -> Callable[[], str]:
+    """``SHEETS_ACCESS_TOKEN`` when set (the Sheets simulator), else the job's ``credentials``."""
+    if config.sheets_access_token is None:
+        return credentials
+    token = config.sheets_access_token.get_secret_value()
+    return lambda: token
 
 
 @dataclass(slots=True)
 class JobHooks:
     """Where each batch of results goes: Pub/Sub (deferred), the store, the logs."""
 
-    config: JobConfig
+    config: Settings
     store: StateStore
     run_date: str
     publisher: object | None = None  # common.failures.FailurePublisher in production
@@ -126,7 +139,7 @@ class JobHooks:
         )
 
 
-def run_task(config: JobConfig) -> int:
+def run_task(config: Settings) -> int:
     """Run this task to the end; returns the process exit code."""
     store = open_store(config)
     try:
@@ -135,7 +148,7 @@ def run_task(config: JobConfig) -> int:
         store.close()
 
 
-async def _run_task(config: JobConfig, store: StateStore) -> int:
+async def _run_task(config: Settings, store: StateStore) -> int:
     execution, index = config.execution, config.task_index
     today = (config.run_date or jakarta_today()).isoformat()
     run_date = await asyncio.to_thread(store.bind_execution_date, execution, today)
@@ -146,7 +159,7 @@ async def _run_task(config: JobConfig, store: StateStore) -> int:
         attempt=config.cloud_run_task_attempt,
     )
     log_event(
-        "task_started", f"task {index}/{config.task_count} for {run_date}", config=config.redacted()
+        "task_started", f"task {index}/{config.task_count} for {run_date}", config=config.for_log()
     )
 
     throttles = ThrottleLog()
@@ -180,7 +193,7 @@ async def _run_task(config: JobConfig, store: StateStore) -> int:
 
 
 async def _start_run(
-    config: JobConfig, store: StateStore, run_date: str, client: FhirClient
+    config: Settings, store: StateStore, run_date: str, client: FhirClient
 ) -> int | None:
     """Task 0: take the lock, check the FHIR server, write the manifest. The exit code when
     the task ends here (another execution holds the date, or the run cannot start), else None.
@@ -249,7 +262,7 @@ async def _check_fhir_server(client: FhirClient, *, outage_is_fatal: bool = Fals
 
 
 async def _sync(
-    config: JobConfig,
+    config: Settings,
     store: StateStore,
     run_date: str,
     client: FhirClient,
@@ -259,14 +272,14 @@ async def _sync(
     renewer = asyncio.create_task(_renew_lease(config, store, run_date))
     try:
         hooks = JobHooks(config, store, run_date, publisher=_publisher(config))
-        registry = BatchingRegistry(client, config.fhir_batch_size, on_fallback=_log_batch_refused)
+        registry = BatchingRegistry(client, config.fhir.batch_size, on_fallback=_log_batch_refused)
         progress = await sync_shard(
             items,
             registry,
             store,
             Ledger(ledger_key(config)),
             hooks,
-            concurrency=registry.rows_in_flight(config.fhir_concurrency),
+            concurrency=registry.rows_in_flight(config.fhir.concurrency),
             fmt=config.phone_format,
         )
         await asyncio.to_thread(hooks._progress, progress, True)
@@ -307,7 +320,7 @@ def _cause(exc: BaseException) -> str:
     return redact(f"{type(exc).__name__}: {exc}"[:500] + at)
 
 
-def _write_manifest(config: JobConfig, store: StateStore, run_date: str) -> None:
+def _write_manifest(config: Settings, store: StateStore, run_date: str) -> None:
     from datetime import date, timedelta
 
     day = date.fromisoformat(run_date)
@@ -366,7 +379,7 @@ def _write_manifest(config: JobConfig, store: StateStore, run_date: str) -> None
 
 
 async def _wait_for_shard(
-    config: JobConfig, store: StateStore, run_date: str
+    config: Settings, store: StateStore, run_date: str
 ) -> list[WorkItem] | int | None:
     """This task's shard once task 0 has written it; None if another execution owns the date."""
     deadline = time.monotonic() + config.manifest_timeout_seconds
@@ -412,7 +425,7 @@ async def _wait_for_shard(
         await asyncio.sleep(1.0)
 
 
-async def _renew_lease(config: JobConfig, store: StateStore, run_date: str) -> None:
+async def _renew_lease(config: Settings, store: StateStore, run_date: str) -> None:
     while True:
         await asyncio.sleep(config.lease_seconds / 3)
         held = await asyncio.to_thread(
@@ -425,7 +438,7 @@ async def _renew_lease(config: JobConfig, store: StateStore, run_date: str) -> N
 
 
 def publish_items(
-    config: JobConfig,
+    config: Settings,
     run_date: str,
     rows: Sequence[tuple[WorkItem, str, int]],
     publisher: object | None = None,
@@ -458,7 +471,7 @@ def publish_items(
 
 
 async def replay_locally(
-    config: JobConfig, store: StateStore, run_date: str, items: Sequence[WorkItem]
+    config: Settings, store: StateStore, run_date: str, items: Sequence[WorkItem]
 ) -> dict[str, int]:
     """Local mode of ``phonesync replay``: the replay function's path, run directly, after the
     job's check of the FHIR server (an operator's ``--fhir-url`` is the likeliest wrong one).
@@ -486,7 +499,7 @@ async def replay_locally(
     return counts
 
 
-def _publisher(config: JobConfig) -> object | None:
+def _publisher(config: Settings) -> object | None:
     if not config.failure_topic:
         return None  # local mode: deferred rows stay in the store for `phonesync replay`
     from common.failures import FailurePublisher
@@ -537,7 +550,7 @@ def _log_batch_refused(reason: str) -> None:
     log_event("fhir_batch_refused", reason, severity=logging.WARNING)
 
 
-def write_officer_report(config: JobConfig, store: StateStore, run: RunState) -> None:
+def write_officer_report(config: Settings, store: StateStore, run: RunState) -> None:
     """Replace the officers' report tab with the run's rows needing action (when configured).
 
     Never raises: a report that cannot be written must not fail (and so retry) a finished run.
@@ -547,7 +560,7 @@ def write_officer_report(config: JobConfig, store: StateStore, run: RunState) ->
     if not config.report_sheet_id:
         return
     from common.officer_report import report_values
-    from common.sheets_api import replace_tab
+    from common.sheets_api import replace_tab, write_token
     from jobs.operator import jakarta_time
 
     tab = config.report_sheet_tab
@@ -556,7 +569,13 @@ def write_officer_report(config: JobConfig, store: StateStore, run: RunState) ->
         needing = [o for o in outcomes if o.status in NEEDS_OFFICER]
         rows = read_rows(config) if needing else []  # the date and name as typed
         values = report_values(run.run_date, outcomes, rows, jakarta_time(time.time()))
-        replace_tab(config.report_sheet_id, tab, values, api_url=config.sheets_api_url)
+        replace_tab(
+            config.report_sheet_id,
+            tab,
+            values,
+            api_url=config.sheets_api_url,
+            token=sheets_token(config, write_token),
+        )
     except Exception as exc:  # any failure: recorded below, the run stays as it finished
         detail = f"failed: {type(exc).__name__}: {exc}"
         log_event(

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from common import sheets_api
-from common.config import load_config
+from common.config import load_settings
 from common.store import SqliteStore
 from jobs.task import run_task
 from tests.simulator import API_KEY, simulator
@@ -59,7 +59,7 @@ def test_only_the_windows_rows_leave_records_and_the_rest_are_counted(
             "CLOUD_RUN_TASK_COUNT": "2",
             "CLOUD_RUN_EXECUTION": "exec-1",
         }
-        codes = [run_task(load_config({**env, "CLOUD_RUN_TASK_INDEX": str(i)})) for i in (0, 1)]
+        codes = [run_task(load_settings({**env, "CLOUD_RUN_TASK_INDEX": str(i)})) for i in (0, 1)]
         assert codes == [0, 0]
         # 1,203 rows in the grid, read 250 at a time.
         assert sim.state.sheet_reads == [

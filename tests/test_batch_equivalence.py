@@ -129,7 +129,7 @@ def run(scenario: Scenario, batch_size: int) -> tuple[dict[int, RowOutcome], lis
         rate_limit=0,
         concurrency=4,
         max_attempts=3,
-        backoff_base_seconds=0.001,
+        backoff_seconds=0.001,
         backoff_cap_seconds=0.005,
         breaker_failure_threshold=50,
         deadline_seconds=5,

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from google.cloud import pubsub_v1
 
-from common.config import load_config
+from common.config import load_settings
 from common.failures import FailureMessage, topic_path
 from common.store import RunStatus
 from common.store._firestore import FirestoreStore
@@ -86,7 +86,7 @@ def run_parallel(envs: list[dict[str, str]]) -> list[Any]:
 
     def one(i: int) -> None:
         try:
-            codes[i] = run_task(load_config(envs[i]))
+            codes[i] = run_task(load_settings(envs[i]))
         except Exception as exc:  # shown in the assertion instead of a bare -1
             codes[i] = repr(exc)
 
@@ -228,7 +228,7 @@ def test_the_sheets_api_is_retried_and_a_dead_sheet_fails_the_run(
         assert run_doc(gcp_project).status is RunStatus.SUCCEEDED
     with simulator() as sim:  # no sheet behind the API: 404
         env = task_env({**cloud, "RUN_DATE": "2025-09-24"}, sim, 0, 1, "exec-2")
-        assert run_task(load_config(env)) == 1  # the run cannot proceed: Cloud Run retries task 0
+        assert run_task(load_settings(env)) == 1  # the run cannot proceed: Cloud Run retries task 0
         store = FirestoreStore(gcp_project)
         failed = store.get_run("2025-09-24")
         store.close()

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from common.config import load_config
+from common.config import load_settings
 from common.fhir import FhirClient
 from common.fhir._client import NIK_SYSTEM
 from common.outcomes import Status
@@ -60,7 +60,7 @@ def run_on(sim: RunningSim, tmp: Path, rows: list[str], execution: str, **extra:
         "CLOUD_RUN_EXECUTION": execution,
         **extra,
     }
-    return [run_task(load_config(env))]
+    return [run_task(load_settings(env))]
 
 
 def outcomes(tmp: Path, day: str = DATE) -> dict[int, tuple[str, str]]:
@@ -241,7 +241,7 @@ def replay_all(
     sim: RunningSim, tmp: Path, messages: list[tuple[str, WorkItem]], day: str = DATE
 ) -> None:
     """Each message through the replay function's core, as Pub/Sub would deliver it."""
-    config = load_config(
+    config = load_settings(
         {"FHIR_BASE_URL": sim.fhir, "FHIR_API_KEY": API_KEY, "STATE_PATH": str(tmp / "state.db")},
         role="replay",
     )

@@ -8,16 +8,16 @@ import asyncio
 import io
 import json
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from common.config import FHIR_AUTH_MODES, load_config
+from common.config import ENV_VARS, load_settings
 from common.errors import ConfigError
 from common.fhir import (
-    AUTH_MODES,
     FhirAuthError,
     FhirClient,
     FhirSettings,
@@ -26,7 +26,7 @@ from common.fhir import (
 from common.store import RunStatus, SqliteStore
 from common.telemetry import LOGGER_NAME, configure_logging
 from jobs.task import run_task
-from tests.simulator import SAMPLE_SHEET, RunningSim, simulator
+from tests.simulator import SAMPLE_SHEET, RunningSim, run_cli, simulator
 
 CLIENT_ID = "phonesync-client"
 CLIENT_SECRET = "s3cr3t-client-value-8f2e"
@@ -47,17 +47,13 @@ def oauth2_settings(sim: RunningSim, secret: str = CLIENT_SECRET, **extra: Any) 
         token_url=f"{sim.url}/oauth2/token",
         client_id=CLIENT_ID,
         client_secret=secret,
-        backoff_base_seconds=0.01,
+        backoff_seconds=0.01,
         **extra,
     )
 
 
 def token_requests(sim: RunningSim) -> int:
     return sim.state.requests["POST token 200"]
-
-
-def test_the_modes_are_the_same_in_config_and_client() -> None:
-    assert FHIR_AUTH_MODES == AUTH_MODES
 
 
 def test_oauth2_fetches_one_token_for_many_concurrent_requests() -> None:
@@ -214,8 +210,8 @@ def assert_no_secrets(text: str, sim: RunningSim, *secrets: str) -> None:
 def test_the_job_in_oauth2_mode_logs_no_secret_or_token(tmp_path: Path, logs: Any) -> None:
     with bearer_sim() as sim:
         # One request per row (no batch), so there are requests after the revocation below.
-        config = load_config(oauth2_job_env(sim, tmp_path / "s.db", FHIR_BATCH_SIZE="0"))
-        assert CLIENT_SECRET not in repr(config) and CLIENT_SECRET not in str(config.redacted())
+        config = load_settings(oauth2_job_env(sim, tmp_path / "s.db", FHIR_BATCH_SIZE="0"))
+        assert CLIENT_SECRET not in repr(config) and CLIENT_SECRET not in str(config.for_log())
         # Half-way through, the registry revokes the token: one 401, one refresh, no loss.
         puts = iter(range(100))
         sim.state.on_before_put(lambda pid, state: next(puts) == 4 and state.revoke_tokens())
@@ -236,7 +232,7 @@ def test_the_job_with_a_refused_client_defers_rows_without_quoting_the_secret(
         env = oauth2_job_env(
             sim, tmp_path / "s.db", FHIR_CLIENT_SECRET="not-the-secret-77", FHIR_CONCURRENCY="1"
         )
-        assert run_task(load_config(env)) == 0
+        assert run_task(load_settings(env)) == 0
         run, outcomes = run_state(tmp_path / "s.db")
         assert run.counts == {"deferred": 10}
         assert all("refused our credentials" in o.reason for o in outcomes)
@@ -246,16 +242,42 @@ def test_the_job_with_a_refused_client_defers_rows_without_quoting_the_secret(
         assert "not-the-secret-77" not in text and CLIENT_SECRET not in text
 
 
+def test_local_task_processes_get_the_client_secret_intact(tmp_path: Path) -> None:
+    """``run --tasks 2`` in oauth2 mode: the parent hands its settings to two real task
+    processes, the client secret included (they deferred every row when it arrived as ``***``)."""
+    with bearer_sim() as sim:
+        env = {k: v for k, v in os.environ.items() if k not in ENV_VARS}
+        env.update(oauth2_job_env(sim, tmp_path / "s.db"))
+        del env["CLOUD_RUN_EXECUTION"]  # the parent names the local execution
+        done = run_cli("run", "--tasks", "2", env=env, timeout=60)
+        assert done.returncode == 0, done.stderr
+        run, outcomes = run_state(tmp_path / "s.db")
+        assert run.status is RunStatus.SUCCEEDED and run.counts == {"updated": 10}
+        assert run.task_count == 2
+        assert sim.state.requests["POST token 401"] == 0
+        assert token_requests(sim) == 2  # one token per task process
+        logged = (
+            done.stdout
+            + done.stderr
+            + "".join(p.read_text() for p in (tmp_path / "logs").glob("*.jsonl"))
+        )
+        assert_no_secrets(logged + repr(outcomes), sim, CLIENT_SECRET)
+
+
 def test_oauth2_settings_are_validated_together() -> None:
     with pytest.raises(ConfigError) as caught:
-        load_config(
+        load_settings(
             {"FHIR_BASE_URL": "https://x/fhir", "SHEET_CSV": "s.csv", "FHIR_AUTH": "oauth2"}
         )
     message = str(caught.value)
     for name in ("FHIR_TOKEN_URL", "FHIR_CLIENT_ID", "FHIR_CLIENT_SECRET_SECRET"):
         assert name in message
-    with pytest.raises(ConfigError, match="FHIR_AUTH: expected one of api-key, oauth2, google"):
-        load_config({"FHIR_BASE_URL": "https://x/fhir", "SHEET_CSV": "s.csv", "FHIR_AUTH": "basic"})
+    with pytest.raises(
+        ConfigError, match="FHIR_AUTH: expected one of 'api-key', 'oauth2', 'google'"
+    ):
+        load_settings(
+            {"FHIR_BASE_URL": "https://x/fhir", "SHEET_CSV": "s.csv", "FHIR_AUTH": "basic"}
+        )
 
 
 def test_the_job_in_google_mode_uses_application_default_credentials(
@@ -301,7 +323,7 @@ def test_the_job_in_google_mode_uses_application_default_credentials(
         }
         puts = iter(range(100))
         sim.state.on_before_put(lambda pid, state: next(puts) == 2 and state.revoke_tokens())
-        assert run_task(load_config(env)) == 0
+        assert run_task(load_settings(env)) == 0
         run, outcomes = run_state(tmp_path / "s.db")
         assert run.status is RunStatus.SUCCEEDED and run.counts == {"updated": 10}
         # Requests in flight with the old token each get a 401; one new token serves them all.

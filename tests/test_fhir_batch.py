@@ -39,7 +39,7 @@ def settings(**overrides: Any) -> FhirSettings:
         "base_url": "http://sim/fhir",
         "api_key": API_KEY,
         "rate_limit": 0,
-        "backoff_base_seconds": 0.001,
+        "backoff_seconds": 0.001,
         "backoff_cap_seconds": 0.01,
         "max_attempts": 3,
     }

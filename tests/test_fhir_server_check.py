@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from common.config import load_config
+from common.config import load_settings
 from common.fhir import (
     FhirAuthError,
     FhirClient,
@@ -203,7 +203,7 @@ def job_env(fhir_url: str, state: Path, index: int, **extra: str) -> dict[str, s
 
 def run_job(fhir_url: str, state: Path, **extra: str) -> list[int]:
     """Task 0, then task 1, in this process (task 1 finds task 0's verdict in the store)."""
-    return [run_task(load_config(job_env(fhir_url, state, i, **extra))) for i in range(2)]
+    return [run_task(load_settings(job_env(fhir_url, state, i, **extra))) for i in range(2)]
 
 
 def test_a_server_that_does_not_answer_is_an_outage_not_a_wrong_url(
@@ -253,7 +253,7 @@ def client(answer: Any, base_url: str = "http://registry.example/fhir") -> FhirC
         base_url=base_url,
         api_key=API_KEY,
         rate_limit=0,
-        backoff_base_seconds=0.001,
+        backoff_seconds=0.001,
         backoff_cap_seconds=0.01,
         max_attempts=3,
     )

@@ -12,7 +12,7 @@ import pytest
 
 import common.sheet
 from common import telemetry
-from common.config import load_config
+from common.config import load_settings
 from common.errors import InputError
 from common.outcomes import Status
 from common.planning import plan_rows
@@ -117,7 +117,7 @@ def test_the_job_rejects_oversized_cells_and_syncs_the_rest(
         else:
             monkeypatch.setenv("SHEETS_ACCESS_TOKEN", "test-token")
             extra = {"SHEET_ID": "sheet-1", "SHEETS_API_URL": sim.url}
-        assert run_task(load_config(run_env(tmp_path, sim.fhir, **extra))) == 0
+        assert run_task(load_settings(run_env(tmp_path, sim.fhir, **extra))) == 0
         assert outcomes(tmp_path) == EXPECTED
         assert set(sim.state.puts_by_patient) == {"patient-001", "patient-005"}
 
@@ -138,7 +138,7 @@ def test_an_unexpected_error_in_task_0_fails_the_run_and_says_why(
     try:
         with simulator() as sim:
             env = run_env(tmp_path, sim.fhir, SHEET_CSV=str(tmp_path / "sheet.csv"))
-            assert run_task(load_config(env)) == 1  # Cloud Run retries the task
+            assert run_task(load_settings(env)) == 1  # Cloud Run retries the task
     finally:
         telemetry.configure_logging(stream=sys.stderr)
     store = SqliteStore(tmp_path / "state.db")

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from common import telemetry
-from common.config import load_config
+from common.config import load_settings
 from common.store import RunState, RunStatus, SqliteStore
 from common.telemetry import LOGGER_NAME
 from jobs.local import summary
@@ -69,7 +69,7 @@ def run_job(
             CLOUD_RUN_EXECUTION=execution,
             **extra,
         )
-        codes.append(run_task(load_config(env)))
+        codes.append(run_task(load_settings(env)))
     return codes
 
 
@@ -242,7 +242,7 @@ def test_an_outage_past_the_deadline_defers_rows_and_replay_recovers_them(
         assert puts(sim) == {}
         # the server recovers; the local replay applies every deferred row exactly once
         sim.state.set_down(False)
-        config = load_config(job_env(sim, state), role="replay")
+        config = load_settings(job_env(sim, state), role="replay")
         store = SqliteStore(state)
         items = [i for idx in range(2) for i in store.read_shard(DATE, "exec-1", idx) or []]
         counts = asyncio.run(replay_locally(config, store, DATE, items))

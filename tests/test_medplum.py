@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from common.config import load_config
+from common.config import load_settings
 from common.fhir import FhirClient, FhirSettings, ServerCapabilities
 from common.store import RunStatus, SqliteStore
 from jobs.task import run_task
@@ -50,7 +50,7 @@ def run_job(
             "CLOUD_RUN_EXECUTION": execution,
             **extra,
         }
-        codes.append(run_task(load_config(env)))
+        codes.append(run_task(load_settings(env)))
     return codes
 
 

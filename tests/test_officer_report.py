@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from common.config import load_config
+from common.config import load_settings
 from common.officer_report import GUIDANCE, HEADER, report_values
 from common.outcomes import RowOutcome, Status
 from common.sheet import SheetRow
@@ -183,7 +183,7 @@ def test_a_report_that_cannot_be_written_never_fails_the_run(tmp_path: Path) -> 
         }
         os.environ["SHEETS_ACCESS_TOKEN"] = "test-token"
         try:
-            assert run_task(load_config(env)) == 0
+            assert run_task(load_settings(env)) == 0
         finally:
             del os.environ["SHEETS_ACCESS_TOKEN"]
         assert sim.state.sheet_tabs.values("officers-sheet", "phonesync") is None

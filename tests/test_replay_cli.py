@@ -13,7 +13,7 @@ import pytest
 from google.cloud import pubsub_v1
 
 from common import telemetry
-from common.config import load_config
+from common.config import load_settings
 from common.failures import FailureMessage, topic_path
 from common.outcomes import Status
 from common.store import SqliteStore
@@ -39,7 +39,7 @@ def outage_run(sim: RunningSim, state: Path) -> None:
         "FHIR_BACKOFF_SECONDS": "0.01",
         "CLOUD_RUN_EXECUTION": "exec-1",
     }
-    assert run_task(load_config(env)) == 0
+    assert run_task(load_settings(env)) == 0
 
 
 def test_local_replay_of_chosen_rows_with_dry_run_first(
@@ -197,7 +197,7 @@ def test_direct_replay_checks_rows_as_the_replay_function_does(tmp_path: Path) -
             row2, nik=row2.nik.translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))
         )
         items = [arabic, dataclasses.replace(row2, row=99), row3]
-        config = load_config(
+        config = load_settings(
             {"FHIR_BASE_URL": sim.fhir, "FHIR_API_KEY": API_KEY, "STATE_PATH": str(state)},
             role="replay",
         )

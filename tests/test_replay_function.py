@@ -16,7 +16,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1
 
 from common import telemetry
-from common.config import load_config
+from common.config import load_settings
 from common.failures import FailureMessage, topic_path
 from common.outcomes import RowOutcome, Status
 from common.planning import shard_of
@@ -210,7 +210,7 @@ def test_outage_then_recovery_end_to_end(
         "FHIR_BACKOFF_SECONDS": "0.01",
     }
     sim.state.set_down(True)
-    assert run_task(load_config(env)) == 0
+    assert run_task(load_settings(env)) == 0
     sim.state.set_down(False)
     pulled = subscriber.pull(
         subscription=subscription, max_messages=50, timeout=10

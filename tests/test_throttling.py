@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from bench.data import patients
-from common.config import load_config
+from common.config import load_settings
 from common.fhir import FhirClient, FhirUnavailable
 from common.fhir._concurrency import AdaptiveConcurrency
 from common.store import RunStatus, SqliteStore
@@ -170,7 +170,7 @@ def run_one_task(sim: RunningSim, tmp_path: Path, rows: int, **extra: str) -> An
         "CLOUD_RUN_EXECUTION": "exec-1",
         **extra,
     }
-    assert run_task(load_config(env)) == 0
+    assert run_task(load_settings(env)) == 0
     store = SqliteStore(state)
     try:
         return store.get_run(DATE)

@@ -8,7 +8,6 @@ credentials or Google ADC); the errors sort every failure into conflict, permane
 """
 
 from common.fhir._auth import (
-    AUTH_MODES,
     ApiKeyAuth,
     FhirAuth,
     GoogleAuth,
@@ -27,7 +26,7 @@ from common.fhir._errors import (
     FhirTransientError,
     FhirUnavailable,
 )
-from common.fhir._settings import FhirSettings
+from common.fhir._settings import AUTH_MODES, FhirSettings
 
 __all__ = [
     "AUTH_MODES",

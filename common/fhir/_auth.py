@@ -31,7 +31,6 @@ from common.retry import backoff_delay, parse_retry_after, retryable_status
 if TYPE_CHECKING:
     from common.fhir._settings import FhirSettings
 
-AUTH_MODES = ("api-key", "oauth2", "google")
 GOOGLE_SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
 #: A cached token is replaced this long before it expires (at most a tenth of its lifetime).
 REFRESH_MARGIN_SECONDS = 60.0
@@ -63,18 +62,21 @@ class FhirAuth(Protocol):
 def make_auth(
     settings: FhirSettings, transport: httpx.AsyncBaseTransport | None = None
 ) -> FhirAuth:
-    """The authentication ``settings.auth`` names (settings are validated: fields are set)."""
+    """The authentication ``settings.auth`` names, with its secret in hand (see
+    ``common.runtime.fhir_settings``)."""
     if settings.auth == "oauth2":
+        if not (settings.token_url and settings.client_id and settings.client_secret):
+            raise ValueError("oauth2 needs token_url, client_id and client_secret")
         return OAuth2ClientCredentials(
-            str(settings.token_url),
-            str(settings.client_id),
-            str(settings.client_secret),
+            settings.token_url,
+            settings.client_id,
+            settings.client_secret.get_secret_value(),
             timeout_seconds=settings.timeout_seconds,
             transport=transport,
         )
     if settings.auth == "google":
         return GoogleAuth()
-    return ApiKeyAuth(settings.api_key)
+    return ApiKeyAuth(settings.api_key.get_secret_value() if settings.api_key else None)
 
 
 class ApiKeyAuth:

@@ -168,6 +168,8 @@ class FhirClient:
         auth: FhirAuth | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        if not settings.base_url:
+            raise ValueError("FhirClient needs settings.base_url")
         self.settings = settings
         self.stats = RequestStats()
         self._on_retry = on_retry
@@ -495,7 +497,7 @@ class FhirClient:
         await self._sleep(
             backoff_delay(
                 retry,
-                settings.backoff_base_seconds,
+                settings.backoff_seconds,
                 settings.backoff_cap_seconds,
                 floor=floor,
                 rng=self._rng,

@@ -1,103 +1,114 @@
-"""The FHIR client's settings, validated on construction."""
+"""The FHIR client's settings: the ``FHIR_*`` part of phonesync's one settings model.
+
+:class:`FhirSettings` is a pydantic model validated on construction; ``common.config.Settings``
+holds one as ``fhir`` (each field is the environment variable ``FHIR_<FIELD>``), and
+``FhirClient`` takes it as it is. Secrets are ``SecretStr``: no repr, dump or log shows them.
+"""
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, fields
+from typing import Annotated, Literal, get_args
 
-from common.fhir._auth import AUTH_MODES
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-TRANSPORTS = ("aiohttp", "httpx")
-_SECRET_FIELDS = ("api_key", "client_secret")
+AuthMode = Literal["api-key", "oauth2", "google"]
+Transport = Literal["aiohttp", "httpx"]
+AUTH_MODES: tuple[str, ...] = get_args(AuthMode)
+TRANSPORTS: tuple[str, ...] = get_args(Transport)
+#: Servers cap Bundles (HAPI's default is 1,000 entries); past ~100 nothing is gained (README).
+MAX_BATCH_SIZE = 1000
 
 
-@dataclass(frozen=True, slots=True, repr=False)
-class FhirSettings:
-    """How to reach one FHIR R4 base and how hard to push it.
+def _secret_name(value: str) -> str:
+    parts = value.split("/")
+    if not (len(parts) in (4, 6) and parts[0] == "projects" and parts[2] == "secrets"):
+        raise ValueError("expected projects/PROJECT/secrets/NAME")
+    if (len(parts) == 6 and parts[4] != "versions") or not all(parts):
+        raise ValueError("expected projects/PROJECT/secrets/NAME")
+    return value
 
-    ``repr()`` shows whether an API key or client secret is set, never the value.
-    """
 
-    base_url: str
-    #: "api-key" (``x-api-key``), "oauth2" (client credentials) or "google" (ADC): see _auth.
-    auth: str = "api-key"
-    api_key: str | None = None
-    #: oauth2 only: the token endpoint, the client id and its secret.
-    token_url: str | None = None
+def _http_url(value: str) -> str:
+    if value and not value.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+    return value
+
+
+#: A Secret Manager secret, by name: ``projects/P/secrets/S`` (``latest``) or a version of it.
+SecretName = Annotated[str, AfterValidator(_secret_name)]
+#: An http(s) URL, or "" for "not set".
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+
+
+class FhirSettings(BaseModel):
+    """How to reach one FHIR R4 base and how hard to push it."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=True)
+
+    #: The FHIR R4 base, e.g. ``https://…/fhir`` (required by every command that calls it).
+    base_url: HttpUrl = ""
+    #: ``api-key`` (``x-api-key``), ``oauth2`` (client credentials) or ``google`` (ADC).
+    auth: AuthMode = "api-key"
+    #: The ``x-api-key`` itself (local runs); production names a secret in ``api_key_secret``.
+    api_key: SecretStr | None = None
+    api_key_secret: SecretName | None = None
+    #: oauth2: the token endpoint, the client id, and its secret (or the secret's name).
+    token_url: HttpUrl | None = None
     client_id: str | None = None
-    client_secret: str | None = None
+    client_secret: SecretStr | None = None
+    client_secret_secret: SecretName | None = None
     #: Requests in flight at once (also the connection pool size).
-    concurrency: int = 64
+    concurrency: int = Field(default=64, ge=1)
     #: Requests per second across all senders, retries included; 0 = unlimited.
-    rate_limit: float = 200.0
+    rate_limit: float = Field(default=200.0, ge=0, allow_inf_nan=False)
     #: Per phase of one request (connect, write, read, pool wait).
-    timeout_seconds: float = 15.0
-    #: How long a down server (circuit open) is waited for before every call fails fast.
-    deadline_seconds: float = 600.0
+    timeout_seconds: float = Field(default=15.0, gt=0, allow_inf_nan=False)
+    #: How long a down server (circuit open, or only 429s) is waited for before calls fail fast.
+    deadline_seconds: float = Field(default=600.0, gt=0, allow_inf_nan=False)
     #: Tries per request, the first included (waiting out an open circuit does not use them up).
-    max_attempts: int = 6
-    backoff_base_seconds: float = 0.25
-    backoff_cap_seconds: float = 20.0
+    max_attempts: int = Field(default=6, ge=1)
+    #: Base of the exponential backoff (full jitter), and its cap.
+    backoff_seconds: float = Field(default=0.25, ge=0, allow_inf_nan=False)
+    backoff_cap_seconds: float = Field(default=20.0, gt=0, allow_inf_nan=False)
     #: Consecutive transient failures (5xx, 408, timeouts, connection errors) that open it.
-    breaker_failure_threshold: int = 20
+    breaker_failure_threshold: int = Field(default=20, ge=1)
     #: While open, one probe request is let through this often.
-    breaker_probe_seconds: float = 2.0
+    breaker_probe_seconds: float = Field(default=2.0, gt=0, allow_inf_nan=False)
     #: "aiohttp" (httpx API on the httpx-aiohttp transport) or "httpx" (httpx's own pool).
-    transport: str = "aiohttp"
+    transport: Transport = "aiohttp"
+    #: Entries per batch Bundle; 0 = one request per call; None ("auto", the default):
+    #: ``DEFAULT_BATCH_SIZE`` when the server's CapabilityStatement lists batch, else 0.
+    batch_size: Annotated[int, Field(ge=0, le=MAX_BATCH_SIZE)] | None = None
 
-    def __post_init__(self) -> None:
-        problems: list[str] = []
-        if not isinstance(self.base_url, str) or not self.base_url.startswith(
-            ("http://", "https://")
-        ):
-            problems.append("base_url must start with http:// or https://")
-        if self.api_key is not None and any(c in self.api_key for c in "\r\n"):
-            problems.append("api_key must not contain line breaks")
-        if self.auth not in AUTH_MODES:
-            problems.append(f"auth must be one of {AUTH_MODES}, got {self.auth!r}")
-        if self.auth == "oauth2":
-            if not (self.token_url or "").startswith(("http://", "https://")):
-                problems.append("oauth2 needs token_url starting with http:// or https://")
-            if not self.client_id:
-                problems.append("oauth2 needs client_id")
-            if not self.client_secret:
-                problems.append("oauth2 needs client_secret")
-        for name in ("concurrency", "max_attempts", "breaker_failure_threshold"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                problems.append(f"{name} must be an integer of at least 1, got {value!r}")
-        for name in (
-            "timeout_seconds",
-            "deadline_seconds",
-            "backoff_cap_seconds",
-            "breaker_probe_seconds",
-        ):
-            value = getattr(self, name)
-            if not _number(value) or not value > 0:
-                problems.append(f"{name} must be a finite number greater than 0, got {value!r}")
-        for name in ("rate_limit", "backoff_base_seconds"):
-            value = getattr(self, name)
-            if not _number(value) or value < 0:
-                problems.append(f"{name} must be a finite number of at least 0, got {value!r}")
-        if self.transport not in TRANSPORTS:
-            problems.append(f"transport must be one of {TRANSPORTS}, got {self.transport!r}")
-        if problems:
-            raise ValueError("invalid FHIR settings: " + "; ".join(problems))
+    @field_validator("batch_size", mode="before")
+    @classmethod
+    def _auto_batch_size(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() in ("auto", ""):
+            return None
+        return value
 
-    def __repr__(self) -> str:
-        shown = []
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name in _SECRET_FIELDS and value is not None:
-                shown.append(f"{f.name}=<set>")
-            else:
-                shown.append(f"{f.name}={value!r}")
-        return f"FhirSettings({', '.join(shown)})"
+    @field_validator("api_key", "client_secret")
+    @classmethod
+    def _one_header_line(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and any(c in value.get_secret_value() for c in "\r\n"):
+            raise ValueError("must not contain line breaks")
+        return value
 
-
-def _number(value: object) -> bool:
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(float(value))
-    )
+    def problems(self) -> list[tuple[str, str]]:
+        """What is missing for the chosen ``auth``, as (field, reason) pairs."""
+        if self.auth != "oauth2":
+            return []
+        found = []
+        if not self.token_url:
+            found.append(("token_url", "required with FHIR_AUTH=oauth2 (https://…)"))
+        if not self.client_id:
+            found.append(("client_id", "required with FHIR_AUTH=oauth2"))
+        if self.client_secret is None and not self.client_secret_secret:
+            found.append(
+                (
+                    "client_secret_secret",
+                    "required with FHIR_AUTH=oauth2 (the Secret Manager name of the client"
+                    " secret; FHIR_CLIENT_SECRET for local runs)",
+                )
+            )
+        return found

@@ -22,7 +22,7 @@ from typing import Any
 import functions_framework
 from cloudevents.http import CloudEvent
 
-from common.config import load_config
+from common.config import load_settings
 from common.failures import FailureMessage
 from common.fhir import FhirClient
 from common.privacy import mask_nik
@@ -83,7 +83,7 @@ def replay(cloud_event: CloudEvent) -> None:
 
 
 async def _replay(message: FailureMessage) -> Any:
-    config = load_config(role="replay")
+    config = load_settings(role="replay")
     store = open_store(config)
     item = WorkItem(
         row=message.row,
