@@ -33,9 +33,10 @@ from bench.data import patients, sheet_rows, write_bundle, write_sheet
 from common.fhir import BatchingRegistry, FhirClient, FhirSettings
 from common.planning import plan_rows
 from common.privacy import DEVELOPMENT_LEDGER_KEY
+from common.recording import RowResult
 from common.sheet import read_csv
 from common.store import SqliteStore, StateStore, WorkItem
-from common.sync import Ledger, RowResult, ShardProgress, sync_shard
+from common.sync import Ledger, ShardProgress, sync_shard
 
 
 class BenchHooks:

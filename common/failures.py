@@ -11,11 +11,14 @@ import os
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from common.errors import PhonesyncError
+
+if TYPE_CHECKING:
+    from common.store import WorkItem
 
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # a run's key: the form runs are stored by
 #: What common.store.read_stamp writes: stamps compare as strings only in this one form.
@@ -39,6 +42,23 @@ class FailureMessage:
     sheet_date: str  # ISO date of the sheet row
     #: The read of the sheet the row comes from; "" in messages published before stamps.
     read_at: str = ""
+
+    @classmethod
+    def of(
+        cls, item: WorkItem, run_date: str, execution: str, reason: str, attempts: int
+    ) -> FailureMessage:
+        """The message for a row of ``execution``'s run of ``run_date`` that must be replayed."""
+        return cls(
+            run_date=run_date,
+            execution=execution,
+            row=item.row,
+            nik=item.nik,
+            phone=item.phone,
+            reason=reason,
+            attempts=attempts,
+            sheet_date=item.date,
+            read_at=item.read_at,
+        )
 
     def to_json(self) -> bytes:
         return orjson.dumps(asdict(self))

@@ -6,6 +6,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
+from common.privacy import mask_nik
+
+#: The warning on a row whose number is in a range no operator was assigned (applied anyway).
+UNASSIGNED_RANGE_WARNING = (
+    "phone_number: number range not assigned to any operator (applied anyway)"
+)
+
 
 class Status(StrEnum):
     # The number is now in the registry.
@@ -48,6 +55,29 @@ class RowOutcome:
     patient_id: str | None = None
     nik_masked: str = ""
     warning: str = ""
+
+    @classmethod
+    def of(
+        cls,
+        row: int,
+        status: Status,
+        reason: str = "",
+        *,
+        nik: str = "",
+        patient_id: str | None = None,
+        assigned: bool = True,
+    ) -> RowOutcome:
+        """The outcome of sheet row ``row``: the one way phonesync makes one (a store only
+        reads back what was made here). ``nik`` is masked here; ``assigned`` False adds the
+        unassigned-range warning."""
+        return cls(
+            row,
+            status,
+            reason,
+            patient_id,
+            nik_masked=mask_nik(nik) if nik else "",
+            warning="" if assigned else UNASSIGNED_RANGE_WARNING,
+        )
 
     def as_report_row(self) -> dict[str, object]:
         out: dict[str, object] = {

@@ -15,12 +15,7 @@ from datetime import date
 
 from common.outcomes import RowOutcome, Status
 from common.phones import InvalidPhone, Phone, normalize_phone
-from common.privacy import mask_nik
 from common.sheet import PHONE_COLUMN, InvalidCell, SheetRow, parse_date, parse_nik
-
-UNASSIGNED_RANGE_WARNING = (
-    "phone_number: number range not assigned to any operator (applied anyway)"
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,10 +42,6 @@ class Candidate:
     nik: str
     phone: Phone
 
-    @property
-    def warning(self) -> str:
-        return "" if self.phone.assigned else UNASSIGNED_RANGE_WARNING
-
 
 @dataclass(slots=True)
 class Plan:
@@ -65,7 +56,7 @@ class Plan:
     def other_date_outcomes(self) -> Iterator[RowOutcome]:
         """An ``other_date`` outcome for each row outside the window (for a full report)."""
         for row, day in zip(self.other_rows, self.other_days, strict=True):
-            yield RowOutcome(
+            yield RowOutcome.of(
                 row, Status.OTHER_DATE, f"dated {date.fromordinal(day)}, not in this run"
             )
 
@@ -117,23 +108,20 @@ def plan_rows(rows: Iterable[SheetRow], window: DateWindow | None = None) -> Pla
         else:
             winner, loser = previous[1], sheet_row.row
         plan.decided.append(
-            RowOutcome(
-                loser,
-                Status.SUPERSEDED,
-                f"row {winner} gives a newer number for this NIK",
-                nik_masked=mask_nik(nik),
+            RowOutcome.of(
+                loser, Status.SUPERSEDED, f"row {winner} gives a newer number for this NIK", nik=nik
             )
         )
     for nik, (day, row, phone_cell) in sorted(winners.items(), key=lambda item: item[1][1]):
         if nik in later:
             later_day, later_row = later[nik]
             plan.decided.append(
-                RowOutcome(
+                RowOutcome.of(
                     row,
                     Status.SUPERSEDED,
                     f"row {later_row} (dated {later_day}, after this run) gives a newer number"
                     " for this NIK",
-                    nik_masked=mask_nik(nik),
+                    nik=nik,
                 )
             )
             continue
@@ -141,11 +129,11 @@ def plan_rows(rows: Iterable[SheetRow], window: DateWindow | None = None) -> Pla
             phone = normalize_phone(phone_cell)
         except InvalidPhone as exc:
             plan.decided.append(
-                RowOutcome(
+                RowOutcome.of(
                     row,
                     Status.INVALID_PHONE,
                     f"{PHONE_COLUMN}: {exc}; nothing applied for this NIK",
-                    nik_masked=mask_nik(nik),
+                    nik=nik,
                 )
             )
             continue
@@ -165,7 +153,7 @@ def _note_later(later: dict[str, tuple[date, int]], sheet_row: SheetRow, day: da
 
 
 def _rejected(sheet_row: SheetRow, status: Status, reason: str) -> RowOutcome:
-    return RowOutcome(sheet_row.row, status, reason, nik_masked=mask_nik(sheet_row.nik))
+    return RowOutcome.of(sheet_row.row, status, reason, nik=sheet_row.nik)
 
 
 def shard_of(nik: str, task_count: int) -> int:

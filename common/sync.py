@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from common.fhir import (
     FhirAuthError,
@@ -27,8 +27,8 @@ from common.fhir import (
 from common.outcomes import RowOutcome, Status
 from common.patient import Resource, decide
 from common.phones import Phone, PhoneFormat
-from common.planning import UNASSIGNED_RANGE_WARNING
-from common.privacy import keyed_hash, mask_nik
+from common.privacy import keyed_hash
+from common.recording import RowResult
 from common.store import LedgerEntry, StateStore, WorkItem
 
 MAX_CONFLICT_RETRIES = 3
@@ -42,18 +42,6 @@ class PatientRegistry(Protocol):
     async def read(self, patient_id: str) -> Resource: ...
 
     async def update(self, resource: Resource, *, version_id: str | None) -> Resource: ...
-
-
-@dataclass(frozen=True, slots=True)
-class RowResult:
-    item: WorkItem
-    outcome: RowOutcome
-    #: Set when the patient now holds the number: what the ledger should remember.
-    ledger: LedgerEntry | None = None
-    #: Set for ``deferred`` rows: how many attempts the last request made.
-    attempts: int = 0
-    #: The server refused our credentials: no later row can succeed, stop sending.
-    auth_refused: bool = False
 
 
 @dataclass(slots=True)
@@ -75,17 +63,19 @@ def _phone_of(item: WorkItem) -> Phone:
     )
 
 
-def row_outcome(
-    item: WorkItem, status: Status, reason: str, patient_id: str | None = None
-) -> RowOutcome:
-    return RowOutcome(
-        item.row,
-        status,
-        reason,
-        patient_id,
-        nik_masked=mask_nik(item.nik),
-        warning="" if item.assigned else UNASSIGNED_RANGE_WARNING,
+def row_result(
+    item: WorkItem,
+    status: Status,
+    reason: str,
+    patient_id: str | None = None,
+    **details: Any,
+) -> RowResult:
+    """``item``'s result: its outcome (see :meth:`RowOutcome.of`) and ``details`` (the ledger
+    entry, the attempts of a deferred row …)."""
+    outcome = RowOutcome.of(
+        item.row, status, reason, nik=item.nik, patient_id=patient_id, assigned=item.assigned
     )
+    return RowResult(outcome, item, **details)
 
 
 def ledger_verdict(item: WorkItem, entry: LedgerEntry | None, ledger: Ledger) -> RowResult | None:
@@ -99,17 +89,15 @@ def ledger_verdict(item: WorkItem, entry: LedgerEntry | None, ledger: Ledger) ->
     if entry is None:
         return None
     if entry.phone_hash == ledger.phone_hash(item.phone):
-        outcome = row_outcome(
-            item, Status.ALREADY_APPLIED, f"applied by {entry.run_date} row {entry.row}"
-        )
         # This read confirms the number: remember it, so an older read's replay stays stale.
         confirmed = replace(entry, read_at=item.read_at) if item.read_at > entry.read_at else None
-        return RowResult(item, outcome, confirmed)
+        reason = f"applied by {entry.run_date} row {entry.row}"
+        return row_result(item, Status.ALREADY_APPLIED, reason, ledger=confirmed)
     if entry.read_after(item.read_at):
         reason = (
             f"a later read of the sheet applied another number ({entry.run_date} row {entry.row})"
         )
-        return RowResult(item, row_outcome(item, Status.STALE, reason))
+        return row_result(item, Status.STALE, reason)
     return None
 
 
@@ -130,9 +118,14 @@ async def sync_row(
         for _ in range(MAX_CONFLICT_RETRIES + 1):
             decision = decide(matches, phone, fmt)
             if decision.resource is None:
-                result = row_outcome(item, decision.status, decision.reason, decision.patient_id)
                 applied = decision.status is Status.UNCHANGED
-                return RowResult(item, result, _entry(item, ledger) if applied else None)
+                return row_result(
+                    item,
+                    decision.status,
+                    decision.reason,
+                    decision.patient_id,
+                    ledger=_entry(item, ledger) if applied else None,
+                )
             version = (matches[0].get("meta") or {}).get("versionId")
             try:
                 await registry.update(decision.resource, version_id=version)
@@ -140,26 +133,26 @@ async def sync_row(
                 # Another writer changed the patient since we read it: re-read and decide again.
                 matches = [await registry.read(str(decision.patient_id))]
                 continue
-            result = row_outcome(item, Status.UPDATED, decision.reason, decision.patient_id)
-            return RowResult(item, result, _entry(item, ledger))
-        return RowResult(
-            item,
-            row_outcome(
+            return row_result(
                 item,
-                Status.DEFERRED,
-                f"version conflict persisted after {MAX_CONFLICT_RETRIES} re-reads",
-            ),
+                Status.UPDATED,
+                decision.reason,
+                decision.patient_id,
+                ledger=_entry(item, ledger),
+            )
+        return row_result(
+            item,
+            Status.DEFERRED,
+            f"version conflict persisted after {MAX_CONFLICT_RETRIES} re-reads",
             attempts=MAX_CONFLICT_RETRIES + 1,
         )
     except FhirAuthError as exc:
         reason = f"FHIR refused our credentials ({exc}); replay after fixing them"
-        return RowResult(
-            item, row_outcome(item, Status.DEFERRED, reason), attempts=1, auth_refused=True
-        )
+        return row_result(item, Status.DEFERRED, reason, attempts=1, auth_refused=True)
     except FhirPermanentError as exc:
-        return RowResult(item, row_outcome(item, Status.ERROR, f"FHIR rejected the update: {exc}"))
+        return row_result(item, Status.ERROR, f"FHIR rejected the update: {exc}")
     except FhirTransientError as exc:
-        return RowResult(item, row_outcome(item, Status.DEFERRED, str(exc)), attempts=exc.attempts)
+        return row_result(item, Status.DEFERRED, str(exc), attempts=exc.attempts)
 
 
 def _entry(item: WorkItem, ledger: Ledger) -> LedgerEntry:
@@ -251,7 +244,7 @@ async def sync_shard(
             except asyncio.QueueEmpty:
                 return
             if refused:
-                result = RowResult(item, row_outcome(item, Status.DEFERRED, refused[0]))
+                result = row_result(item, Status.DEFERRED, refused[0])
             else:
                 result = await sync_row(item, registry, ledger, fmt)
                 if result.auth_refused and not refused:

@@ -19,7 +19,6 @@ from common.outcomes import RowOutcome, summarize
 from common.patient import NOT_FOUND, Decision, ambiguous, decide_for
 from common.phones import PhoneFormat
 from common.planning import Candidate, DateWindow, Plan, plan_rows
-from common.privacy import mask_nik
 from common.sheet import SheetRow
 
 _INDENT = orjson.OPT_INDENT_2
@@ -94,13 +93,13 @@ class _Application:
 
 
 def _outcome(candidate: Candidate, decision: Decision) -> RowOutcome:
-    return RowOutcome(
+    return RowOutcome.of(
         candidate.row,
         decision.status,
         decision.reason,
-        decision.patient_id,
-        nik_masked=mask_nik(candidate.nik),
-        warning=candidate.warning,
+        nik=candidate.nik,
+        patient_id=decision.patient_id,
+        assigned=candidate.phone.assigned,
     )
 
 

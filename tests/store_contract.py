@@ -6,7 +6,7 @@ own fixture: tests/test_store_sqlite.py, tests/test_store_firestore.py.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 from common.outcomes import RowOutcome, Status
 from common.store import LedgerEntry, LockResult, RunStatus, StateStore, TaskProgress, WorkItem
@@ -18,6 +18,19 @@ T0 = 1_000_000.0
 
 def item(row: int) -> WorkItem:
     return WorkItem(row=row, date=DATE, nik=f"31710442039200{row:02d}", phone="+6281234567890")
+
+
+def write_manifest(
+    store: StateStore,
+    run_date: str,
+    execution: str,
+    shards: Mapping[int, Sequence[WorkItem]],
+    decided: Sequence[RowOutcome],
+    counted: Mapping[str, int] | None = None,
+) -> None:
+    """Task 0's manifest: the rows decided from the sheet recorded, then the shards."""
+    store.record_outcomes(run_date, decided)
+    store.write_manifest(run_date, execution, shards, len(decided), counted)
 
 
 def check_execution_date_is_fixed_by_the_first_caller(store: StateStore) -> None:
@@ -48,7 +61,7 @@ def check_an_expired_lease_is_taken_over(store: StateStore) -> None:
 
 def check_a_finished_date_can_be_rerun(store: StateStore) -> None:
     store.acquire_run(DATE, "exec-a", 1, LEASE, T0)
-    store.write_manifest(DATE, "exec-a", {0: []}, [RowOutcome(2, Status.INVALID_NIK, "x")])
+    write_manifest(store, DATE, "exec-a", {0: []}, [RowOutcome(2, Status.INVALID_NIK, "x")])
     assert store.finish_task(DATE, "exec-a", 0, T0 + 5) is not None
     assert store.acquire_run(DATE, "exec-b", 1, LEASE, T0 + 10) is LockResult.ACQUIRED
     run = store.get_run(DATE)
@@ -65,7 +78,7 @@ def check_manifest_is_invisible_until_ready_then_sharded(store: StateStore) -> N
             5, Status.SUPERSEDED, "row 6 gives a newer number", nik_masked="3171********0001"
         )
     ]
-    store.write_manifest(DATE, "exec-a", {0: [item(2), item(3)], 1: [item(4)], 2: []}, decided)
+    write_manifest(store, DATE, "exec-a", {0: [item(2), item(3)], 1: [item(4)], 2: []}, decided)
     assert store.read_shard(DATE, "exec-a", 0) == [item(2), item(3)]
     assert store.read_shard(DATE, "exec-a", 1) == [item(4)]
     assert store.read_shard(DATE, "exec-a", 2) == []
@@ -78,14 +91,14 @@ def check_manifest_is_invisible_until_ready_then_sharded(store: StateStore) -> N
 def check_rows_outside_the_window_are_counted_without_records(store: StateStore) -> None:
     store.acquire_run(DATE, "exec-a", 1, LEASE, T0)
     decided = [RowOutcome(3, Status.INVALID_PHONE, "x")]
-    store.write_manifest(DATE, "exec-a", {0: [item(2)]}, decided, {"other_date": 980_000})
+    write_manifest(store, DATE, "exec-a", {0: [item(2)]}, decided, {"other_date": 980_000})
     store.record_outcomes(DATE, [RowOutcome(2, Status.UPDATED, "mobile phone added")])
     assert [o.row for o in store.outcomes(DATE)] == [2, 3]  # no record per counted row
     run = store.finish_task(DATE, "exec-a", 0, T0 + 5)
     assert run is not None and run.total_rows == 980_002
     assert run.counts == {"updated": 1, "other_date": 980_000, "invalid_phone": 1}
     assert store.acquire_run(DATE, "exec-b", 1, LEASE, T0 + 10) is LockResult.ACQUIRED
-    store.write_manifest(DATE, "exec-b", {0: []}, [])  # a rerun whose window holds every row
+    write_manifest(store, DATE, "exec-b", {0: []}, [])  # a rerun whose window holds every row
     rerun = store.finish_task(DATE, "exec-b", 0, T0 + 15)
     assert rerun is not None and rerun.counts == {} and rerun.total_rows == 0
 
@@ -97,7 +110,7 @@ def check_a_large_manifest_round_trips(store: StateStore) -> None:
         WorkItem(row=r, date=DATE, nik=f"{r:016d}", phone="+6281234567890", read_at=read_at)
         for r in range(2, 12_002)
     ]
-    store.write_manifest(DATE, "exec-a", {0: items}, [])
+    write_manifest(store, DATE, "exec-a", {0: items}, [])
     assert store.read_shard(DATE, "exec-a", 0) == items
 
 
@@ -114,8 +127,8 @@ def check_outcomes_are_upserted_by_row(store: StateStore) -> None:
 
 def check_the_last_task_to_finish_closes_the_run(store: StateStore) -> None:
     store.acquire_run(DATE, "exec-a", 2, LEASE, T0)
-    store.write_manifest(
-        DATE, "exec-a", {0: [item(2)], 1: [item(3)]}, [RowOutcome(4, Status.INVALID_PHONE)]
+    write_manifest(
+        store, DATE, "exec-a", {0: [item(2)], 1: [item(3)]}, [RowOutcome(4, Status.INVALID_PHONE)]
     )
     store.put_progress(
         DATE, TaskProgress(0, "exec-a", total=1, done=1, counts={"updated": 1}, updated_at=T0)
@@ -135,12 +148,12 @@ def check_the_last_task_to_finish_closes_the_run(store: StateStore) -> None:
 
 def check_a_run_without_failures_succeeds_and_a_failed_run_says_why(store: StateStore) -> None:
     store.acquire_run(DATE, "exec-a", 1, LEASE, T0)
-    store.write_manifest(DATE, "exec-a", {0: [item(2)]}, [RowOutcome(3, Status.SUPERSEDED)])
+    write_manifest(store, DATE, "exec-a", {0: [item(2)]}, [RowOutcome(3, Status.SUPERSEDED)])
     store.record_outcomes(DATE, [RowOutcome(2, Status.UNCHANGED)])
     final = store.finish_task(DATE, "exec-a", 0, T0 + 1)
     assert final is not None and final.status is RunStatus.SUCCEEDED
     store.acquire_run("2025-09-22", "exec-c", 1, LEASE, T0)
-    store.write_manifest("2025-09-22", "exec-c", {0: [item(2)]}, [])
+    write_manifest(store, "2025-09-22", "exec-c", {0: [item(2)]}, [])
     store.record_outcomes("2025-09-22", [RowOutcome(2, Status.NOT_FOUND)])
     needs = store.finish_task("2025-09-22", "exec-c", 0, T0 + 1)
     assert needs is not None and needs.status is RunStatus.NEEDS_ACTION
@@ -159,7 +172,7 @@ def check_a_run_without_failures_succeeds_and_a_failed_run_says_why(store: State
 def check_a_replayed_row_moves_the_counts_and_can_complete_the_run(store: StateStore) -> None:
     assert store.record_replay("2025-01-01", "exec-a", RowOutcome(2, Status.UPDATED), T0) is None
     store.acquire_run(DATE, "exec-a", 1, LEASE, T0)
-    store.write_manifest(DATE, "exec-a", {0: [item(2), item(3)]}, [])
+    write_manifest(store, DATE, "exec-a", {0: [item(2), item(3)]}, [])
     store.record_outcomes(
         DATE, [RowOutcome(2, Status.DEFERRED, "503"), RowOutcome(3, Status.DEFERRED, "503")]
     )
@@ -253,7 +266,7 @@ def check_the_report_tabs_fate_is_kept_per_run_and_cleared_by_a_new_run(store: S
     assert store.get_run(DATE).report == ""  # type: ignore[union-attr]
     store.set_report(DATE, "exec-a", "failed: Sheets API answered 403")
     assert store.get_run(DATE).report == "failed: Sheets API answered 403"  # type: ignore[union-attr]
-    store.write_manifest(DATE, "exec-a", {0: []}, [])
+    write_manifest(store, DATE, "exec-a", {0: []}, [])
     store.finish_task(DATE, "exec-a", 0, T0 + 1)
     assert store.acquire_run(DATE, "exec-c", 1, LEASE, T0 + 2) is LockResult.ACQUIRED
     assert store.get_run(DATE).report == ""  # type: ignore[union-attr]

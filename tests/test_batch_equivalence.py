@@ -25,8 +25,9 @@ from common.fhir import BatchingRegistry, FhirClient, FhirSettings
 from common.outcomes import RowOutcome, Status
 from common.patient import NIK_SYSTEM
 from common.privacy import DEVELOPMENT_LEDGER_KEY
+from common.recording import RowResult
 from common.store import SqliteStore, WorkItem
-from common.sync import Ledger, RowResult, ShardProgress, sync_shard
+from common.sync import Ledger, ShardProgress, sync_shard
 from sim.app import create_app
 
 # Slow (~3 s): many examples, each synced twice. Not in scripts/test-fast.

@@ -11,6 +11,7 @@ metric must count comes from the run's own record (the store), not from the filt
 from __future__ import annotations
 
 import base64
+import dataclasses
 import re
 import sys
 from collections import Counter
@@ -56,6 +57,10 @@ class Capture:
     run: RunState | None = None
     outcomes: list[RowOutcome] = field(default_factory=list)
     fhir_errors: Counter[str] = field(default_factory=Counter)
+    #: Who wrote the row_outcome lines: the job, or the replay function.
+    source: str = "job"
+    #: Messages the replay function dropped as not planned by their run.
+    malformed: int = 0
 
 
 def _job_entries(logs: Path) -> list[dict[str, Any]]:
@@ -106,10 +111,11 @@ def _job_run(
 
 
 def _replay(state: Path, sim: RunningSim) -> Capture:
-    """The replay function (functions-framework, in process) applying one deferred row."""
+    """The replay function (functions-framework, in process) applying one deferred row, then
+    dropping a message for a row its run never planned (``replay_malformed``)."""
     from functions_framework import create_app
 
-    message = FailureMessage(
+    applied = FailureMessage(
         run_date=DATE,
         execution="partial-exec",
         row=2,
@@ -119,7 +125,7 @@ def _replay(state: Path, sim: RunningSim) -> Capture:
         attempts=1,
         sheet_date=DATE,
     )
-    body = {"message": {"data": base64.b64encode(message.to_json()).decode(), "messageId": "m"}}
+    unplanned = dataclasses.replace(applied, row=99)
     with pytest.MonkeyPatch.context() as env:
         for key, value in {
             "FHIR_BASE_URL": sim.fhir,
@@ -136,23 +142,30 @@ def _replay(state: Path, sim: RunningSim) -> Capture:
         logs = _Lines()
         telemetry.configure_logging(stream=logs)
         try:
-            response = app.test_client().post(
-                "/",
-                json=body,
-                headers={
-                    "ce-id": "e-1",
-                    "ce-source": "//pubsub.googleapis.com/projects/p/topics/phonesync-failures",
-                    "ce-type": "google.cloud.pubsub.topic.v1.messagePublished",
-                    "ce-specversion": "1.0",
-                },
-            )
+            for number, message in enumerate((applied, unplanned)):
+                data = base64.b64encode(message.to_json()).decode()
+                response = app.test_client().post(
+                    "/",
+                    json={"message": {"data": data, "messageId": f"m-{number}"}},
+                    headers={
+                        "ce-id": f"e-{number}",
+                        "ce-source": "//pubsub.googleapis.com/projects/p/topics/phonesync-failures",
+                        "ce-type": "google.cloud.pubsub.topic.v1.messagePublished",
+                        "ce-specversion": "1.0",
+                    },
+                )
+                assert response.status_code == 200
         finally:
             telemetry.configure_logging(stream=sys.stderr)
             telemetry.reset_context()
-    assert response.status_code == 200
+    store = SqliteStore(state)
+    try:
+        replayed = [o for o in store.outcomes(DATE) if o.row == applied.row]
+    finally:
+        store.close()
+    assert len(replayed) == 1  # stale: the message (no read stamp) is older than the run's read
     entries = [log_entry(line, FUNCTION, {}) for line in logs.lines()]
-    assert any(e["jsonPayload"].get("event") == "replay_outcome" for e in entries)
-    return Capture("replay", entries)
+    return Capture("replay", entries, outcomes=replayed, source="replay", malformed=1)
 
 
 class _Lines:
@@ -245,8 +258,11 @@ def expected(capture: Capture) -> dict[str, Counter[tuple[tuple[str, Any], ...]]
     report_failed = run is not None and (run.report or "").startswith("failed")
     return {
         "phonesync_rows": Counter(
-            (("status", o.status.value),) for o in capture.outcomes if o.status not in UNLOGGED
+            (("source", capture.source), ("status", o.status.value))
+            for o in capture.outcomes
+            if o.status not in UNLOGGED
         ),
+        "phonesync_replay_malformed": Counter([()] * capture.malformed),
         "phonesync_runs": Counter([(("status", run.status.value),)] if ended and run else []),
         "phonesync_run_duration": Counter(
             [(("value", _duration(run)),)] if finished and run else []
@@ -301,10 +317,22 @@ def test_the_captures_cover_every_kind_of_line_the_metrics_count(captures: list[
     events = Counter(e.get("jsonPayload", {}).get("event") for c in captures for e in c.entries)
     for event in ("row_outcome", "run_finished", "run_failed", "fhir_retry", "report_failed"):
         assert events[event] >= 1, event
-    assert events["replay_outcome"] == 1 and events["config_invalid"] == 1
+    for capture in captures:  # the same fields wherever a row ended (common/recording.py)
+        for line in (e["jsonPayload"] for e in capture.entries if _event(e) == "row_outcome"):
+            assert set(line) >= {"run_date", "execution", "source", "row", "status", "nik"}
+    replay = by_name["replay"]
+    assert [e["jsonPayload"]["source"] for e in replay.entries if _event(e) == "row_outcome"] == [
+        "replay"
+    ]
+    assert events["replay_malformed"] == 1 and events["config_invalid"] == 1
     assert all(
         e["severity"] in ("INFO", "WARNING", "ERROR") for c in captures for e in c.entries
     ), "every line the job writes is JSON with a severity"
+
+
+def _event(entry: dict[str, Any]) -> str | None:
+    event = entry.get("jsonPayload", {}).get("event")
+    return str(event) if event else None
 
 
 def test_each_log_metric_counts_exactly_the_lines_it_is_meant_to(captures: list[Capture]) -> None:

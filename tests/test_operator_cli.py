@@ -10,6 +10,7 @@ import pytest
 from common.outcomes import RowOutcome, Status
 from common.store import SqliteStore, TaskProgress, WorkItem
 from jobs.cli import main
+from tests.store_contract import write_manifest
 
 DATE = "2025-09-23"
 
@@ -20,7 +21,8 @@ def state(tmp_path: Path) -> Path:
     store = SqliteStore(path)
     store.acquire_run(DATE, "phonesync-abc12", 2, 60, 1_000.0)
     item = WorkItem(2, DATE, "3171044203920001", "+6281234567890")
-    store.write_manifest(
+    write_manifest(
+        store,
         DATE,
         "phonesync-abc12",
         {0: [item], 1: []},

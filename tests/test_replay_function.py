@@ -25,6 +25,7 @@ from common.store import LedgerEntry, RunStatus, WorkItem
 from common.store._firestore import FirestoreStore
 from jobs.task import run_task
 from tests.simulator import API_KEY, SAMPLE_SHEET, RunningSim, run_cli, simulator
+from tests.store_contract import write_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
 DATE = "2025-09-23"
@@ -69,7 +70,7 @@ def store(gcp_project: str) -> Iterator[FirestoreStore]:
     s = FirestoreStore(gcp_project)
     # a finished run whose row 2 was deferred
     s.acquire_run(DATE, "exec-1", 1, 60, 1_000.0)
-    s.write_manifest(DATE, "exec-1", {0: [WorkItem(2, DATE, MESSAGE.nik, MESSAGE.phone)]}, [])
+    write_manifest(s, DATE, "exec-1", {0: [WorkItem(2, DATE, MESSAGE.nik, MESSAGE.phone)]}, [])
     s.record_outcomes(
         DATE, [RowOutcome(2, Status.DEFERRED, MESSAGE.reason, nik_masked="3171********0001")]
     )
@@ -295,7 +296,7 @@ def test_a_message_that_is_not_a_planned_row_is_logged_and_acknowledged(
     assert (logged["row"], logged["nik"]) == (message.row, mask_nik(message.nik))
     for pii in (MESSAGE.nik, ARABIC_INDIC_NIK, OTHER_NIK, message.phone):
         assert pii not in logs.getvalue()
-    assert not events(logs, "replay_outcome")
+    assert not events(logs, "row_outcome")
 
 
 def test_a_message_for_a_run_without_a_manifest_is_malformed(
@@ -334,7 +335,7 @@ def test_a_replay_of_a_run_taken_over_by_a_rerun_is_stale(
     call, and the rerun's report is untouched."""
     store.acquire_run(DATE, "exec-2", 1, 60, 5_000.0)
     store.note_read("2025-09-24T16:00:00.000000+00:00", [DATE])
-    store.write_manifest(DATE, "exec-2", {0: []}, [])
+    write_manifest(store, DATE, "exec-2", {0: []}, [])
     assert deliver(function, MESSAGE.to_json()) == 200
     assert sim.state.stats()["requests"] == {}
     assert store.outcomes(DATE) == []
@@ -370,7 +371,7 @@ def test_a_many_task_runs_rows_are_looked_up_in_their_niks_shard(
     for row, (nik, phone) in rows.items():
         shards[shard_of(nik, tasks)].append(WorkItem(row, day, nik, phone))
     store.acquire_run(day, "exec-4", tasks, 60, 3_000.0)
-    store.write_manifest(day, "exec-4", shards, [])
+    write_manifest(store, day, "exec-4", shards, [])
     store.record_outcomes(day, [RowOutcome(row, Status.DEFERRED) for row in rows])
     base = dataclasses.replace(MESSAGE, run_date=day, execution="exec-4", sheet_date=day)
     assert deliver(function, dataclasses.replace(base, nik=OTHER_NIK).to_json()) == 200
@@ -390,7 +391,7 @@ def test_a_replayed_number_in_an_unassigned_range_keeps_its_warning(
     """Messages do not say whether the range is assigned; the manifest does."""
     day, nik, phone = "2025-09-24", "7371094806930005", "+6284567890123"  # patient-005, 0845…
     store.acquire_run(day, "exec-5", 1, 60, 3_000.0)
-    store.write_manifest(day, "exec-5", {0: [WorkItem(6, day, nik, phone, assigned=False)]}, [])
+    write_manifest(store, day, "exec-5", {0: [WorkItem(6, day, nik, phone, assigned=False)]}, [])
     message = dataclasses.replace(
         MESSAGE, run_date=day, execution="exec-5", row=6, nik=nik, phone=phone, sheet_date=day
     )

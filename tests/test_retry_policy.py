@@ -33,7 +33,7 @@ from common.store import RunStatus
 from common.store._firestore import BULK_ATTEMPTS, FirestoreStore, StoreWriteError
 from tests.emulators import EmulatorProject
 from tests.simulator import API_KEY, RunningSim, simulator
-from tests.store_contract import DATE, LEASE, T0, item
+from tests.store_contract import DATE, LEASE, T0, item, write_manifest
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -65,7 +65,7 @@ def fhir_settings(sim: RunningSim, **overrides: Any) -> FhirSettings:
         "base_url": sim.fhir,
         "api_key": API_KEY,
         "rate_limit": 0,
-        "backoff_base_seconds": 0.3,
+        "backoff_seconds": 0.3,
         "backoff_cap_seconds": 1.0,
     }
     return FhirSettings(**{**options, **overrides})
@@ -275,7 +275,7 @@ def test_a_run_that_moved_while_it_closed_is_counted_again_after_the_common_back
 ) -> None:
     backend, waits = store
     backend.acquire_run(DATE, "exec-a", 1, LEASE, T0)
-    backend.write_manifest(DATE, "exec-a", {0: [item(2)]}, [])
+    write_manifest(backend, DATE, "exec-a", {0: [item(2)]}, [])
     backend.record_outcomes(DATE, [RowOutcome(2, Status.DEFERRED, "503")])
     count = backend.outcomes
     replays = [RowOutcome(2, Status.DEFERRED, "503 again"), RowOutcome(2, Status.UPDATED, "ok")]

@@ -9,7 +9,7 @@ from common.outcomes import RowOutcome, Status
 from common.store import LockResult, RunStatus, StateStore, TaskProgress, WorkItem
 from common.store._firestore import CHUNK, FirestoreStore, StoreWriteError
 from tests.emulators import EmulatorProject
-from tests.store_contract import CHECKS, DATE, LEASE, T0, item
+from tests.store_contract import CHECKS, DATE, LEASE, T0, item, write_manifest
 
 
 @pytest.fixture
@@ -64,8 +64,8 @@ def test_concurrent_finishes_close_the_run_once(project: str, progress_first: bo
     finish_task, so all four calls see every task finished and race for the claim."""
     stores = [FirestoreStore(project) for _ in range(4)]
     stores[0].acquire_run(DATE, "exec-a", 4, LEASE, T0)
-    stores[0].write_manifest(
-        DATE, "exec-a", {i: [] for i in range(4)}, [RowOutcome(2, Status.SUPERSEDED)]
+    write_manifest(
+        stores[0], DATE, "exec-a", {i: [] for i in range(4)}, [RowOutcome(2, Status.SUPERSEDED)]
     )
     if progress_first:
         for i in range(4):
@@ -89,7 +89,7 @@ def test_a_large_shard_is_split_into_chunks(store: FirestoreStore) -> None:
         WorkItem(row=r, date=DATE, nik=f"{r:016d}", phone="+6281234567890")
         for r in range(2, 12_002)
     ]
-    store.write_manifest(DATE, "exec-a", {0: items, 1: items[:5]}, [])
+    write_manifest(store, DATE, "exec-a", {0: items, 1: items[:5]}, [])
     docs = {d.id: d.to_dict() for d in store._sub(DATE, "manifest").stream()}
     assert sorted(docs) == [f"exec-a-0000-{n:04d}" for n in range(6)] + ["exec-a-0001-0000"]
     assert all(len(d["items"]) <= CHUNK for d in docs.values())
@@ -111,7 +111,7 @@ def test_a_retried_task_0_clears_what_an_interrupted_takeover_left(store: Firest
     assert store.acquire_run(DATE, "exec-a", 1, LEASE, T0 + 1) is LockResult.RESUMED
     assert store.outcomes(DATE) == []
     # once the manifest is ready, a retry keeps everything
-    store.write_manifest(DATE, "exec-a", {0: [item(2)]}, [RowOutcome(3, Status.SUPERSEDED)])
+    write_manifest(store, DATE, "exec-a", {0: [item(2)]}, [RowOutcome(3, Status.SUPERSEDED)])
     assert store.acquire_run(DATE, "exec-a", 1, LEASE, T0 + 2) is LockResult.RESUMED
     assert store.outcomes(DATE) == [RowOutcome(3, Status.SUPERSEDED)]
     assert store.read_shard(DATE, "exec-a", 0) == [item(2)]
@@ -127,7 +127,7 @@ def test_a_replay_while_the_run_closes_is_counted(
     store: FirestoreStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store.acquire_run(DATE, "exec-a", 1, LEASE, T0)
-    store.write_manifest(DATE, "exec-a", {0: [item(2)]}, [])
+    write_manifest(store, DATE, "exec-a", {0: [item(2)]}, [])
     store.record_outcomes(DATE, [RowOutcome(2, Status.DEFERRED, "503")])
     read = store.outcomes
     replayed: list[bool] = []

@@ -208,12 +208,19 @@ def test_every_alert_policy_is_present() -> None:
 def test_log_metrics_read_the_fields_the_job_logs() -> None:
     metrics = resources("google_logging_metric")
     assert 'jsonPayload.event=\\"row_outcome\\"' in metrics["rows"]["filter"]
-    assert metrics["rows"]["label_extractors"] == {"status": "EXTRACT(jsonPayload.status)"}
+    assert metrics["rows"]["label_extractors"] == {
+        "status": "EXTRACT(jsonPayload.status)",
+        "source": "EXTRACT(jsonPayload.source)",
+    }
     assert metrics["run_duration"]["value_extractor"] == "EXTRACT(jsonPayload.duration_seconds)"
     assert metrics["fhir_retries"]["label_extractors"] == {
         "http_status": "EXTRACT(jsonPayload.http_status)"
     }
-    source = "\n".join(p.read_text() for p in (TERRAFORM.parent / "jobs").glob("*.py"))
+    source = "\n".join(
+        p.read_text()
+        for folder in ("jobs", "common")
+        for p in (TERRAFORM.parent / folder).glob("*.py")
+    )
     for event in ("row_outcome", "run_finished", "fhir_retry", "lock_held"):
         assert f'"{event}"' in source
 

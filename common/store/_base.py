@@ -57,11 +57,12 @@ class StateStore(Protocol):
         run_date: str,
         execution: str,
         shards: Mapping[int, Sequence[WorkItem]],
-        decided: Sequence[RowOutcome],
+        decided: int,
         counted: Mapping[str, int] | None = None,
     ) -> None:
-        """Store each shard's work and the outcomes decided from the sheet alone, then mark
-        the manifest ready (in that order, so a reader never sees a half-written manifest).
+        """Store each shard's work, then mark the manifest ready (in that order, so a reader
+        never sees a half-written manifest). ``decided``: how many rows the sheet alone decided
+        (their outcomes are recorded before, by :class:`common.recording.RowRecorder`).
 
         ``counted``: rows that take no part and get no outcome record each, by status (the
         rows dated outside the window); the run's total and its final counts include them."""

@@ -332,10 +332,9 @@ class FirestoreStore:
         run_date: str,
         execution: str,
         shards: Mapping[int, Sequence[WorkItem]],
-        decided: Sequence[RowOutcome],
+        decided: int,
         counted: Mapping[str, int] | None = None,
     ) -> None:
-        self.record_outcomes(run_date, decided)
         counted = dict(counted or {})
         expire = self._expire()
         chunks: dict[str, int] = {}
@@ -361,7 +360,7 @@ class FirestoreStore:
                 }
                 ops.append((ref, data))
         self._bulk(ops)
-        total = len(decided) + sum(len(items) for items in shards.values()) + sum(counted.values())
+        total = decided + sum(len(items) for items in shards.values()) + sum(counted.values())
         ref = self._run(run_date)
 
         @firestore.transactional

@@ -190,12 +190,11 @@ class SqliteStore:
         run_date: str,
         execution: str,
         shards: Mapping[int, Sequence[WorkItem]],
-        decided: Sequence[RowOutcome],
+        decided: int,
         counted: Mapping[str, int] | None = None,
     ) -> None:
-        self.record_outcomes(run_date, decided)
         counted = dict(counted or {})
-        total = len(decided) + sum(len(items) for items in shards.values()) + sum(counted.values())
+        total = decided + sum(len(items) for items in shards.values()) + sum(counted.values())
         with self._write() as db:
             db.executemany(
                 "INSERT OR REPLACE INTO shards (run_date, execution, task_index, items)"
