@@ -257,6 +257,8 @@ def _describe(error: Any) -> str:
         return f"expected one of {ctx['expected'].replace(' or ', ', ')}{got}"
     if kind == "string_too_long":
         return f"must be at most {ctx['max_length']} characters"
+    if kind == "extra_forbidden":
+        return "not a setting phonesync knows (misspelt?)"
     if kind == "value_error":
         return str(ctx.get("error", error["msg"]))
     return f"{error['msg']}{got}"

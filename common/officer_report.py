@@ -8,11 +8,18 @@ anything NIK- or phone-shaped in the name or the reason is blanked.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterable, Mapping, Sequence
 
+from common.config import Settings
+from common.jakarta import jakarta_time
 from common.outcomes import NEEDS_OFFICER, RowOutcome, Status
 from common.privacy import mask_nik, redact
 from common.sheet import InvalidCell, SheetRow, parse_date
+from common.sheet_access import read_rows, sheets_token
+from common.store import RunState, StateStore
+from common.telemetry import log_event
 
 HEADER = [
     "Baris",
@@ -105,3 +112,50 @@ def _newest_first(outcome: RowOutcome, typed_date: str) -> tuple[int, int, int]:
     except InvalidCell:
         return (1, 0, -outcome.row)  # unreadable dates after every dated row
     return (0, -day.toordinal(), -outcome.row)
+
+
+def write_officer_report(settings: Settings, store: StateStore, run: RunState) -> None:
+    """Replace the officers' report tab with the run's rows needing action (when configured).
+
+    Never raises: a report that cannot be written must not fail (and so retry) a finished run.
+    The outcome is logged (``report_written`` / ``report_failed``, counted by a log-based
+    metric) and kept with the run for ``phonesync status``.
+    """
+    if not settings.report_sheet_id:
+        return
+    from common.sheets_api import replace_tab, write_token
+
+    tab = settings.report_sheet_tab
+    try:
+        outcomes = store.outcomes(run.run_date)
+        needing = [o for o in outcomes if o.status in NEEDS_OFFICER]
+        rows = read_rows(settings) if needing else []  # the date and name as typed
+        values = report_values(run.run_date, outcomes, rows, jakarta_time(time.time()))
+        replace_tab(
+            settings.report_sheet_id,
+            tab,
+            values,
+            api_url=settings.sheets_api_url,
+            token=sheets_token(settings, write_token),
+        )
+    except Exception as exc:  # any failure: recorded below, the run stays as it finished
+        detail = f"failed: {type(exc).__name__}: {exc}"
+        log_event(
+            "report_failed",
+            f"the officers' report tab {tab!r} was not written: {exc}",
+            severity=logging.ERROR,
+            tab=tab,
+            reason=str(exc),
+        )
+    else:
+        detail = f"written: {len(needing)} row(s) to tab {tab!r} at {jakarta_time(time.time())}"
+        log_event(
+            "report_written",
+            f"{len(needing)} row(s) to the officers' tab {tab!r}",
+            tab=tab,
+            rows=len(needing),
+        )
+    try:
+        store.set_report(run.run_date, run.execution, detail)
+    except Exception as exc:  # the tab's fate stays in the log line above
+        log_event("report_unrecorded", str(exc), severity=logging.WARNING)

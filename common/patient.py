@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from common.jakarta import jakarta_now_iso as jakarta_now_iso  # jobs/cli.py imports it here
 from common.outcomes import Status
 from common.phones import Phone, PhoneFormat, holds
 

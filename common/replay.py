@@ -1,7 +1,8 @@
 """Replaying a deferred row: the job's own row path, guarded against overwriting newer reads.
 
-Used by the replay function (one Pub/Sub message at a time) and by ``phonesync replay`` in
-local mode. A replayed row must first be one its run planned: its NIK, phone and date pass the
+Used by the replay function (one Pub/Sub message at a time) and by ``phonesync replay --via
+direct`` (:func:`replay_directly`); both record the result as the job does
+(:class:`common.recording.RowRecorder`). A replayed row must first be one its run planned: its NIK, phone and date pass the
 sheet's rules (:func:`sheet_checked`) and the row is in that run's manifest with that NIK,
 date and phone; else it is :class:`MalformedReplay`, and nothing is written or counted.
 
@@ -15,16 +16,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
+from collections.abc import Sequence
 from dataclasses import replace
 
+from common.config import Settings
 from common.outcomes import Status
 from common.phones import InvalidPhone, PhoneFormat, normalize_phone
 from common.planning import shard_of
 from common.privacy import mask_nik
+from common.recording import RowRecorder, RowResult, Source
+from common.registry import check_server, open_registry
+from common.runtime import ledger_key
 from common.sheet import DATE_COLUMN, NIK_COLUMN, PHONE_COLUMN, InvalidCell, parse_date, parse_nik
 from common.store import RunState, StateStore, WorkItem
-from common.sync import Ledger, PatientRegistry, RowResult, ledger_verdict, row_outcome, sync_row
+from common.sync import Ledger, PatientRegistry, ledger_verdict, row_result, sync_row
 from common.telemetry import log_event
 
 
@@ -57,9 +62,13 @@ async def replay_item(
     store: StateStore,
     ledger: Ledger,
     fmt: PhoneFormat = PhoneFormat.NATIONAL,
+    *,
+    source: Source = "replay",
 ) -> RowResult:
-    """Apply one deferred row of ``execution``'s run of ``run_date``; record its outcome in
-    the ledger and in the run's counts (while that execution still owns the date).
+    """Apply one deferred row of ``execution``'s run of ``run_date`` and record its result
+    (``source``: the replay function's or an operator's) as the job records its rows: the
+    outcome moves the run's counts (while that execution still owns the date), the ledger
+    entry, one ``row_outcome`` line.
 
     :class:`MalformedReplay` before anything is written when the row is not one that run
     planned; store errors propagate (transient: the message is delivered again)."""
@@ -79,9 +88,8 @@ async def replay_item(
             )
     if result is None:
         result = await sync_row(item, registry, ledger, fmt)
-    if result.ledger is not None:
-        await asyncio.to_thread(store.ledger_put, [result.ledger])
-    await asyncio.to_thread(store.record_replay, run_date, execution, result.outcome, time.time())
+    recorder = RowRecorder(store, run_date, execution, source)
+    await asyncio.to_thread(recorder.record, [result])
     return result
 
 
@@ -146,9 +154,44 @@ async def _stale(item: WorkItem, store: StateStore) -> RowResult | None:
     read = await asyncio.to_thread(store.last_read, item.date)
     if read > item.read_at:
         reason = f"the sheet was read again since (at {read[:19]}Z) and this row re-decided"
-        return RowResult(item, row_outcome(item, Status.STALE, reason))
+        return row_result(item, Status.STALE, reason)
     return None
 
 
 def must_retry(result: RowResult) -> bool:
     return result.outcome.status is Status.DEFERRED
+
+
+async def replay_directly(
+    settings: Settings, store: StateStore, run_date: str, items: Sequence[WorkItem]
+) -> dict[str, int]:
+    """``phonesync replay --via direct``: the replay function's path, run from this machine,
+    after the job's check of the FHIR server (an operator's ``--fhir-url`` is the likeliest
+    wrong one: ``FhirServerUnfit``; no answer at all: ``FhirTransientError``). Each row goes
+    through the function's checks too: one that fails them is logged as ``replay_malformed``
+    and counted ``malformed``. Counts by status."""
+    counts: dict[str, int] = {}
+    ledger = Ledger(ledger_key(settings))
+    run = await asyncio.to_thread(store.get_run, run_date)
+    execution = run.execution if run is not None else ""  # the items are its manifest's
+    async with open_registry(settings) as registry:
+        await check_server(registry.client, outage_is_fatal=True)
+        for item in items:
+            try:
+                result = await replay_item(
+                    item,
+                    run_date,
+                    execution,
+                    registry.client,
+                    store,
+                    ledger,
+                    settings.phone_format,
+                    source="operator",
+                )
+            except MalformedReplay as exc:
+                log_malformed(item.row, item.nik, exc)
+                status = "malformed"
+            else:
+                status = result.outcome.status.value
+            counts[status] = counts.get(status, 0) + 1
+    return counts

@@ -1,8 +1,8 @@
 """The Google Sheets API v4 with the job's identity: reading the sheet, writing the report tab.
 
 Credentials are Application Default Credentials (on Cloud Run: the job's service account, to
-which the Sheet is shared; no key file exists). ``SHEETS_ACCESS_TOKEN`` overrides them for
-local runs against the simulator.
+which the Sheet is shared; no key file exists). The ``SHEETS_ACCESS_TOKEN`` setting replaces
+them for local runs against the simulator (``common.sheet_access``).
 
 The sheet only grows (each night adds its rows), so it is read in chunks of rows — one
 ``spreadsheets.get`` for the grid's size, then ``values.get`` of bounded A1 row ranges — and
@@ -12,7 +12,6 @@ the whole sheet (a million rows are ~67 MB of JSON in one answer; Google advises
 
 from __future__ import annotations
 
-import os
 import random
 import re
 import time
@@ -49,10 +48,7 @@ class SheetReadError(InputError):
 
 
 def default_token(scope: str = SCOPE) -> str:
-    """An OAuth access token for the Sheets API (ADC), or ``SHEETS_ACCESS_TOKEN`` if set."""
-    override = os.environ.get("SHEETS_ACCESS_TOKEN")
-    if override:
-        return override
+    """An OAuth access token for the Sheets API: the job's own credentials (ADC)."""
     import google.auth
     import google.auth.transport.requests
 
@@ -295,7 +291,7 @@ _WRITE_HINTS = {
 
 
 def write_token() -> str:
-    """An OAuth access token allowed to edit spreadsheets (ADC), or ``SHEETS_ACCESS_TOKEN``."""
+    """An OAuth access token allowed to edit spreadsheets: the job's own credentials (ADC)."""
     return default_token(WRITE_SCOPE)
 
 

@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 from google.cloud.logging_v2.handlers import StructuredLogHandler
 
-from common.privacy import redact as redact  # jobs/task.py imports it from here
+from common.privacy import redact
 
 LOGGER_NAME = "phonesync"
 _logger = logging.getLogger(LOGGER_NAME)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from common.bundle import reading
 from common.errors import ConfigError, InputError
+from common.jakarta import jakarta_now_iso
 from common.outcomes import summarize
-from common.patient import jakarta_now_iso
 from common.phones import PhoneFormat
 from common.planning import DateWindow
 from common.sheet import read_csv
@@ -416,23 +416,22 @@ def cmd_replay(args: argparse.Namespace) -> int:
             print(f"  row {item.row}", file=sys.stderr)
         if config is None or not items:
             return EXIT_OK
+        run = store.get_run(run_date)
+        execution = run.execution if run is not None else ""  # the items are its manifest's
         if args.via == "pubsub":
-            from jobs.task import publish_items
+            from common.failures import FailureMessage, FailurePublisher, topic_path
 
             reason = f"re-published by an operator (was {args.status})"
-            run = store.get_run(run_date)
-            publish_items(
-                config,
-                run_date,
-                [(i, reason, 0) for i in items],
-                execution=run.execution if run is not None else None,
+            FailurePublisher().publish_many(
+                topic_path(str(config.google_cloud_project), str(config.failure_topic)),
+                [FailureMessage.of(i, run_date, execution, reason, 0) for i in items],
             )
             return EXIT_OK
         from common.fhir import FhirServerUnfit, FhirTransientError
-        from jobs.task import replay_locally
+        from common.replay import replay_directly
 
         try:
-            counts = asyncio.run(replay_locally(config, store, run_date, items))
+            counts = asyncio.run(replay_directly(config, store, run_date, items))
         except FhirServerUnfit as exc:  # nothing replayed: a wrong --fhir-url is a usage error
             raise InputError(str(exc)) from None
         except FhirTransientError as exc:

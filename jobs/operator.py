@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import orjson
 
 from common.errors import InputError
-from common.jakarta import jakarta_time as jakarta_time  # jobs/task.py imports it here
+from common.jakarta import jakarta_time
 from common.outcomes import NEEDS_OFFICER, NOT_YET_APPLIED, RowOutcome, Status
 from common.store import RunState, RunStatus, StateStore, TaskProgress, WorkItem
 

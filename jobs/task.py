@@ -20,23 +20,21 @@ import contextlib
 import logging
 import time
 import traceback
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from common.config import Settings, jakarta_today, lookback_start
 from common.errors import InputError
-from common.fhir import (
-    BatchingRegistry,
-    FhirAuthError,
-    FhirClient,
-    FhirServerUnfit,
-    FhirTransientError,
-)
+from common.fhir import FhirClient, FhirServerUnfit
+from common.officer_report import write_officer_report
 from common.outcomes import NEEDS_OFFICER, SHEET_REJECTED, Status, summarize
 from common.planning import DateWindow, plan_rows, shard_of
-from common.runtime import fhir_settings, ledger_key, open_store
-from common.sheet import SheetRow, read_csv
+from common.privacy import redact
+from common.recording import Publish, RowRecorder, RowResult
+from common.registry import Registry, check_server, open_registry
+from common.runtime import ledger_key, open_store
+from common.sheet_access import read_rows
 from common.store import (
     LockResult,
     RunState,
@@ -46,75 +44,30 @@ from common.store import (
     WorkItem,
     read_stamp,
 )
-from common.sync import Ledger, RowResult, ShardProgress, sync_shard
-from common.telemetry import bind, log_event, redact
+from common.sync import Ledger, ShardProgress, sync_shard
+from common.telemetry import bind, log_event
 
 EXIT_OK = 0
 EXIT_RETRY = 1
-_SEVERITY = {Status.DEFERRED: logging.WARNING, Status.ERROR: logging.ERROR}
-
-
-def read_rows(config: Settings) -> Iterable[SheetRow]:
-    if config.sheet_csv is not None:
-        return read_csv(config.sheet_csv)
-    from common.sheets_api import default_token, read_sheet
-
-    return read_sheet(
-        str(config.sheet_id),
-        config.sheet_range,
-        api_url=config.sheets_api_url,
-        token=sheets_token(config, default_token),
-    )
-
-
-def sheets_token(config: Settings, credentials: Callable[[], str]) -> Callable[[], str]:
-    """``SHEETS_ACCESS_TOKEN`` when set (the Sheets simulator), else the job's ``credentials``."""
-    if config.sheets_access_token is None:
-        return credentials
-    token = config.sheets_access_token.get_secret_value()
-    return lambda: token
 
 
 @dataclass(slots=True)
 class JobHooks:
-    """Where each batch of results goes: Pub/Sub (deferred), the store, the logs."""
+    """Where each batch of a shard's results goes: the row recorder, then the task's progress."""
 
     config: Settings
     store: StateStore
     run_date: str
-    publisher: object | None = None  # common.failures.FailurePublisher in production
+    recorder: RowRecorder
     progress_interval: float = 5.0
     _last_progress: float = 0.0
 
     async def flush(self, results: Sequence[RowResult], progress: ShardProgress) -> None:
-        deferred = [r for r in results if r.outcome.status is Status.DEFERRED]
-        if deferred and self.publisher is not None:
-            # Published before the outcomes are recorded: a crash in between leaves a message
-            # whose replay finds the row unchanged, never a deferred row without a message.
-            await asyncio.to_thread(self._publish, deferred)
-        await asyncio.to_thread(
-            self.store.record_outcomes, self.run_date, [r.outcome for r in results]
-        )
-        await asyncio.to_thread(self.store.ledger_put, [r.ledger for r in results if r.ledger])
-        for r in results:
-            o = r.outcome
-            log_event(
-                "row_outcome",
-                f"row {o.row}: {o.status.value}",
-                severity=_SEVERITY.get(o.status, logging.INFO),
-                row=o.row,
-                status=o.status.value,
-                nik=o.nik_masked,
-                reason=o.reason,
-            )
+        await asyncio.to_thread(self.recorder.record, results)
         now = time.monotonic()
         if now - self._last_progress >= self.progress_interval or progress.done == progress.total:
             self._last_progress = now
             await asyncio.to_thread(self._progress, progress, False)
-
-    def _publish(self, deferred: Sequence[RowResult]) -> None:
-        rows = [(r.item, r.outcome.reason, r.attempts) for r in deferred]
-        publish_items(self.config, self.run_date, rows, self.publisher)
 
     def _progress(self, progress: ShardProgress, finished: bool) -> None:
         self.store.put_progress(
@@ -162,12 +115,9 @@ async def _run_task(config: Settings, store: StateStore) -> int:
         "task_started", f"task {index}/{config.task_count} for {run_date}", config=config.for_log()
     )
 
-    throttles = ThrottleLog()
-    async with FhirClient(
-        fhir_settings(config), on_retry=_log_retry, on_throttle=throttles
-    ) as client:
+    async with open_registry(config) as registry:
         if index == 0:
-            ended = await _start_run(config, store, run_date, client)
+            ended = await _start_run(config, store, run_date, registry.client)
             if ended is not None:
                 return ended
         items = await _wait_for_shard(config, store, run_date)
@@ -175,16 +125,16 @@ async def _run_task(config: Settings, store: StateStore) -> int:
             return EXIT_OK  # another execution owns the date (logged)
         if isinstance(items, int):
             return items
-        progress = await _sync(config, store, run_date, client, items)
+        progress = await _sync(config, store, run_date, registry, items)
     final = await asyncio.to_thread(store.finish_task, run_date, execution, index, time.time())
     log_event(
         "task_finished",
         f"task {index} done: {progress.counts}",
         counts=progress.counts,
         total=progress.total,
-        fhir_rate_limited=client.stats.rate_limited,  # 429 answers
-        fhir_throttled=throttles.count,  # times they narrowed the window
-        fhir_concurrency_limit=client.concurrency_limit,  # at the end
+        fhir_rate_limited=registry.client.stats.rate_limited,  # 429 answers
+        fhir_throttled=registry.throttles.count,  # times they narrowed the window
+        fhir_concurrency_limit=registry.client.concurrency_limit,  # at the end
     )
     if final is not None:
         _log_run_finished(final)
@@ -222,7 +172,7 @@ async def _start_run(
     if run is not None and run.manifest_ready:
         return None
     try:
-        await _check_fhir_server(client)
+        await check_server(client)
         await asyncio.to_thread(_write_manifest, config, store, run_date)
     except (InputError, FhirServerUnfit) as exc:
         return await _fail_run(store, run_date, execution, str(exc))
@@ -231,55 +181,25 @@ async def _start_run(
     return None
 
 
-async def _check_fhir_server(client: FhirClient, *, outage_is_fatal: bool = False) -> None:
-    """Fail fast on a wrong base URL: ``FhirServerUnfit`` unless ``GET [base]/metadata`` shows
-    FHIR R4 with Patient search and update.
-
-    Only an answer is a verdict on the URL. Refused credentials, and a server that does not
-    answer through the client's retries, are left to the rows with a warning: the rows meet
-    them as before (deferred, then replayed), which heals an outage by itself, where a failed
-    run would stop the other tasks for good (Cloud Run retries them at once; they would run out
-    of retries before task 0's retry finds the registry back). ``outage_is_fatal`` (an
-    operator's replay, who is there to try again) raises the ``FhirTransientError`` instead."""
-    try:
-        capabilities = await client.checked_capabilities()
-    except (FhirAuthError, FhirTransientError) as exc:
-        if outage_is_fatal and isinstance(exc, FhirTransientError):
-            raise
-        log_event(
-            "fhir_unchecked",
-            f"the FHIR server at {client.shown_base_url} could not be checked: {exc}",
-            severity=logging.WARNING,
-            reason=str(exc),
-        )
-    else:
-        log_event(
-            "fhir_checked",
-            f"{client.shown_base_url}: FHIR {capabilities.fhir_version}, Patient search and update",
-            fhir_version=capabilities.fhir_version,
-            batch=capabilities.batch,
-        )
-
-
 async def _sync(
     config: Settings,
     store: StateStore,
     run_date: str,
-    client: FhirClient,
+    registry: Registry,
     items: list[WorkItem],
 ) -> ShardProgress:
     """Sync this task's shard, renewing the run's lease meanwhile."""
     renewer = asyncio.create_task(_renew_lease(config, store, run_date))
     try:
-        hooks = JobHooks(config, store, run_date, publisher=_publisher(config))
-        registry = BatchingRegistry(client, config.fhir.batch_size, on_fallback=_log_batch_refused)
+        recorder = RowRecorder(store, run_date, config.execution, publish=_publisher(config))
+        hooks = JobHooks(config, store, run_date, recorder)
         progress = await sync_shard(
             items,
-            registry,
+            registry.calls,
             store,
             Ledger(ledger_key(config)),
             hooks,
-            concurrency=registry.rows_in_flight(config.fhir.concurrency),
+            concurrency=registry.rows_in_flight(),
             fmt=config.phone_format,
         )
         await asyncio.to_thread(hooks._progress, progress, True)
@@ -347,21 +267,14 @@ def _write_manifest(config: Settings, store: StateStore, run_date: str) -> None:
     store.note_read(
         read_at, [(first + timedelta(days=n)).isoformat() for n in range((day - first).days + 1)]
     )
-    # Rows dated outside the window are counted, not recorded one by one (docs/decisions.md).
+    # The rows decided from the sheet end as every row does (recorded, logged), before the
+    # manifest is marked ready. Rows dated outside the window are counted, not recorded one by
+    # one (docs/decisions.md).
+    RowRecorder(store, run_date, config.execution).record([RowResult(o) for o in plan.decided])
     outside = {Status.OTHER_DATE.value: len(plan.other_rows)} if plan.other_rows else {}
-    store.write_manifest(run_date, config.execution, shards, plan.decided, outside)
+    store.write_manifest(run_date, config.execution, shards, len(plan.decided), outside)
     written = time.perf_counter()
     rejected = [o for o in plan.decided if o.status in SHEET_REJECTED]
-    for o in rejected:  # one line per row, like the synced rows: the rows metric counts them
-        log_event(
-            "row_outcome",
-            f"row {o.row}: {o.status.value}",
-            severity=logging.WARNING,
-            row=o.row,
-            status=o.status.value,
-            nik=o.nik_masked,
-            reason=o.reason,
-        )
     log_event(
         "manifest_written",
         f"{len(plan.candidates)} rows to sync, {len(plan.decided)} decided from the sheet"
@@ -437,166 +350,16 @@ async def _renew_lease(config: Settings, store: StateStore, run_date: str) -> No
             )
 
 
-def publish_items(
-    config: Settings,
-    run_date: str,
-    rows: Sequence[tuple[WorkItem, str, int]],
-    publisher: object | None = None,
-    *,
-    execution: str | None = None,
-) -> None:
-    """One Pub/Sub message per (row, reason, attempts) on FAILURE_TOPIC, for the replay function.
-
-    ``execution`` is the run the rows belong to (default: this task's execution)."""
-    from common.failures import FailureMessage, FailurePublisher, topic_path
-
-    client = publisher if isinstance(publisher, FailurePublisher) else FailurePublisher()
-    messages = [
-        FailureMessage(
-            run_date=run_date,
-            execution=execution or config.execution,
-            row=i.row,
-            nik=i.nik,
-            phone=i.phone,
-            reason=reason,
-            attempts=attempts,
-            sheet_date=i.date,
-            read_at=i.read_at,
-        )
-        for i, reason, attempts in rows
-    ]
-    client.publish_many(
-        topic_path(str(config.google_cloud_project), str(config.failure_topic)), messages
-    )
-
-
-async def replay_locally(
-    config: Settings, store: StateStore, run_date: str, items: Sequence[WorkItem]
-) -> dict[str, int]:
-    """Local mode of ``phonesync replay``: the replay function's path, run directly, after the
-    job's check of the FHIR server (an operator's ``--fhir-url`` is the likeliest wrong one).
-    Each row goes through the function's checks too: one that fails them is logged as
-    ``replay_malformed`` and counted ``malformed``."""
-    from common.replay import MalformedReplay, log_malformed, replay_item
-
-    counts: dict[str, int] = {}
-    ledger = Ledger(ledger_key(config))
-    run = await asyncio.to_thread(store.get_run, run_date)
-    execution = run.execution if run is not None else ""  # the items are its manifest's
-    async with FhirClient(fhir_settings(config)) as client:
-        await _check_fhir_server(client, outage_is_fatal=True)
-        for item in items:
-            try:
-                result = await replay_item(
-                    item, run_date, execution, client, store, ledger, config.phone_format
-                )
-            except MalformedReplay as exc:
-                log_malformed(item.row, item.nik, exc)
-                status = "malformed"
-            else:
-                status = result.outcome.status.value
-            counts[status] = counts.get(status, 0) + 1
-    return counts
-
-
-def _publisher(config: Settings) -> object | None:
+def _publisher(config: Settings) -> Publish | None:
+    """Deferred rows' messages go to ``FAILURE_TOPIC``; locally (no topic) deferred rows stay in
+    the store for ``phonesync replay``."""
     if not config.failure_topic:
-        return None  # local mode: deferred rows stay in the store for `phonesync replay`
-    from common.failures import FailurePublisher
+        return None
+    from common.failures import FailurePublisher, topic_path
 
-    return FailurePublisher()
-
-
-def _log_retry(method: str, status: int, attempt: int) -> None:
-    log_event(
-        "fhir_retry",
-        f"{method} answered {status or 'no response'}; retrying",
-        severity=logging.WARNING,
-        method=method,
-        http_status=status,
-        request_attempt=attempt,  # `attempt` is the task's (Cloud Run's), bound for every line
-    )
-
-
-class ThrottleLog:
-    """``fhir_throttled`` warnings: the first narrowing of the window at once, then at most one
-    line per ``every`` seconds (a server at its limit narrows it about once per Retry-After)."""
-
-    def __init__(self, every: float = 60.0) -> None:
-        self.every = every
-        self.count = 0
-        self._logged = 0  # narrowings already reported
-        self._last: float | None = None
-
-    def __call__(self, limit: int, pause: float) -> None:
-        self.count += 1
-        now = time.monotonic()
-        if self._last is not None and now - self._last < self.every:
-            return
-        self._last = now
-        log_event(
-            "fhir_throttled",
-            f"the FHIR server answered 429: every request paused {pause:g} s, "
-            f"then resumed one at a time, up to {limit} in flight",
-            severity=logging.WARNING,
-            limit=limit,
-            pause_seconds=pause,
-            narrowings=self.count - self._logged,  # since the last such line
-        )
-        self._logged = self.count
-
-
-def _log_batch_refused(reason: str) -> None:
-    log_event("fhir_batch_refused", reason, severity=logging.WARNING)
-
-
-def write_officer_report(config: Settings, store: StateStore, run: RunState) -> None:
-    """Replace the officers' report tab with the run's rows needing action (when configured).
-
-    Never raises: a report that cannot be written must not fail (and so retry) a finished run.
-    The outcome is logged (``report_written`` / ``report_failed``, counted by a log-based
-    metric) and kept with the run for ``phonesync status``.
-    """
-    if not config.report_sheet_id:
-        return
-    from common.officer_report import report_values
-    from common.sheets_api import replace_tab, write_token
-    from jobs.operator import jakarta_time
-
-    tab = config.report_sheet_tab
-    try:
-        outcomes = store.outcomes(run.run_date)
-        needing = [o for o in outcomes if o.status in NEEDS_OFFICER]
-        rows = read_rows(config) if needing else []  # the date and name as typed
-        values = report_values(run.run_date, outcomes, rows, jakarta_time(time.time()))
-        replace_tab(
-            config.report_sheet_id,
-            tab,
-            values,
-            api_url=config.sheets_api_url,
-            token=sheets_token(config, write_token),
-        )
-    except Exception as exc:  # any failure: recorded below, the run stays as it finished
-        detail = f"failed: {type(exc).__name__}: {exc}"
-        log_event(
-            "report_failed",
-            f"the officers' report tab {tab!r} was not written: {exc}",
-            severity=logging.ERROR,
-            tab=tab,
-            reason=str(exc),
-        )
-    else:
-        detail = f"written: {len(needing)} row(s) to tab {tab!r} at {jakarta_time(time.time())}"
-        log_event(
-            "report_written",
-            f"{len(needing)} row(s) to the officers' tab {tab!r}",
-            tab=tab,
-            rows=len(needing),
-        )
-    try:
-        store.set_report(run.run_date, run.execution, detail)
-    except Exception as exc:  # the tab's fate stays in the log line above
-        log_event("report_unrecorded", str(exc), severity=logging.WARNING)
+    client = FailurePublisher()
+    topic = topic_path(str(config.google_cloud_project), config.failure_topic)
+    return lambda messages: client.publish_many(topic, messages)
 
 
 def _log_run_finished(run: RunState) -> None:

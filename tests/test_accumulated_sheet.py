@@ -36,7 +36,6 @@ def test_only_the_windows_rows_leave_records_and_the_rest_are_counted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(sheets_api, "CHUNK_ROWS", 250)
-    monkeypatch.setenv("SHEETS_ACCESS_TOKEN", "test-token")
     patients = [
         {
             "resourceType": "Patient",
@@ -51,6 +50,7 @@ def test_only_the_windows_rows_leave_records_and_the_rest_are_counted(
             "SHEET_ID": "sheet-1",
             "SHEET_RANGE": "Sheet1!A:D",
             "SHEETS_API_URL": sim.url,
+            "SHEETS_ACCESS_TOKEN": "test-token",
             "FHIR_BASE_URL": sim.fhir,
             "FHIR_API_KEY": API_KEY,
             "RUN_DATE": "2025-09-23",

@@ -47,8 +47,8 @@ def cloud(gcp_project: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[st
         name=subscriber.subscription_path(gcp_project, "replay"),
         topic=topic_path(gcp_project, TOPIC),
     )
-    monkeypatch.setenv("SHEETS_ACCESS_TOKEN", "test-token")
     yield {
+        "SHEETS_ACCESS_TOKEN": "test-token",
         "STATE_BACKEND": "firestore",
         "GOOGLE_CLOUD_PROJECT": gcp_project,
         "FAILURE_TOPIC": TOPIC,

@@ -92,6 +92,12 @@ def test_every_problem_is_reported_at_once_one_line_each() -> None:
     ]
 
 
+def test_a_misspelt_fhir_setting_is_reported_not_ignored() -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_settings({**LOCAL, "FHIR_MAX_ATTEMPT": "3"})
+    assert exc.value.problems == ["FHIR_MAX_ATTEMPT: not a setting phonesync knows (misspelt?)"]
+
+
 def test_only_task_0_needs_the_sheet() -> None:
     env = {k: v for k, v in PRODUCTION.items() if k != "SHEET_ID"}
     assert load_settings(env).task_index == 3

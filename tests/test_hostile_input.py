@@ -115,8 +115,11 @@ def test_the_job_rejects_oversized_cells_and_syncs_the_rest(
             (tmp_path / "sheet.csv").write_text(text)
             extra = {"SHEET_CSV": str(tmp_path / "sheet.csv")}
         else:
-            monkeypatch.setenv("SHEETS_ACCESS_TOKEN", "test-token")
-            extra = {"SHEET_ID": "sheet-1", "SHEETS_API_URL": sim.url}
+            extra = {
+                "SHEET_ID": "sheet-1",
+                "SHEETS_API_URL": sim.url,
+                "SHEETS_ACCESS_TOKEN": "test-token",
+            }
         assert run_task(load_settings(run_env(tmp_path, sim.fhir, **extra))) == 0
         assert outcomes(tmp_path) == EXPECTED
         assert set(sim.state.puts_by_patient) == {"patient-001", "patient-005"}

@@ -22,10 +22,11 @@ import pytest
 
 from common import telemetry
 from common.config import load_settings
+from common.replay import replay_directly
 from common.store import RunState, RunStatus, SqliteStore
 from common.telemetry import LOGGER_NAME
 from jobs.local import summary
-from jobs.task import replay_locally, run_task
+from jobs.task import run_task
 from tests.simulator import (
     API_KEY,
     SAMPLE_SHEET,
@@ -245,7 +246,7 @@ def test_an_outage_past_the_deadline_defers_rows_and_replay_recovers_them(
         config = load_settings(job_env(sim, state), role="replay")
         store = SqliteStore(state)
         items = [i for idx in range(2) for i in store.read_shard(DATE, "exec-1", idx) or []]
-        counts = asyncio.run(replay_locally(config, store, DATE, items))
+        counts = asyncio.run(replay_directly(config, store, DATE, items))
         store.close()
         assert counts == {"updated": 10}
         assert puts(sim) == {f"patient-{i:03d}": 1 for i in range(1, 11)}

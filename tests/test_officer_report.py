@@ -2,7 +2,6 @@
 read back from the simulator exactly as the officers would see it."""
 
 import json
-import os
 from pathlib import Path
 
 import httpx
@@ -178,14 +177,11 @@ def test_a_report_that_cannot_be_written_never_fails_the_run(tmp_path: Path) -> 
             "RUN_DATE": DATE,
             "STATE_PATH": str(state),
             "SHEETS_API_URL": sim.url,
+            "SHEETS_ACCESS_TOKEN": "test-token",
             "REPORT_SHEET_ID": "officers-sheet",
             "CLOUD_RUN_EXECUTION": "exec-1",
         }
-        os.environ["SHEETS_ACCESS_TOKEN"] = "test-token"
-        try:
-            assert run_task(load_settings(env)) == 0
-        finally:
-            del os.environ["SHEETS_ACCESS_TOKEN"]
+        assert run_task(load_settings(env)) == 0
         assert sim.state.sheet_tabs.values("officers-sheet", "phonesync") is None
     store = SqliteStore(state)
     run = store.get_run(DATE)

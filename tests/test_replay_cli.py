@@ -16,9 +16,11 @@ from common import telemetry
 from common.config import load_settings
 from common.failures import FailureMessage, topic_path
 from common.outcomes import Status
+from common.privacy import mask_nik
+from common.replay import replay_directly
 from common.store import SqliteStore
 from jobs.cli import main
-from jobs.task import replay_locally, run_task
+from jobs.task import run_task
 from sim.app import capability_statement
 from tests.simulator import API_KEY, SAMPLE_SHEET, RunningSim, simulator
 
@@ -204,7 +206,7 @@ def test_direct_replay_checks_rows_as_the_replay_function_does(tmp_path: Path) -
         logs = io.StringIO()
         telemetry.configure_logging(stream=logs)
         try:
-            counts = asyncio.run(replay_locally(config, store, DATE, items))
+            counts = asyncio.run(replay_directly(config, store, DATE, items))
         finally:
             telemetry.configure_logging(stream=sys.stderr)
         outcomes = {o.row: o.status for o in store.outcomes(DATE)}
@@ -221,4 +223,18 @@ def test_direct_replay_checks_rows_as_the_replay_function_does(tmp_path: Path) -
         (2, "nik_identifier: has digits other than 0-9 (retype it with Latin digits)"),
         (99, "row 99 is not in the manifest of the 2025-09-23 run (exec-1)"),
     ]
+    # the applied row ends as every row does: one row_outcome line, the job's fields
+    (applied,) = [
+        line
+        for line in map(json.loads, logs.getvalue().splitlines())
+        if line.get("event") == "row_outcome"
+    ]
+    assert {k: applied[k] for k in ("run_date", "execution", "source", "row", "status")} == {
+        "run_date": DATE,
+        "execution": "exec-1",
+        "source": "operator",
+        "row": 3,
+        "status": "updated",
+    }
+    assert applied["nik"] == mask_nik(row3.nik) and applied["reason"]
     assert row2.nik not in logs.getvalue()

@@ -58,14 +58,14 @@ def test_source_location_is_the_callers_line() -> None:
 
 
 def test_a_fhir_retry_keeps_the_tasks_attempt() -> None:
-    from jobs.task import _log_retry
+    from common.registry import log_retry
 
     stream = capture()
     telemetry.bind(attempt=2)
-    _log_retry("GET", 503, 4)
+    log_retry("GET", 503, 4)
     (line,) = [entry for entry in lines(stream) if entry.get("event") == "fhir_retry"]
     assert (line["attempt"], line["request_attempt"], line["http_status"]) == (2, 4, 503)
-    assert line["logging.googleapis.com/sourceLocation"]["function"] == "_log_retry"
+    assert line["logging.googleapis.com/sourceLocation"]["function"] == "log_retry"
 
 
 def test_a_cloud_run_task_with_a_bad_configuration_logs_it_as_json_with_severity() -> None:

@@ -43,7 +43,8 @@ HttpUrl = Annotated[str, AfterValidator(_http_url)]
 class FhirSettings(BaseModel):
     """How to reach one FHIR R4 base and how hard to push it."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=True)
+    # Unknown fields are refused: a misspelt FHIR_MAX_ATTEMPT is reported, not ignored.
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
 
     #: The FHIR R4 base, e.g. ``https://…/fhir`` (required by every command that calls it).
     base_url: HttpUrl = ""

@@ -24,8 +24,8 @@ from cloudevents.http import CloudEvent
 
 from common.config import load_settings
 from common.failures import FailureMessage
-from common.fhir import FhirClient
-from common.privacy import mask_nik
+from common.recording import RowResult
+from common.registry import open_registry
 from common.replay import (
     MalformedReplay,
     ReplayDeferred,
@@ -33,7 +33,7 @@ from common.replay import (
     must_retry,
     replay_item,
 )
-from common.runtime import fhir_settings, ledger_key, open_store
+from common.runtime import ledger_key, open_store
 from common.store import WorkItem
 from common.sync import Ledger
 from common.telemetry import bind, configure_logging, log_event
@@ -68,21 +68,12 @@ def replay(cloud_event: CloudEvent) -> None:
     except MalformedReplay as exc:
         log_malformed(message.row, message.nik, exc)
         return
-    outcome = result.outcome
-    log_event(
-        "replay_outcome",
-        f"row {outcome.row}: {outcome.status.value}",
-        severity=logging.WARNING if must_retry(result) else logging.INFO,
-        row=outcome.row,
-        status=outcome.status.value,
-        nik=mask_nik(message.nik),
-        reason=outcome.reason,
-    )
-    if must_retry(result):
+    if must_retry(result):  # recorded and logged (row_outcome) like every row's end
+        outcome = result.outcome
         raise ReplayDeferred(f"row {outcome.row} still failing: {outcome.reason}")
 
 
-async def _replay(message: FailureMessage) -> Any:
+async def _replay(message: FailureMessage) -> RowResult:
     config = load_settings(role="replay")
     store = open_store(config)
     item = WorkItem(
@@ -93,12 +84,12 @@ async def _replay(message: FailureMessage) -> Any:
         read_at=message.read_at,
     )
     try:
-        async with FhirClient(fhir_settings(config)) as client:
+        async with open_registry(config) as registry:
             return await replay_item(
                 item,
                 message.run_date,
                 message.execution,
-                client,
+                registry.client,  # one row: its own requests, no batch Bundle
                 store,
                 Ledger(ledger_key(config)),
                 config.phone_format,
