@@ -253,13 +253,6 @@ def check_ledger_handles_many_keys(store: StateStore) -> None:
     assert len(got) == 1_200 and got["k1199"].row == 1199
 
 
-CHECKS: list[Callable[[StateStore], None]] = [
-    value
-    for name, value in sorted(globals().items())
-    if name.startswith("check_") and callable(value)
-]
-
-
 def check_the_report_tabs_fate_is_kept_per_run_and_cleared_by_a_new_run(store: StateStore) -> None:
     store.acquire_run(DATE, "exec-a", 1, LEASE, T0)
     store.set_report(DATE, "exec-b", "written: someone else's run")  # not this run: ignored
@@ -270,3 +263,10 @@ def check_the_report_tabs_fate_is_kept_per_run_and_cleared_by_a_new_run(store: S
     store.finish_task(DATE, "exec-a", 0, T0 + 1)
     assert store.acquire_run(DATE, "exec-c", 1, LEASE, T0 + 2) is LockResult.ACQUIRED
     assert store.get_run(DATE).report == ""  # type: ignore[union-attr]
+
+
+CHECKS: list[Callable[[StateStore], None]] = [
+    value
+    for name, value in sorted(globals().items())
+    if name.startswith("check_") and callable(value)
+]
