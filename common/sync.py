@@ -255,7 +255,11 @@ async def sync_shard(
                 batch_due.set()
 
     flushing = asyncio.create_task(flusher())
-    await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, todo.qsize())))))
+    try:
+        await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, todo.qsize())))))
+    except BaseException:  # cancelled (a lost shard lease) or failed: the flusher goes too
+        flushing.cancel()
+        raise
     workers_done = True
     batch_due.set()
     await flushing  # re-raises a failed flush (e.g. Pub/Sub down): the task is retried

@@ -259,7 +259,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     try:
         run = store.get_run(run_date)
         outcomes = store.outcomes(run_date) if run is not None else []
-        print(render_status(run, store.progress(run_date), run_date, sys.stdout.isatty(), outcomes))
+        print(
+            render_status(
+                run, store.shard_states(run_date), run_date, sys.stdout.isatty(), outcomes
+            )
+        )
     finally:
         store.close()
     return status_exit_code(run)

@@ -79,16 +79,16 @@ def exit_code(codes: list[int]) -> int:
 
 
 def _draw(store: StateStore, run_date: str, started: float, out: TextIO, interactive: bool) -> None:
-    tasks = store.progress(run_date)
+    shards = store.shard_states(run_date)
     run = store.get_run(run_date)
-    total = run.total_rows if run and run.total_rows else sum(t.total for t in tasks)
-    decided = total - sum(t.total for t in tasks) if run and run.manifest_ready else 0
-    done = decided + sum(t.done for t in tasks)
-    counts = sum_counts(tasks)
+    total = run.total_rows if run and run.total_rows else sum(s.total for s in shards)
+    decided = total - sum(s.total for s in shards) if run and run.manifest_ready else 0
+    done = decided + sum(s.done for s in shards)
+    counts = sum_counts(shards)
     ok = sum(counts.get(s, 0) for s in ("updated", "unchanged", "already_applied"))
     failed = sum(counts.get(s, 0) for s in ("deferred", "error"))
     elapsed = time.monotonic() - started
-    synced = sum(t.done for t in tasks)
+    synced = sum(s.done for s in shards)
     rate = synced / elapsed if elapsed > 0 else 0.0
     remaining = total - done
     eta = f"{remaining / rate:.0f} s" if rate > 0 and remaining > 0 else "-"

@@ -12,7 +12,7 @@ import orjson
 from common.errors import InputError
 from common.jakarta import jakarta_time
 from common.outcomes import NEEDS_OFFICER, NOT_YET_APPLIED, RowOutcome, Status
-from common.store import RunState, RunStatus, StateStore, TaskProgress, WorkItem
+from common.store import RunState, RunStatus, ShardState, StateStore, WorkItem
 
 REPORT_COLUMNS = ("row", "nik", "status", "reason", "warning", "patient_id")
 
@@ -36,15 +36,18 @@ def status_exit_code(run: RunState | None) -> int:
 
 def render_status(
     run: RunState | None,
-    tasks: Sequence[TaskProgress],
+    shards: Sequence[ShardState],
     run_date: str,
     bars: bool,
     outcomes: Sequence[RowOutcome] = (),
 ) -> str:
-    """The run, its tasks, counts by status and, by name, the rows someone must act on."""
+    """The run, its shards and who holds them, counts by status and, by name, the rows someone
+    must act on."""
     if run is None:
         return f"no run recorded for {run_date}"
-    end = run.finished_at or time.time()
+    now = time.time()
+    end = run.finished_at or now
+    shards = [s for s in shards if s.execution == run.execution]
     lines = [
         f"run {run.run_date}: {run.status.value}" + (f" — {run.reason}" if run.reason else ""),
         f"  execution  {run.execution}",
@@ -52,21 +55,40 @@ def render_status(
         f" ({end - run.started_at:.0f} s {'in total' if run.finished_at else 'so far'})",
         f"  rows       {run.total_rows}"
         + ("" if run.manifest_ready else " (manifest not written yet)"),
-        f"  tasks      {sum(t.finished for t in tasks)}/{run.task_count} finished",
     ]
+    if run.manifest_ready:
+        lines.append(f"  shards     {sum(s.finished for s in shards)}/{run.task_count} finished")
     if run.report:
         lines.append(f"  report tab {run.report}")
-    for t in tasks:
-        share = t.done / t.total if t.total else 1.0
-        state = "done" if t.finished else f"updated {time.time() - t.updated_at:.0f} s ago"
-        bar = f"[{'#' * round(share * 30):<30}] " if bars else ""
-        lines.append(f"  task {t.task_index:>3}  {bar}{t.done}/{t.total} ({share:.0%}) {state}")
-    counts = run.counts if run.finished_at else sum_counts(tasks)
+    if run.manifest_ready:
+        by_shard = {s.shard: s for s in shards}
+        lines += [_shard_line(i, by_shard.get(i), bars, now) for i in range(run.task_count)]
+    counts = run.counts if run.finished_at else sum_counts(shards)
     if counts:
         lines.append("  by status" + ("" if run.finished_at else " (so far, synced rows only)"))
         lines += [f"    {status:<16} {count}" for status, count in counts.items()]
     lines += _rows_needing_action(outcomes, run_date)
     return "\n".join(lines)
+
+
+def _shard_line(index: int, shard: ShardState | None, bars: bool, now: float) -> str:
+    """``shard   2  [###   ] 40/100 (40%) task 1, updated 3 s ago``: its progress and who
+    holds it; a holder whose lease expired is gone, and the next task to look takes it over."""
+    head = f"  shard {index:>3}  "
+    if shard is None or shard.owner is None:
+        return head + "not claimed yet"
+    share = shard.done / shard.total if shard.total else float(shard.finished)
+    bar = f"[{'#' * round(share * 30):<30}] " if bars else ""
+    if shard.finished:
+        holder = f"done by task {shard.owner}"
+    elif shard.lease_until > now:
+        holder = f"task {shard.owner}, updated {now - shard.updated_at:.0f} s ago"
+    else:
+        holder = (
+            f"task {shard.owner} gone (lease expired {now - shard.lease_until:.0f} s ago):"
+            " the next task to look takes it over"
+        )
+    return f"{head}{bar}{shard.done}/{shard.total} ({share:.0%}) {holder}"
 
 
 def _rows_needing_action(outcomes: Sequence[RowOutcome], run_date: str) -> list[str]:
@@ -83,11 +105,11 @@ def _rows_needing_action(outcomes: Sequence[RowOutcome], run_date: str) -> list[
     return lines
 
 
-def sum_counts(tasks: Sequence[TaskProgress]) -> dict[str, int]:
-    """Counts by status over the tasks' progress records (a run in progress has no total yet)."""
+def sum_counts(shards: Sequence[ShardState]) -> dict[str, int]:
+    """Counts by status over the shards' progress records (a run in progress has no total yet)."""
     counts: dict[str, int] = {}
-    for t in tasks:
-        for status, n in t.counts.items():
+    for shard in shards:
+        for status, n in shard.counts.items():
             counts[status] = counts.get(status, 0) + n
     return counts
 

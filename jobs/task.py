@@ -1,8 +1,12 @@
 """One Cloud Run task of the nightly job (``phonesync run``; task index from the environment).
 
 Task 0 takes the run lock, checks the FHIR server, reads the sheet once and writes the
-manifest; every task then syncs its shard. Exit codes follow the Cloud Run convention: non-zero only when the task should be
-retried (Cloud Run reruns it); row-level failures are recorded outcomes, not crashes.
+manifest: one shard per task. Shards are leases a task claims: each task syncs its own shard
+first, then any shard nobody holds or whose holder's lease expired, and waits while others
+hold live leases, until every shard is finished; the call that finishes the last one closes
+the run. So the last live task finishes the run, whichever tasks died on the way. Exit codes
+follow the Cloud Run convention: non-zero only when the task should be retried (Cloud Run
+reruns it); row-level failures are recorded outcomes, not crashes.
 
 When the run cannot proceed (``FHIR_BASE_URL`` is not a FHIR R4 server that answers, checked
 before anything else; or task 0 could not read or use the sheet), task 0 marks it failed and
@@ -11,6 +15,7 @@ Run has no exit code for "do not retry": any non-zero exit is retried up to ``ma
 only non-zero exits make the execution fail (and the "execution failed" alert fire). A retry is
 cheap and is also the recovery: a retried task 0 reads the sheet again (fixed meanwhile, or the
 API back) and revives the run; a retried task finding it running again waits for the manifest.
+A revived task 0 syncs every shard whose task has given up meanwhile.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import logging
 import time
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.config import Settings, jakarta_today, lookback_start
@@ -39,8 +44,8 @@ from common.store import (
     LockResult,
     RunState,
     RunStatus,
+    ShardState,
     StateStore,
-    TaskProgress,
     WorkItem,
     read_stamp,
 )
@@ -49,6 +54,8 @@ from common.telemetry import bind, log_event
 
 EXIT_OK = 0
 EXIT_RETRY = 1
+#: How often a task with nothing to claim looks again for a shard whose holder's lease expired.
+SHARD_POLL_SECONDS = 5.0
 
 
 @dataclass(slots=True)
@@ -58,6 +65,7 @@ class JobHooks:
     config: Settings
     store: StateStore
     run_date: str
+    shard: int
     recorder: RowRecorder
     progress_interval: float = 5.0
     _last_progress: float = 0.0
@@ -67,24 +75,25 @@ class JobHooks:
         now = time.monotonic()
         if now - self._last_progress >= self.progress_interval or progress.done == progress.total:
             self._last_progress = now
-            await asyncio.to_thread(self._progress, progress, False)
+            await asyncio.to_thread(self._progress, progress)
 
-    def _progress(self, progress: ShardProgress, finished: bool) -> None:
+    def _progress(self, progress: ShardProgress) -> None:
         self.store.put_progress(
             self.run_date,
-            TaskProgress(
-                task_index=self.config.task_index,
+            ShardState(
+                shard=self.shard,
                 execution=self.config.execution,
                 total=progress.total,
                 done=progress.done,
                 counts=dict(progress.counts),
                 updated_at=time.time(),
-                finished=finished,
             ),
         )
         log_event(
             "task_progress",
-            f"task {self.config.task_index}: {progress.done}/{progress.total} rows",
+            f"task {self.config.task_index}, shard {self.shard}:"
+            f" {progress.done}/{progress.total} rows",
+            shard=self.shard,
             done=progress.done,
             total=progress.total,
             counts=progress.counts,
@@ -120,25 +129,23 @@ async def _run_task(config: Settings, store: StateStore) -> int:
             ended = await _start_run(config, store, run_date, registry.client)
             if ended is not None:
                 return ended
-        items = await _wait_for_shard(config, store, run_date)
-        if items is None:
-            return EXIT_OK  # another execution owns the date (logged)
-        if isinstance(items, int):
-            return items
-        progress = await _sync(config, store, run_date, registry, items)
-    final = await asyncio.to_thread(store.finish_task, run_date, execution, index, time.time())
+        ended = await _wait_for_manifest(config, store, run_date)
+        if ended is not None:
+            return ended
+        work = await _sync_shards(config, store, run_date, registry)
     log_event(
         "task_finished",
-        f"task {index} done: {progress.counts}",
-        counts=progress.counts,
-        total=progress.total,
+        f"task {index} done: shards {work.shards}, {work.counts}",
+        shards=work.shards,  # the shards this task synced, its own and those it took over
+        counts=work.counts,
+        total=work.total,
         fhir_rate_limited=registry.client.stats.rate_limited,  # 429 answers
         fhir_throttled=registry.throttles.count,  # times they narrowed the window
         fhir_concurrency_limit=registry.client.concurrency_limit,  # at the end
     )
-    if final is not None:
-        _log_run_finished(final)
-        await asyncio.to_thread(write_officer_report, config, store, final)
+    if work.final is not None:
+        _log_run_finished(work.final)
+        await asyncio.to_thread(write_officer_report, config, store, work.final)
     return EXIT_OK
 
 
@@ -181,19 +188,142 @@ async def _start_run(
     return None
 
 
-async def _sync(
+@dataclass(slots=True)
+class _Work:
+    """What a task synced: the shards, their rows by status, and the run if this task closed it."""
+
+    shards: list[int] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    total: int = 0
+    final: RunState | None = None
+
+    def add(self, shard: int, progress: ShardProgress) -> None:
+        self.shards.append(shard)
+        self.total += progress.total
+        for status, n in progress.counts.items():
+            self.counts[status] = self.counts.get(status, 0) + n
+
+
+@dataclass(slots=True)
+class _Held:
+    """The shard this task is syncing, for the lease renewer (which cancels a lost one)."""
+
+    shard: int | None = None
+    sync: asyncio.Task[ShardProgress] | None = None
+    lost: bool = False
+
+
+async def _sync_shards(
+    config: Settings, store: StateStore, run_date: str, registry: Registry
+) -> _Work:
+    """Claim shards and sync them until every shard of the run is finished.
+
+    Order: shards this task holds (its dead attempt's), its own, then any other whose lease is
+    absent or expired. While others hold live leases it polls, so a dead holder's shard is
+    taken over once its lease expires. One shard at a time, one holder at a time: the renewer
+    stops a sync whose lease another task has taken over."""
+    index, execution = config.task_index, config.execution
+    work, held = _Work(), _Held()
+    renewer = asyncio.create_task(_renew_leases(config, store, run_date, held))
+    try:
+        while True:
+            run = await asyncio.to_thread(store.get_run, run_date)
+            if run is None or run.execution != execution:
+                log_event(
+                    "lease_lost", "another execution took over this date", severity=logging.WARNING
+                )
+                return work
+            if run.status is not RunStatus.RUNNING:
+                return work  # closed by the task that finished the last shard
+            states = {
+                s.shard: s
+                for s in await asyncio.to_thread(store.shard_states, run_date)
+                if s.execution == execution
+            }
+            if all(states.get(i) and states[i].finished for i in range(config.task_count)):
+                # Every shard is finished and the run still open: its closer died between
+                # claiming and closing it (this is its retry), or is closing it right now.
+                work.final = await asyncio.to_thread(
+                    store.close_run, run_date, execution, index, time.time()
+                )
+                return work
+            now = time.time()
+            shard = next(
+                (
+                    i
+                    for i in _claim_order(index, config.task_count, states)
+                    if i not in states or states[i].claimable_by(index, now)
+                ),
+                None,
+            )
+            if shard is None or not await asyncio.to_thread(
+                store.claim_shard, run_date, execution, shard, index, config.lease_seconds, now
+            ):
+                await asyncio.sleep(min(SHARD_POLL_SECONDS, config.lease_seconds / 3))
+                continue
+            _log_claimed(index, shard, states.get(shard), now)
+            held.shard, held.lost = shard, False
+            try:
+                progress = await _sync_shard(config, store, run_date, registry, shard, held)
+                if progress is None:
+                    continue  # taken over by another task, which syncs it now
+                final = await asyncio.to_thread(
+                    store.finish_shard, run_date, execution, shard, index, time.time()
+                )
+            finally:
+                held.shard, held.sync = None, None
+            work.add(shard, progress)
+            work.final = work.final or final
+    finally:
+        renewer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await renewer
+
+
+def _claim_order(index: int, count: int, states: dict[int, ShardState]) -> list[int]:
+    """Shards this task holds first (a retried attempt resumes them), then its own, then the
+    others from the next index on (tasks looking for work spread over different shards)."""
+    mine = [i for i, s in sorted(states.items()) if s.owner == index and not s.finished]
+    rest = [(index + n) % count for n in range(count)]
+    return list(dict.fromkeys(mine + rest))
+
+
+def _log_claimed(index: int, shard: int, before: ShardState | None, now: float) -> None:
+    if before is None or before.owner is None:
+        how, previous = "unclaimed", None
+    elif before.owner == index:
+        how, previous = "resumed from this task's previous attempt", index
+    else:
+        how = f"taken over from task {before.owner}, whose lease expired"
+        how += f" {now - before.lease_until:.0f} s ago"
+        previous = before.owner
+    log_event(
+        "shard_claimed",
+        f"task {index} claimed shard {shard} ({how})",
+        shard=shard,
+        previous_owner=previous,
+    )
+
+
+async def _sync_shard(
     config: Settings,
     store: StateStore,
     run_date: str,
     registry: Registry,
-    items: list[WorkItem],
-) -> ShardProgress:
-    """Sync this task's shard, renewing the run's lease meanwhile."""
-    renewer = asyncio.create_task(_renew_lease(config, store, run_date))
-    try:
-        recorder = RowRecorder(store, run_date, config.execution, publish=_publisher(config))
-        hooks = JobHooks(config, store, run_date, recorder)
-        progress = await sync_shard(
+    shard: int,
+    held: _Held,
+) -> ShardProgress | None:
+    """Sync a shard this task has claimed, from its first row (rows already applied cost no
+    FHIR call: the ledger). None when the lease was lost meanwhile, or the manifest is gone
+    (another execution took the date over)."""
+    items = await asyncio.to_thread(store.read_shard, run_date, config.execution, shard)
+    if items is None:
+        return None
+    recorder = RowRecorder(store, run_date, config.execution, publish=_publisher(config))
+    hooks = JobHooks(config, store, run_date, shard, recorder)
+    await asyncio.to_thread(hooks._progress, ShardProgress(total=len(items)))
+    held.sync = asyncio.create_task(
+        sync_shard(
             items,
             registry.calls,
             store,
@@ -202,12 +332,14 @@ async def _sync(
             concurrency=registry.rows_in_flight(),
             fmt=config.phone_format,
         )
-        await asyncio.to_thread(hooks._progress, progress, True)
-    finally:
-        renewer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await renewer
-    return progress
+    )
+    try:
+        return await held.sync  # its last flush wrote the shard's final progress
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if held.lost and task is not None and not task.cancelling():
+            return None
+        raise
 
 
 async def _fail_run(
@@ -291,18 +423,14 @@ def _write_manifest(config: Settings, store: StateStore, run_date: str) -> None:
     )
 
 
-async def _wait_for_shard(
-    config: Settings, store: StateStore, run_date: str
-) -> list[WorkItem] | int | None:
-    """This task's shard once task 0 has written it; None if another execution owns the date."""
+async def _wait_for_manifest(config: Settings, store: StateStore, run_date: str) -> int | None:
+    """None once task 0 has written this execution's manifest; otherwise the exit code (another
+    execution owns the date, task 0 failed the run, or no manifest came in time)."""
     deadline = time.monotonic() + config.manifest_timeout_seconds
     while True:
-        items = await asyncio.to_thread(
-            store.read_shard, run_date, config.execution, config.task_index
-        )
-        if items is not None:
-            return items
         run = await asyncio.to_thread(store.get_run, run_date)
+        if run is not None and run.execution == config.execution and run.manifest_ready:
+            return None
         # Another execution *running* under a live lease owns the date. A finished earlier run
         # does not count: our task 0 is about to take the date over for this rerun.
         if (
@@ -316,7 +444,7 @@ async def _wait_for_shard(
                 f"{run_date} is being synced by {run.execution}; nothing to do",
                 holder=run.execution,
             )
-            return None
+            return EXIT_OK
         if run is not None and run.execution == config.execution and run.status is RunStatus.FAILED:
             # Task 0 could not start this execution's run: waiting for a manifest that will not
             # come only delays the failure. Exit non-zero like task 0 (see the module docstring).
@@ -338,15 +466,31 @@ async def _wait_for_shard(
         await asyncio.sleep(1.0)
 
 
-async def _renew_lease(config: Settings, store: StateStore, run_date: str) -> None:
+async def _renew_leases(config: Settings, store: StateStore, run_date: str, held: _Held) -> None:
+    """Every third of ``LEASE_SECONDS``: the run's lease, and the lease of the shard being
+    synced. Losing the shard's (this task stalled past its lease and another took the shard
+    over) stops that sync at once, so the shard is never synced by two tasks for long."""
+    execution, index, lease = config.execution, config.task_index, config.lease_seconds
     while True:
-        await asyncio.sleep(config.lease_seconds / 3)
-        held = await asyncio.to_thread(
-            store.renew_lease, run_date, config.execution, config.lease_seconds, time.time()
-        )
-        if not held:
+        await asyncio.sleep(lease / 3)
+        now = time.time()
+        if not await asyncio.to_thread(store.renew_lease, run_date, execution, lease, now):
             log_event(
                 "lease_lost", "another execution took over this date", severity=logging.WARNING
+            )
+        shard = held.shard
+        if shard is None or await asyncio.to_thread(
+            store.renew_shard, run_date, execution, shard, index, lease, now
+        ):
+            continue
+        if held.shard == shard and held.sync is not None:
+            held.lost = True
+            held.sync.cancel()
+            log_event(
+                "lease_lost",
+                f"another task took over shard {shard}: this task stopped syncing it",
+                severity=logging.WARNING,
+                shard=shard,
             )
 
 

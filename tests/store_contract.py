@@ -9,7 +9,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 from common.outcomes import RowOutcome, Status
-from common.store import LedgerEntry, LockResult, RunStatus, StateStore, TaskProgress, WorkItem
+from common.store import (
+    LedgerEntry,
+    LockResult,
+    RunState,
+    RunStatus,
+    ShardState,
+    StateStore,
+    WorkItem,
+)
 
 DATE = "2025-09-23"
 LEASE = 60.0
@@ -31,6 +39,14 @@ def write_manifest(
     """Task 0's manifest: the rows decided from the sheet recorded, then the shards."""
     store.record_outcomes(run_date, decided)
     store.write_manifest(run_date, execution, shards, len(decided), counted)
+
+
+def finish(
+    store: StateStore, shard: int, now: float, execution: str = "exec-a", run_date: str = DATE
+) -> RunState | None:
+    """Task ``shard`` claims its own shard and finishes it, as a task whose shard is synced."""
+    assert store.claim_shard(run_date, execution, shard, shard, LEASE, now)
+    return store.finish_shard(run_date, execution, shard, shard, now)
 
 
 def check_execution_date_is_fixed_by_the_first_caller(store: StateStore) -> None:
@@ -62,7 +78,7 @@ def check_an_expired_lease_is_taken_over(store: StateStore) -> None:
 def check_a_finished_date_can_be_rerun(store: StateStore) -> None:
     store.acquire_run(DATE, "exec-a", 1, LEASE, T0)
     write_manifest(store, DATE, "exec-a", {0: []}, [RowOutcome(2, Status.INVALID_NIK, "x")])
-    assert store.finish_task(DATE, "exec-a", 0, T0 + 5) is not None
+    assert finish(store, 0, T0 + 5) is not None
     assert store.acquire_run(DATE, "exec-b", 1, LEASE, T0 + 10) is LockResult.ACQUIRED
     run = store.get_run(DATE)
     assert run is not None
@@ -94,12 +110,12 @@ def check_rows_outside_the_window_are_counted_without_records(store: StateStore)
     write_manifest(store, DATE, "exec-a", {0: [item(2)]}, decided, {"other_date": 980_000})
     store.record_outcomes(DATE, [RowOutcome(2, Status.UPDATED, "mobile phone added")])
     assert [o.row for o in store.outcomes(DATE)] == [2, 3]  # no record per counted row
-    run = store.finish_task(DATE, "exec-a", 0, T0 + 5)
+    run = finish(store, 0, T0 + 5)
     assert run is not None and run.total_rows == 980_002
     assert run.counts == {"updated": 1, "other_date": 980_000, "invalid_phone": 1}
     assert store.acquire_run(DATE, "exec-b", 1, LEASE, T0 + 10) is LockResult.ACQUIRED
     write_manifest(store, DATE, "exec-b", {0: []}, [])  # a rerun whose window holds every row
-    rerun = store.finish_task(DATE, "exec-b", 0, T0 + 15)
+    rerun = finish(store, 0, T0 + 15, "exec-b")
     assert rerun is not None and rerun.counts == {} and rerun.total_rows == 0
 
 
@@ -130,32 +146,33 @@ def check_the_last_task_to_finish_closes_the_run(store: StateStore) -> None:
     write_manifest(
         store, DATE, "exec-a", {0: [item(2)], 1: [item(3)]}, [RowOutcome(4, Status.INVALID_PHONE)]
     )
-    store.put_progress(
-        DATE, TaskProgress(0, "exec-a", total=1, done=1, counts={"updated": 1}, updated_at=T0)
-    )
+    assert store.close_run(DATE, "exec-a", 0, T0) is None  # no shard finished yet
     store.record_outcomes(DATE, [RowOutcome(2, Status.UPDATED)])
-    assert store.finish_task(DATE, "exec-a", 0, T0 + 1) is None
+    assert finish(store, 0, T0 + 1) is None
+    assert store.close_run(DATE, "exec-a", 0, T0 + 1) is None  # shard 1 is not finished
     store.record_outcomes(DATE, [RowOutcome(3, Status.DEFERRED, "FHIR down")])
-    final = store.finish_task(DATE, "exec-a", 1, T0 + 2)
+    final = finish(store, 1, T0 + 2)
     assert final is not None
     assert final.status is RunStatus.PARTIAL
     assert final.counts == {"updated": 1, "invalid_phone": 1, "deferred": 1}
     assert final.finished_at == T0 + 2
-    assert [p.finished for p in store.progress(DATE)] == [True, True]
-    # a retried task finishing again does not reopen or recount the run
-    assert store.finish_task(DATE, "exec-a", 1, T0 + 3) is None
+    assert [p.finished for p in store.shard_states(DATE)] == [True, True]
+    # a retried task finishing again, or a task finding every shard finished, closes nothing
+    assert store.finish_shard(DATE, "exec-a", 1, 1, T0 + 3) is None
+    assert store.close_run(DATE, "exec-a", 0, T0 + 3) is None
+    assert store.get_run(DATE) == final
 
 
 def check_a_run_without_failures_succeeds_and_a_failed_run_says_why(store: StateStore) -> None:
     store.acquire_run(DATE, "exec-a", 1, LEASE, T0)
     write_manifest(store, DATE, "exec-a", {0: [item(2)]}, [RowOutcome(3, Status.SUPERSEDED)])
     store.record_outcomes(DATE, [RowOutcome(2, Status.UNCHANGED)])
-    final = store.finish_task(DATE, "exec-a", 0, T0 + 1)
+    final = finish(store, 0, T0 + 1)
     assert final is not None and final.status is RunStatus.SUCCEEDED
     store.acquire_run("2025-09-22", "exec-c", 1, LEASE, T0)
     write_manifest(store, "2025-09-22", "exec-c", {0: [item(2)]}, [])
     store.record_outcomes("2025-09-22", [RowOutcome(2, Status.NOT_FOUND)])
-    needs = store.finish_task("2025-09-22", "exec-c", 0, T0 + 1)
+    needs = finish(store, 0, T0 + 1, "exec-c", "2025-09-22")
     assert needs is not None and needs.status is RunStatus.NEEDS_ACTION
     store.acquire_run("2025-09-24", "exec-b", 1, LEASE, T0)
     store.fail_run("2025-09-24", "exec-b", "sheet unreadable: 403", T0 + 1)
@@ -176,7 +193,7 @@ def check_a_replayed_row_moves_the_counts_and_can_complete_the_run(store: StateS
     store.record_outcomes(
         DATE, [RowOutcome(2, Status.DEFERRED, "503"), RowOutcome(3, Status.DEFERRED, "503")]
     )
-    final = store.finish_task(DATE, "exec-a", 0, T0 + 1)
+    final = finish(store, 0, T0 + 1)
     assert final is not None and final.status is RunStatus.PARTIAL
     # a replay of an older execution's row does not touch this run's report
     assert store.record_replay(DATE, "exec-old", RowOutcome(2, Status.UPDATED), T0 + 4) is None
@@ -199,20 +216,75 @@ def check_a_replayed_row_moves_the_counts_and_can_complete_the_run(store: StateS
     assert [o.status for o in store.outcomes(DATE)] == [Status.UPDATED, Status.UNCHANGED]
 
 
-def check_progress_is_one_record_per_task(store: StateStore) -> None:
+def check_progress_is_one_record_per_shard(store: StateStore) -> None:
     store.put_progress(
-        DATE, TaskProgress(1, "e", total=10, done=3, counts={"updated": 3}, updated_at=T0)
+        DATE, ShardState(1, "e", total=10, done=3, counts={"updated": 3}, updated_at=T0)
     )
     store.put_progress(
-        DATE, TaskProgress(0, "e", total=5, done=5, counts={"unchanged": 5}, updated_at=T0)
+        DATE, ShardState(0, "e", total=5, done=5, counts={"unchanged": 5}, updated_at=T0)
     )
     store.put_progress(
-        DATE, TaskProgress(1, "e", total=10, done=7, counts={"updated": 7}, updated_at=T0 + 1)
+        DATE,
+        ShardState(1, "e", total=10, done=7, counts={"deferred": 1, "updated": 6}, updated_at=T0),
     )
-    assert [(p.task_index, p.done, p.counts) for p in store.progress(DATE)] == [
+    store.put_progress(
+        DATE, ShardState(1, "e", total=10, done=7, counts={"updated": 7}, updated_at=T0 + 1)
+    )
+    assert [(p.shard, p.done, p.counts) for p in store.shard_states(DATE)] == [
         (0, 5, {"unchanged": 5}),
-        (1, 7, {"updated": 7}),
+        (1, 7, {"updated": 7}),  # the counts replaced whole, not merged status by status
     ]
+
+
+def check_a_shard_is_held_by_one_task_until_its_lease_expires(store: StateStore) -> None:
+    assert not store.claim_shard(DATE, "exec-a", 0, 0, LEASE, T0)  # no run yet
+    store.acquire_run(DATE, "exec-a", 3, LEASE, T0)
+    write_manifest(store, DATE, "exec-a", {0: [item(2)], 1: [item(3)], 2: []}, [])
+    assert store.shard_states(DATE) == []  # nobody has claimed a shard yet
+    assert store.claim_shard(DATE, "exec-a", 0, 0, LEASE, T0)
+    assert not store.claim_shard(DATE, "exec-a", 0, 1, LEASE, T0 + 1)  # held by task 0
+    assert not store.claim_shard(DATE, "exec-b", 1, 1, LEASE, T0 + 1)  # not exec-b's run
+    # a retried task 0 (same index, next attempt) resumes the shard its dead attempt held
+    assert store.claim_shard(DATE, "exec-a", 0, 0, LEASE, T0 + 2)
+    assert store.renew_shard(DATE, "exec-a", 0, 0, LEASE, T0 + 50)  # held until T0 + 110
+    assert not store.renew_shard(DATE, "exec-a", 0, 1, LEASE, T0 + 50)  # not task 1's
+    assert not store.claim_shard(DATE, "exec-a", 0, 1, LEASE, T0 + 109)
+    # task 0 stopped renewing: once its lease expired, task 1 takes the shard over
+    assert store.claim_shard(DATE, "exec-a", 0, 1, LEASE, T0 + 110)
+    assert not store.renew_shard(DATE, "exec-a", 0, 0, LEASE, T0 + 111)  # task 0 lost it
+    assert store.finish_shard(DATE, "exec-a", 0, 0, T0 + 112) is None  # and cannot finish it
+    (shard,) = store.shard_states(DATE)
+    assert (shard.shard, shard.owner, shard.lease_until, shard.finished) == (
+        0,
+        1,
+        T0 + 110 + LEASE,
+        False,
+    )
+    assert store.finish_shard(DATE, "exec-a", 0, 1, T0 + 113) is None  # shards 1, 2 open
+    assert not store.claim_shard(DATE, "exec-a", 0, 2, LEASE, T0 + 999)  # finished
+    assert store.claim_shard(DATE, "exec-a", 2, 1, LEASE, T0 + 114)  # never claimed: free
+    assert [(s.shard, s.owner, s.finished) for s in store.shard_states(DATE)] == [
+        (0, 1, True),
+        (2, 1, False),
+    ]
+
+
+def check_progress_leaves_a_shards_claim_alone(store: StateStore) -> None:
+    store.acquire_run(DATE, "exec-a", 2, LEASE, T0)
+    write_manifest(store, DATE, "exec-a", {0: [item(2)], 1: [item(3)]}, [])
+    assert store.claim_shard(DATE, "exec-a", 1, 0, LEASE, T0)
+    store.put_progress(
+        DATE, ShardState(1, "exec-a", total=1, done=1, counts={"updated": 1}, updated_at=T0 + 1)
+    )
+    (shard,) = store.shard_states(DATE)
+    assert shard == ShardState(
+        1, "exec-a", 1, 1, {"updated": 1}, T0 + 1, finished=False, owner=0, lease_until=T0 + LEASE
+    )
+    assert not store.claim_shard(DATE, "exec-a", 1, 1, LEASE, T0 + 2)  # still task 0's
+    assert store.finish_shard(DATE, "exec-a", 1, 0, T0 + 3) is None
+    store.put_progress(DATE, ShardState(1, "exec-a", total=1, done=1, updated_at=T0 + 4))
+    (shard,) = store.shard_states(DATE)
+    assert (shard.finished, shard.owner) == (True, 0)
 
 
 def check_ledger_keeps_the_entry_of_the_latest_read(store: StateStore) -> None:
@@ -260,7 +332,7 @@ def check_the_report_tabs_fate_is_kept_per_run_and_cleared_by_a_new_run(store: S
     store.set_report(DATE, "exec-a", "failed: Sheets API answered 403")
     assert store.get_run(DATE).report == "failed: Sheets API answered 403"  # type: ignore[union-attr]
     write_manifest(store, DATE, "exec-a", {0: []}, [])
-    store.finish_task(DATE, "exec-a", 0, T0 + 1)
+    finish(store, 0, T0 + 1)
     assert store.acquire_run(DATE, "exec-c", 1, LEASE, T0 + 2) is LockResult.ACQUIRED
     assert store.get_run(DATE).report == ""  # type: ignore[union-attr]
 

@@ -4,12 +4,15 @@ Every Google service goes through its real client against the real emulator; the
 through the Sheets API route of the simulator; FHIR is the simulator.
 """
 
+import io
+import json
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,7 @@ from typing import Any
 import pytest
 from google.cloud import pubsub_v1
 
+from common import telemetry
 from common.config import load_settings
 from common.failures import FailureMessage, topic_path
 from common.store import RunStatus
@@ -132,7 +136,7 @@ def test_four_tasks_sync_the_sheet_and_close_the_run(
             10,
         )
         store = FirestoreStore(gcp_project)
-        progress = store.progress(DATE)
+        progress = store.shard_states(DATE)
         store.close()
         assert [p.finished for p in progress] == [True] * 4
         assert sum(p.done for p in progress) == 10
@@ -256,14 +260,59 @@ def test_a_wrong_fhir_server_fails_the_run_before_the_sheet_and_a_retry_recovers
             assert store.outcomes(DATE) == [] and store.read_shard(DATE, "exec-1", 0) is None
         finally:
             store.close()
-        # The registry answers as R4 again: task 0's retry revives the run, then task 1's
-        # retry syncs its shard. (A task retried while the run is still failed stops again:
-        # the risk docs/decisions.md, record 58, names for every failure of task 0.)
+        # The registry answers as R4 again: task 0's retry revives the run and, task 1's
+        # retry not there yet, syncs both shards; task 1's retry finds them finished. (Had
+        # task 1 used up its retries meanwhile: the next test, docs/decisions.md record 81.)
         sim.state.capability_statement = None
         for index in (0, 1):
             env = task_env(cloud, sim, index, 2, "exec-1", CLOUD_RUN_TASK_ATTEMPT="1")
             assert run_parallel([env]) == [0]
         assert run_doc(gcp_project).status is RunStatus.SUCCEEDED and all_one_put(sim)
+
+
+def test_task_0_revived_after_the_others_gave_up_syncs_every_shard(
+    cloud: dict[str, str], gcp_project: str
+) -> None:
+    """The Sheet is not shared with the job yet (403) for task 0's first two attempts. The
+    other tasks stop at once each time and use up their retries (terraform's max_retries: 3);
+    task 0's third attempt reads the sheet, syncs every shard and closes the run."""
+    logs = io.StringIO()
+    telemetry.configure_logging(stream=logs)
+    try:
+        with sim_with_sheet() as sim:
+            sim.state.fail_next_sheet(2, 403)
+            for attempt in (0, 1):  # every task fails: task 0 its run, the others stop
+                envs = [
+                    task_env(cloud, sim, i, 3, "exec-1", CLOUD_RUN_TASK_ATTEMPT=str(attempt))
+                    for i in range(3)
+                ]
+                assert run_parallel(envs) == [1, 1, 1]
+            for attempt in (2, 3):  # the last retries of tasks 1 and 2: the run still failed
+                envs = [
+                    task_env(cloud, sim, i, 3, "exec-1", CLOUD_RUN_TASK_ATTEMPT=str(attempt))
+                    for i in (1, 2)
+                ]
+                assert run_parallel(envs) == [1, 1]
+            assert run_doc(gcp_project).status is RunStatus.FAILED
+            revived = task_env(cloud, sim, 0, 3, "exec-1", CLOUD_RUN_TASK_ATTEMPT="2")
+            assert run_parallel([revived]) == [0]
+            assert all_one_put(sim)  # every row once, whoever's shard it was
+    finally:
+        telemetry.configure_logging(stream=sys.stderr)
+    run = run_doc(gcp_project)
+    assert (run.status, run.counts, run.total_rows) == (RunStatus.SUCCEEDED, {"updated": 10}, 10)
+    store = FirestoreStore(gcp_project)
+    shards = store.shard_states(DATE)
+    store.close()
+    assert [(s.shard, s.owner, s.finished) for s in shards] == [
+        (0, 0, True),
+        (1, 0, True),
+        (2, 0, True),
+    ]
+    lines = [json.loads(line) for line in logs.getvalue().splitlines()]
+    events = Counter(line.get("event") for line in lines)
+    assert events["task_stopped"] == 8  # tasks 1 and 2, four attempts each
+    assert events["run_finished"] == 1 and events["shard_claimed"] == 3
 
 
 def test_local_multi_task_on_firestore_equals_sqlite(cloud: dict[str, str], tmp_path: Path) -> None:

@@ -255,7 +255,9 @@ def test_local_task_processes_get_the_client_secret_intact(tmp_path: Path) -> No
         assert run.status is RunStatus.SUCCEEDED and run.counts == {"updated": 10}
         assert run.task_count == 2
         assert sim.state.requests["POST token 401"] == 0
-        assert token_requests(sim) == 2  # one token per task process
+        # One token per task process that called the registry: task 0 (a child too) always,
+        # for its check; task 1 unless task 0 had claimed every shard before it looked.
+        assert token_requests(sim) in (1, 2)
         logged = (
             done.stdout
             + done.stderr

@@ -1,7 +1,8 @@
 """`phonesync run` in local mode against the simulator: the sync's promises, one scenario each.
 
-Tasks run in-process one after another (task 0 writes the manifest, each task syncs its
-shard), exactly the code a Cloud Run task runs; one test drives the real multi-process CLI.
+Tasks run in-process one after another, exactly the code a Cloud Run task runs: task 0 writes
+the manifest and, alone, claims and syncs every shard; the others find them finished. Tests
+with processes drive the real multi-process CLI, and a task killed in its shard.
 """
 
 import asyncio
@@ -296,6 +297,71 @@ def test_a_run_killed_half_way_finishes_on_rerun_with_one_put_per_patient(
         assert puts(sim) == {f"patient-{i:03d}": 1 for i in range(1, 11)}
         run, _ = run_state(state)
         assert run.status is RunStatus.SUCCEEDED
+
+
+def test_a_task_killed_mid_shard_leaves_it_to_another_task_once_its_lease_expires(
+    tmp_path: Path,
+) -> None:
+    """Task 0 dies in its shard for good (no retry comes); task 1 syncs its own shard, waits
+    for task 0's lease on shard 0 to expire, takes it over and finishes the run."""
+    state = tmp_path / "s.db"
+    lease = {"LEASE_SECONDS": "4", "CLOUD_RUN_EXECUTION": "exec-lease", "CLOUD_RUN_TASK_COUNT": "2"}
+    events: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = events.append  # type: ignore[method-assign]
+    with simulator(latency_ms=150, seed=3) as sim:
+        env = {
+            **os.environ,
+            **job_env(sim, state, FHIR_CONCURRENCY="1", FHIR_BATCH_SIZE="0", **lease),
+            "CLOUD_RUN_TASK_INDEX": "0",
+        }
+        child = subprocess.Popen(
+            [sys.executable, "-m", "jobs.cli", "run"],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while sum(puts(sim).values()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        assert 2 <= sum(puts(sim).values()) < 6  # shard 0 holds 6 of the 10 rows
+        store = SqliteStore(state)
+        (held,) = store.shard_states(DATE)
+        store.close()
+        assert (held.shard, held.owner, held.finished) == (0, 0, False)
+        telemetry.configure_logging(stream=io.StringIO())  # INFO and up, as the job logs
+        logging.getLogger(LOGGER_NAME).addHandler(handler)
+        try:
+            config = load_settings(
+                job_env(sim, state, FHIR_BATCH_SIZE="0", CLOUD_RUN_TASK_INDEX="1", **lease)
+            )
+            assert run_task(config) == 0
+        finally:
+            telemetry.configure_logging(stream=sys.stderr)
+        assert puts(sim) == {f"patient-{i:03d}": 1 for i in range(1, 11)}
+    run, _ = run_state(state)
+    # rows task 0 had applied are found applied (unchanged, or already_applied if recorded)
+    assert run.status is RunStatus.SUCCEEDED and sum(run.counts.values()) == 10
+    assert set(run.counts) <= {"updated", "unchanged", "already_applied"}
+    store = SqliteStore(state)
+    assert [(s.shard, s.owner, s.finished) for s in store.shard_states(DATE)] == [
+        (0, 1, True),
+        (1, 1, True),
+    ]
+    store.close()
+    claims = {
+        e.json_fields["shard"]: e  # type: ignore[attr-defined]
+        for e in events
+        if e.json_fields["event"] == "shard_claimed"  # type: ignore[attr-defined]
+    }
+    assert claims[1].json_fields["previous_owner"] is None  # type: ignore[attr-defined]
+    taken = claims[0]
+    assert taken.json_fields["previous_owner"] == 0  # type: ignore[attr-defined]
+    assert taken.created >= held.lease_until  # not before task 0's lease ran out
+    assert "taken over from task 0, whose lease expired" in taken.getMessage()
 
 
 def test_two_tasks_as_processes_through_the_cli(tmp_path: Path) -> None:

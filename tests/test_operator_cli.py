@@ -3,12 +3,13 @@
 import csv
 import io
 import json
+import time
 from pathlib import Path
 
 import pytest
 
 from common.outcomes import RowOutcome, Status
-from common.store import SqliteStore, TaskProgress, WorkItem
+from common.store import ShardState, SqliteStore, WorkItem
 from jobs.cli import main
 from tests.store_contract import write_manifest
 
@@ -39,14 +40,21 @@ def state(tmp_path: Path) -> Path:
         DATE,
         [RowOutcome(2, Status.UPDATED, "mobile phone added", "patient-001", "3171********0001")],
     )
+    store.claim_shard(DATE, "phonesync-abc12", 0, 0, 60, time.time())
     store.put_progress(
         DATE,
-        TaskProgress(
+        ShardState(
             0, "phonesync-abc12", total=1, done=1, counts={"updated": 1}, updated_at=1_001.0
         ),
     )
     store.close()
     return path
+
+
+def finish_both(store: SqliteStore) -> None:
+    store.finish_shard(DATE, "phonesync-abc12", 0, 0, 1_010.0)
+    store.claim_shard(DATE, "phonesync-abc12", 1, 1, 60, 1_011.0)
+    store.finish_shard(DATE, "phonesync-abc12", 1, 1, 1_012.0)
 
 
 def test_status_mid_run_shows_tasks_and_counts_so_far(
@@ -57,17 +65,46 @@ def test_status_mid_run_shows_tasks_and_counts_so_far(
     assert "run 2025-09-23: running" in out
     assert "started    1970-01-01 07:16:40+07:00" in out  # Asia/Jakarta, offset shown
     assert "execution  phonesync-abc12" in out
-    assert "tasks      0/2 finished" in out
-    assert "task   0  1/1 (100%)" in out
+    assert "shards     0/2 finished" in out
+    assert "shard   0  1/1 (100%) task 0, updated " in out
+    assert "shard   1  not claimed yet" in out
     assert "updated          1" in out
+
+
+def test_status_shows_who_holds_each_shard(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    now = time.time()
+    store = SqliteStore(tmp_path / "state.sqlite3")
+    store.acquire_run(DATE, "exec-s", 4, 60, now - 300)
+    items = [WorkItem(2 + i, DATE, f"317104420392000{i}", "+6281234567890") for i in range(4)]
+    write_manifest(store, DATE, "exec-s", {i: [items[i]] for i in range(4)}, [])
+    store.claim_shard(DATE, "exec-s", 0, 0, 60, now - 200)
+    store.put_progress(DATE, ShardState(0, "exec-s", 1, 1, {"updated": 1}, now - 160))
+    store.finish_shard(DATE, "exec-s", 0, 0, now - 150)
+    store.claim_shard(DATE, "exec-s", 1, 1, 60, now - 100)  # task 1 died: lease over at -40
+    store.put_progress(DATE, ShardState(1, "exec-s", 1, 0, {}, now - 100))
+    store.claim_shard(DATE, "exec-s", 2, 0, 60, now - 10)  # task 0 went on to shard 2
+    store.put_progress(DATE, ShardState(2, "exec-s", 1, 0, {}, now - 5))
+    store.close()
+    assert main(["status", "--date", DATE, "--state", str(tmp_path / "state.sqlite3")]) == 5
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[3:8] == [
+        "  rows       4",
+        "  shards     1/4 finished",
+        "  shard   0  1/1 (100%) done by task 0",
+        "  shard   1  0/1 (0%) task 1 gone (lease expired 40 s ago):"
+        " the next task to look takes it over",
+        "  shard   2  0/1 (0%) task 0, updated 5 s ago",
+    ]
+    assert lines[8] == "  shard   3  not claimed yet"
 
 
 def test_status_after_the_last_task_shows_the_final_status(
     state: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     store = SqliteStore(state)
-    store.finish_task(DATE, "phonesync-abc12", 0, 1_010.0)
-    store.finish_task(DATE, "phonesync-abc12", 1, 1_012.0)
+    finish_both(store)
     store.close()
     assert main(["status", "--date", DATE, "--state", str(state)]) == 3
     out = capsys.readouterr().out
@@ -91,8 +128,7 @@ def test_status_exits_0_only_for_a_plainly_succeeded_run(
 ) -> None:
     store = SqliteStore(state)
     store.record_outcomes(DATE, [outcome])
-    store.finish_task(DATE, "phonesync-abc12", 0, 1_010.0)
-    store.finish_task(DATE, "phonesync-abc12", 1, 1_012.0)
+    finish_both(store)
     store.close()
     assert main(["status", "--date", DATE, "--state", str(state)]) == code
     assert f"run 2025-09-23: {status}" in capsys.readouterr().out

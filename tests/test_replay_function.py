@@ -74,7 +74,8 @@ def store(gcp_project: str) -> Iterator[FirestoreStore]:
     s.record_outcomes(
         DATE, [RowOutcome(2, Status.DEFERRED, MESSAGE.reason, nik_masked="3171********0001")]
     )
-    s.finish_task(DATE, "exec-1", 0, 1_001.0)
+    s.claim_shard(DATE, "exec-1", 0, 0, 60, 1_001.0)
+    s.finish_shard(DATE, "exec-1", 0, 0, 1_001.0)
     yield s
     s.close()
 

@@ -33,7 +33,7 @@ from common.store import RunStatus
 from common.store._firestore import BULK_ATTEMPTS, FirestoreStore, StoreWriteError
 from tests.emulators import EmulatorProject
 from tests.simulator import API_KEY, RunningSim, simulator
-from tests.store_contract import DATE, LEASE, T0, item, write_manifest
+from tests.store_contract import DATE, LEASE, T0, finish, item, write_manifest
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -287,6 +287,6 @@ def test_a_run_that_moved_while_it_closed_is_counted_again_after_the_common_back
         return counted
 
     monkeypatch.setattr(backend, "outcomes", count_while_a_replay_lands)
-    final = backend.finish_task(DATE, "exec-a", 0, T0 + 2)
+    final = finish(backend, 0, T0 + 2)
     assert final is not None and final.status == RunStatus.SUCCEEDED
     assert waits.seconds == full_jitter(0.1, 1.0, 2)  # counted three times

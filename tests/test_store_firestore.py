@@ -6,10 +6,10 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from common.outcomes import RowOutcome, Status
-from common.store import LockResult, RunStatus, StateStore, TaskProgress, WorkItem
+from common.store import LockResult, RunStatus, StateStore, WorkItem
 from common.store._firestore import CHUNK, FirestoreStore, StoreWriteError
 from tests.emulators import EmulatorProject
-from tests.store_contract import CHECKS, DATE, LEASE, T0, item, write_manifest
+from tests.store_contract import CHECKS, DATE, LEASE, T0, finish, item, write_manifest
 
 
 @pytest.fixture
@@ -58,29 +58,51 @@ def test_two_executions_racing_for_a_date_one_wins(project: str) -> None:
         s.close()
 
 
-@pytest.mark.parametrize("progress_first", [False, True], ids=["plain", "progress-first"])
-def test_concurrent_finishes_close_the_run_once(project: str, progress_first: bool) -> None:
-    """progress-first: like the job, every task flags its progress finished before calling
-    finish_task, so all four calls see every task finished and race for the claim."""
-    stores = [FirestoreStore(project) for _ in range(4)]
+@pytest.mark.parametrize("pollers", [0, 4], ids=["finishers", "finishers-and-pollers"])
+def test_concurrent_finishes_close_the_run_once(project: str, pollers: int) -> None:
+    """Four tasks finish their shards at once; with pollers, four more tasks (done with their
+    own work, waiting for the run to end) call close_run at the same moment."""
+    stores = [FirestoreStore(project) for _ in range(4 + pollers)]
     stores[0].acquire_run(DATE, "exec-a", 4, LEASE, T0)
     write_manifest(
         stores[0], DATE, "exec-a", {i: [] for i in range(4)}, [RowOutcome(2, Status.SUPERSEDED)]
     )
-    if progress_first:
-        for i in range(4):
-            stores[0].put_progress(DATE, TaskProgress(i, "exec-a", updated_at=T0, finished=True))
+    for i in range(4):
+        assert stores[0].claim_shard(DATE, "exec-a", i, i, LEASE, T0)
     results = race(
-        [lambda s=s, i=i: s.finish_task(DATE, "exec-a", i, T0 + 1) for i, s in enumerate(stores)]
+        [
+            lambda s=s, i=i: s.finish_shard(DATE, "exec-a", i, i, T0 + 1)
+            for i, s in enumerate(stores[:4])
+        ]
+        + [
+            lambda s=s, i=i: s.close_run(DATE, "exec-a", 4 + i, T0 + 1)
+            for i, s in enumerate(stores[4:])
+        ]
     )
     closed = [r for r in results if r is not None]
     assert len(closed) == 1
     run = stores[0].get_run(DATE)
     assert run == closed[0]
     assert run.status == "succeeded" and run.counts == {"superseded": 1}
-    assert [p.finished for p in stores[0].progress(DATE)] == [True] * 4
+    assert [p.finished for p in stores[0].shard_states(DATE)] == [True] * 4
     for s in stores:
         s.close()
+
+
+def test_a_closer_that_died_after_claiming_the_run_closes_it_on_its_retry(
+    store: FirestoreStore,
+) -> None:
+    store.acquire_run(DATE, "exec-a", 2, LEASE, T0)
+    write_manifest(store, DATE, "exec-a", {0: [], 1: []}, [RowOutcome(2, Status.SUPERSEDED)])
+    assert finish(store, 0, T0 + 1) is None
+    assert store.claim_shard(DATE, "exec-a", 1, 1, LEASE, T0 + 1)
+    # task 1 marks shard 1 finished and claims the run's closing, then dies before closing it
+    store._sub(DATE, "tasks").document("1").update({"finished": True})
+    store._run(DATE).update({"finalizing_task": 1})
+    assert store.close_run(DATE, "exec-a", 0, T0 + 2) is None  # task 0: not its claim
+    assert store.get_run(DATE).status is RunStatus.RUNNING  # type: ignore[union-attr]
+    final = store.close_run(DATE, "exec-a", 1, T0 + 3)  # task 1's retry
+    assert final is not None and (final.status, final.finished_at) == (RunStatus.SUCCEEDED, T0 + 3)
 
 
 def test_a_large_shard_is_split_into_chunks(store: FirestoreStore) -> None:
@@ -140,7 +162,7 @@ def test_a_replay_while_the_run_closes_is_counted(
         return found
 
     monkeypatch.setattr(store, "outcomes", outcomes_then_a_replay)
-    final = store.finish_task(DATE, "exec-a", 0, T0 + 2)
+    final = finish(store, 0, T0 + 2)
     assert final is not None
     assert (final.status, final.counts) == (RunStatus.SUCCEEDED, {"updated": 1})
     assert store.get_run(DATE) == final

@@ -6,11 +6,11 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from common.outcomes import RowOutcome
-from common.store._model import LedgerEntry, LockResult, RunState, TaskProgress, WorkItem
+from common.store._model import LedgerEntry, LockResult, RunState, ShardState, WorkItem
 
 
 class StateStore(Protocol):
-    """Run lock, manifest, row outcomes, per-task progress and the ledger.
+    """Run lock, manifest, row outcomes, shard claims and progress, and the ledger.
 
     Every method is synchronous and safe to call from several processes at once; callers in
     async code run them in a thread. Writes of many records are batched by the backend.
@@ -51,7 +51,7 @@ class StateStore(Protocol):
         """Record what became of the officers' report tab for the run (shown by ``status``)."""
         ...
 
-    # -- manifest: task 0 writes it once, every task reads its shard -----------------------
+    # -- manifest: task 0 writes it once, a shard's holder reads that shard ----------------
     def write_manifest(
         self,
         run_date: str,
@@ -68,8 +68,8 @@ class StateStore(Protocol):
         rows dated outside the window); the run's total and its final counts include them."""
         ...
 
-    def read_shard(self, run_date: str, execution: str, task_index: int) -> list[WorkItem] | None:
-        """This task's work, or None while the manifest of ``execution`` is not ready."""
+    def read_shard(self, run_date: str, execution: str, shard: int) -> list[WorkItem] | None:
+        """The shard's work, or None while the manifest of ``execution`` is not ready."""
         ...
 
     # -- row outcomes ------------------------------------------------------------------------
@@ -103,18 +103,58 @@ class StateStore(Protocol):
         """The latest read that decided the rows dated ``sheet_date``; "" if none did."""
         ...
 
-    # -- progress ----------------------------------------------------------------------------
-    def put_progress(self, run_date: str, progress: TaskProgress) -> None:
-        """Each task writes only its own document: no hot spot shared by all tasks."""
+    # -- shards: leases a task claims, syncs, finishes -------------------------------------
+    def claim_shard(
+        self,
+        run_date: str,
+        execution: str,
+        shard: int,
+        task_index: int,
+        lease_seconds: float,
+        now: float,
+    ) -> bool:
+        """Take ``shard`` for task ``task_index`` until ``now + lease_seconds``, in a transaction.
+
+        True when the shard is unfinished and unclaimed, already this task's (a retried task
+        resumes it), or its holder's lease has expired (see :meth:`ShardState.claimable_by`);
+        False otherwise, and whenever the run is not ``execution``'s running run."""
         ...
 
-    def progress(self, run_date: str) -> list[TaskProgress]: ...
+    def renew_shard(
+        self,
+        run_date: str,
+        execution: str,
+        shard: int,
+        task_index: int,
+        lease_seconds: float,
+        now: float,
+    ) -> bool:
+        """Extend the task's lease on ``shard``; False when another task has taken it over."""
+        ...
 
-    def finish_task(
+    def put_progress(self, run_date: str, progress: ShardState) -> None:
+        """Write a shard's progress (total, done, counts, updated_at) and nothing else: the
+        claim fields (owner, lease, finished) are changed only by claiming and finishing.
+        One record per shard: no hot spot shared by all tasks."""
+        ...
+
+    def shard_states(self, run_date: str) -> list[ShardState]:
+        """The date's shard records, by shard (a shard nobody has claimed yet has none)."""
+        ...
+
+    def finish_shard(
+        self, run_date: str, execution: str, shard: int, task_index: int, now: float
+    ) -> RunState | None:
+        """Mark ``shard`` finished (only while task ``task_index`` holds it), then
+        :meth:`close_run`: the call that finishes the last shard closes the run."""
+        ...
+
+    def close_run(
         self, run_date: str, execution: str, task_index: int, now: float
     ) -> RunState | None:
-        """Mark a task finished. The call that finishes the last task gives the run its final
-        status and counts (from the recorded outcomes) and returns it; others return None."""
+        """Once every shard of the running run is finished, give it its final status and
+        counts (from the recorded outcomes) and return it, exactly once over all callers;
+        None otherwise (shards unfinished, closed already, or another caller closes it)."""
         ...
 
     # -- ledger ------------------------------------------------------------------------------

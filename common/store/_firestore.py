@@ -12,19 +12,23 @@ Layout (every document written by a run carries ``expire_at`` for the TTL policy
   (never a round trip per row). Winning the lock (ACQUIRED) clears the date's rows, tasks and
   manifest after the transaction; a retried task 0 (RESUMED, manifest not ready yet) clears
   them again, in case the first attempt died between the two.
-- ``runs/{run_date}/tasks/{task}``: one progress document per task (no shared hot document).
+- ``runs/{run_date}/tasks/{shard}``: one document per shard (no shared hot document): its
+  claim (``owner``: the holding task's index, ``lease_until``, ``finished``) and its progress.
+  Claims and finishing are transactions on that document (claims also read the run document);
+  progress writes replace only the progress fields. The collection kept its name from when a
+  shard belonged to one task for good (the TTL policy is per collection group).
 - ``ledger/{hmac(nik)}``: the last applied number's hash, run date and row, and the latest
   read of the sheet that applied or confirmed it.
 - ``sheet_reads/{sheet_date}``: the latest read of the sheet that re-decided that date's rows.
 
-Finishing: a task flags its own progress document, then reads every task's; the call that
-sees every task finished claims the run (``finalizing_task``) in a transaction on the run
-document alone, so exactly one caller closes the run even when several finish at once, and
-tasks never lock each other's documents. The claimant counts the outcomes outside a
-transaction (20,000 documents in one would be slow and contended), then writes status and
-counts in a second transaction that counts again if the run document changed meanwhile (a
+Finishing: a task flags the shard it holds finished, then reads every shard's document; the
+call that sees every shard finished claims the run (``finalizing_task``: its task index) in a
+transaction on the run document alone, so exactly one caller closes the run even when several
+finish at once, and tasks never lock each other's documents. The claimant counts the outcomes
+outside a transaction (20,000 documents in one would be slow and contended), then writes status
+and counts in a second transaction that counts again if the run document changed meanwhile (a
 replay moved a row). A crash between claim and close is recovered by Cloud Run's retry of the
-same task, which finds its own claim and closes the run.
+same task, which finds every shard finished and its own claim, and closes the run.
 
 Bulk writes are checked. A BulkWriter silently drops a write whose retries ran out, and a whole
 batch whose request raised; here only writes refused with a retryable gRPC code are retried
@@ -45,6 +49,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -59,7 +64,7 @@ from common.store._model import (
     LockResult,
     RunState,
     RunStatus,
-    TaskProgress,
+    ShardState,
     WorkItem,
     final_status,
     moved_counts,
@@ -379,16 +384,16 @@ class FirestoreStore:
 
         mark_ready(self._transaction())
 
-    def read_shard(self, run_date: str, execution: str, task_index: int) -> list[WorkItem] | None:
+    def read_shard(self, run_date: str, execution: str, shard: int) -> list[WorkItem] | None:
         snap = self._run(run_date).get()
         if not snap.exists:
             return None
         data = _data(snap)
         if data["execution"] != execution or not data.get("manifest_ready"):
             return None
-        count = int((data.get("shard_chunks") or {}).get(str(task_index), 0))
+        count = int((data.get("shard_chunks") or {}).get(str(shard), 0))
         refs = [
-            self._sub(run_date, "manifest").document(f"{execution}-{task_index:04d}-{n:04d}")
+            self._sub(run_date, "manifest").document(f"{execution}-{shard:04d}-{n:04d}")
             for n in range(count)
         ]
         docs = sorted(
@@ -476,46 +481,129 @@ class FirestoreStore:
         result: RunState | None = attempt(self._transaction())
         return result
 
-    # -- progress ---------------------------------------------------------------------------
-    def put_progress(self, run_date: str, progress: TaskProgress) -> None:
-        self._sub(run_date, "tasks").document(str(progress.task_index)).set(
-            {
-                "task_index": progress.task_index,
-                "execution": progress.execution,
-                "total": progress.total,
-                "done": progress.done,
-                "counts": progress.counts,
-                "updated_at": progress.updated_at,
-                "finished": progress.finished,
-                "expire_at": self._expire(),
-            }
+    # -- shards -----------------------------------------------------------------------------
+    def claim_shard(
+        self,
+        run_date: str,
+        execution: str,
+        shard: int,
+        task_index: int,
+        lease_seconds: float,
+        now: float,
+    ) -> bool:
+        run_ref, ref = self._run(run_date), self._sub(run_date, "tasks").document(str(shard))
+
+        @firestore.transactional
+        def attempt(transaction: Any) -> bool:
+            run = run_ref.get(transaction=transaction)
+            if (
+                not run.exists
+                or run.get("execution") != execution
+                or run.get("status") != RunStatus.RUNNING
+            ):
+                return False
+            snap = ref.get(transaction=transaction)
+            current = self._shard(snap) if snap.exists else None
+            claim = {"owner": task_index, "lease_until": now + lease_seconds}
+            if current is not None and current.execution == execution:
+                if not current.claimable_by(task_index, now):
+                    return False
+                transaction.update(ref, claim)
+                return True
+            transaction.set(  # unclaimed (a document of another execution counts as none)
+                ref,
+                {
+                    **asdict(ShardState(shard, execution, updated_at=now)),
+                    **claim,
+                    "expire_at": self._expire(),
+                },
+            )
+            return True
+
+        return bool(attempt(self._transaction()))
+
+    def renew_shard(
+        self,
+        run_date: str,
+        execution: str,
+        shard: int,
+        task_index: int,
+        lease_seconds: float,
+        now: float,
+    ) -> bool:
+        ref = self._sub(run_date, "tasks").document(str(shard))
+
+        @firestore.transactional
+        def attempt(transaction: Any) -> bool:
+            snap = ref.get(transaction=transaction)
+            current = self._shard(snap) if snap.exists else None
+            if current is None or current.execution != execution or current.owner != task_index:
+                return False
+            transaction.update(ref, {"lease_until": max(current.lease_until, now + lease_seconds)})
+            return True
+
+        return bool(attempt(self._transaction()))
+
+    def put_progress(self, run_date: str, progress: ShardState) -> None:
+        data = {
+            "shard": progress.shard,
+            "execution": progress.execution,
+            "total": progress.total,
+            "done": progress.done,
+            "counts": progress.counts,
+            "updated_at": progress.updated_at,
+            "expire_at": self._expire(),
+        }
+        # Only these fields, each replaced whole (``merge=True`` would merge ``counts`` key
+        # by key); the claim fields stay as the claim wrote them.
+        self._sub(run_date, "tasks").document(str(progress.shard)).set(data, merge=list(data))
+
+    @staticmethod
+    def _shard(snap: Any) -> ShardState:
+        d = _data(snap)
+        return ShardState(
+            shard=int(snap.id),
+            execution=d.get("execution", ""),
+            total=int(d.get("total") or 0),
+            done=int(d.get("done") or 0),
+            counts=dict(d.get("counts") or {}),
+            updated_at=float(d.get("updated_at") or 0.0),
+            finished=bool(d.get("finished")),
+            owner=d.get("owner"),
+            lease_until=float(d.get("lease_until") or 0.0),
         )
 
-    def progress(self, run_date: str) -> list[TaskProgress]:
-        out = []
-        for snap in self._sub(run_date, "tasks").stream():
-            d = snap.to_dict()
-            out.append(
-                TaskProgress(
-                    d["task_index"],
-                    d["execution"],
-                    d["total"],
-                    d["done"],
-                    dict(d["counts"]),
-                    d["updated_at"],
-                    d["finished"],
-                )
-            )
-        return sorted(out, key=lambda t: t.task_index)
+    def shard_states(self, run_date: str) -> list[ShardState]:
+        shards = [self._shard(snap) for snap in self._sub(run_date, "tasks").stream()]
+        return sorted(shards, key=lambda s: s.shard)
 
-    def finish_task(
+    def finish_shard(
+        self, run_date: str, execution: str, shard: int, task_index: int, now: float
+    ) -> RunState | None:
+        ref = self._sub(run_date, "tasks").document(str(shard))
+
+        @firestore.transactional
+        def mark(transaction: Any) -> None:
+            snap = ref.get(transaction=transaction)
+            current = self._shard(snap) if snap.exists else None
+            if (
+                current is not None
+                and current.execution == execution
+                and current.owner == task_index
+                and not current.finished
+            ):
+                transaction.update(ref, {"finished": True, "updated_at": now})
+
+        mark(self._transaction())
+        return self.close_run(run_date, execution, task_index, now)
+
+    def close_run(
         self, run_date: str, execution: str, task_index: int, now: float
     ) -> RunState | None:
         run_ref = self._run(run_date)
         tasks = self._sub(run_date, "tasks")
-        self._mark_finished(tasks.document(str(task_index)), execution, task_index, now)
-        # Strong reads, outside any transaction: whichever task marked itself finished last
-        # sees every task finished here, since all the other marks were written before.
+        # Strong reads, outside any transaction: whichever task marked a shard finished last
+        # sees every shard finished here, since all the other marks were written before.
         run = run_ref.get()
         data = _data(run) if run.exists else {}
         if data.get("execution") != execution or data.get("status") != RunStatus.RUNNING:
@@ -545,27 +633,6 @@ class FirestoreStore:
         if not claim(self._transaction()):
             return None
         return self._close_run(run_date, execution, task_index, now)
-
-    def _mark_finished(self, ref: Any, execution: str, task_index: int, now: float) -> None:
-        """Like SQLite: flag the task's progress document, or create it when it has none."""
-        try:
-            ref.update({"finished": True, "updated_at": now})
-        except gexc.NotFound:
-            try:
-                ref.create(
-                    {
-                        "task_index": task_index,
-                        "execution": execution,
-                        "total": 0,
-                        "done": 0,
-                        "counts": {},
-                        "updated_at": now,
-                        "finished": True,
-                        "expire_at": self._expire(),
-                    }
-                )
-            except gexc.AlreadyExists:
-                ref.update({"finished": True, "updated_at": now})
 
     def _close_run(
         self, run_date: str, execution: str, task_index: int, now: float

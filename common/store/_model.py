@@ -84,14 +84,29 @@ class RunState:
 
 
 @dataclass(slots=True)
-class TaskProgress:
-    task_index: int
+class ShardState:
+    """One shard of a run's manifest: who holds it, until when, and how far it got.
+
+    A shard is a lease a task claims (``owner``, ``lease_until``), syncs while renewing the
+    lease, then finishes. The owner is the task's index, not its attempt: a retried task
+    resumes what its dead attempt held. A shard whose holder stopped renewing is free for any
+    task once its lease has expired, so no shard depends on one task's survival."""
+
+    shard: int
     execution: str
     total: int = 0
     done: int = 0
     counts: dict[str, int] = field(default_factory=dict)
     updated_at: float = 0.0
     finished: bool = False
+    owner: int | None = None  # the index of the task holding it; None: never claimed
+    lease_until: float = 0.0
+
+    def claimable_by(self, task_index: int, now: float) -> bool:
+        """Unfinished, and unclaimed, already this task's, or its holder's lease expired."""
+        return not self.finished and (
+            self.owner is None or self.owner == task_index or self.lease_until <= now
+        )
 
 
 def final_status(counts: dict[str, int]) -> RunStatus:

@@ -17,7 +17,7 @@ from common.store._model import (
     LockResult,
     RunState,
     RunStatus,
-    TaskProgress,
+    ShardState,
     WorkItem,
     final_status,
     moved_counts,
@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS outcomes (
 CREATE TABLE IF NOT EXISTS progress (
   run_date TEXT, task_index INTEGER, execution TEXT NOT NULL, total INTEGER NOT NULL,
   done INTEGER NOT NULL, counts TEXT NOT NULL, updated_at REAL NOT NULL, finished INTEGER NOT NULL,
+  owner INTEGER, lease_until REAL NOT NULL DEFAULT 0,
   PRIMARY KEY (run_date, task_index));
 CREATE TABLE IF NOT EXISTS ledger (
   key TEXT PRIMARY KEY, phone_hash TEXT NOT NULL, run_date TEXT NOT NULL, row INTEGER NOT NULL,
@@ -52,6 +53,9 @@ _ADDED_COLUMNS = (
     ("ledger", "read_at", "TEXT NOT NULL DEFAULT ''"),
     ("runs", "report", "TEXT NOT NULL DEFAULT ''"),  # the officers' report tab's fate
     ("runs", "counted", "TEXT NOT NULL DEFAULT '{}'"),
+    # progress rows became shard claims; their task_index column holds the shard's index
+    ("progress", "owner", "INTEGER"),
+    ("progress", "lease_until", "REAL NOT NULL DEFAULT 0"),
 )
 
 
@@ -210,7 +214,7 @@ class SqliteStore:
                 (total, json.dumps(counted), run_date, execution),
             )
 
-    def read_shard(self, run_date: str, execution: str, task_index: int) -> list[WorkItem] | None:
+    def read_shard(self, run_date: str, execution: str, shard: int) -> list[WorkItem] | None:
         ready = self._query(
             "SELECT manifest_ready FROM runs WHERE run_date = ? AND execution = ?",
             (run_date, execution),
@@ -219,7 +223,7 @@ class SqliteStore:
             return None
         rows = self._query(
             "SELECT items FROM shards WHERE run_date = ? AND execution = ? AND task_index = ?",
-            (run_date, execution, task_index),
+            (run_date, execution, shard),
         )
         return [WorkItem(**item) for item in json.loads(rows[0][0])] if rows else []
 
@@ -293,61 +297,147 @@ class SqliteStore:
                 )
         return self.get_run(run_date)
 
-    def put_progress(self, run_date: str, progress: TaskProgress) -> None:
+    def claim_shard(
+        self,
+        run_date: str,
+        execution: str,
+        shard: int,
+        task_index: int,
+        lease_seconds: float,
+        now: float,
+    ) -> bool:
+        with self._write() as db:
+            run = db.execute(
+                "SELECT status FROM runs WHERE run_date = ? AND execution = ?",
+                (run_date, execution),
+            ).fetchone()
+            if run is None or run[0] != RunStatus.RUNNING:
+                return False
+            current = self._shard_state(db, run_date, shard)
+            if current is not None and current.execution == execution:
+                if not current.claimable_by(task_index, now):
+                    return False
+                db.execute(
+                    "UPDATE progress SET owner = ?, lease_until = ?"
+                    " WHERE run_date = ? AND task_index = ?",
+                    (task_index, now + lease_seconds, run_date, shard),
+                )
+                return True
+            db.execute(  # unclaimed (a record of another execution counts as none)
+                "INSERT OR REPLACE INTO progress (run_date, task_index, execution, total, done,"
+                " counts, updated_at, finished, owner, lease_until)"
+                " VALUES (?, ?, ?, 0, 0, '{}', ?, 0, ?, ?)",
+                (run_date, shard, execution, now, task_index, now + lease_seconds),
+            )
+            return True
+
+    def renew_shard(
+        self,
+        run_date: str,
+        execution: str,
+        shard: int,
+        task_index: int,
+        lease_seconds: float,
+        now: float,
+    ) -> bool:
+        with self._write() as db:
+            cursor = db.execute(
+                "UPDATE progress SET lease_until = MAX(lease_until, ?)"
+                " WHERE run_date = ? AND task_index = ? AND execution = ? AND owner = ?",
+                (now + lease_seconds, run_date, shard, execution, task_index),
+            )
+            return cursor.rowcount == 1
+
+    def put_progress(self, run_date: str, progress: ShardState) -> None:
         with self._write() as db:
             db.execute(
-                "INSERT OR REPLACE INTO progress (run_date, task_index, execution, total, done,"
-                " counts, updated_at, finished) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO progress (run_date, task_index, execution, total, done, counts,"
+                " updated_at, finished) VALUES (?, ?, ?, ?, ?, ?, ?, 0)"
+                " ON CONFLICT (run_date, task_index) DO UPDATE SET total = excluded.total,"
+                " done = excluded.done, counts = excluded.counts, updated_at = excluded.updated_at",
                 (
                     run_date,
-                    progress.task_index,
+                    progress.shard,
                     progress.execution,
                     progress.total,
                     progress.done,
                     json.dumps(progress.counts),
                     progress.updated_at,
-                    int(progress.finished),
                 ),
             )
 
-    def progress(self, run_date: str) -> list[TaskProgress]:
+    _SHARD_COLUMNS = (
+        "task_index, execution, total, done, counts, updated_at, finished, owner, lease_until"
+    )
+
+    @staticmethod
+    def _shard(row: Sequence[Any]) -> ShardState:
+        return ShardState(
+            shard=row[0],
+            execution=row[1],
+            total=row[2],
+            done=row[3],
+            counts=json.loads(row[4]),
+            updated_at=row[5],
+            finished=bool(row[6]),
+            owner=row[7],
+            lease_until=row[8],
+        )
+
+    def _shard_state(self, db: sqlite3.Connection, run_date: str, shard: int) -> ShardState | None:
+        row = db.execute(
+            f"SELECT {self._SHARD_COLUMNS} FROM progress WHERE run_date = ? AND task_index = ?",
+            (run_date, shard),
+        ).fetchone()
+        return self._shard(row) if row else None
+
+    def shard_states(self, run_date: str) -> list[ShardState]:
         rows = self._query(
-            "SELECT task_index, execution, total, done, counts, updated_at, finished FROM progress"
-            " WHERE run_date = ? ORDER BY task_index",
+            f"SELECT {self._SHARD_COLUMNS} FROM progress WHERE run_date = ? ORDER BY task_index",
             (run_date,),
         )
-        return [
-            TaskProgress(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], bool(r[6])) for r in rows
-        ]
+        return [self._shard(r) for r in rows]
 
-    def finish_task(
-        self, run_date: str, execution: str, task_index: int, now: float
+    def finish_shard(
+        self, run_date: str, execution: str, shard: int, task_index: int, now: float
     ) -> RunState | None:
         with self._write() as db:
             db.execute(
-                "INSERT INTO progress (run_date, task_index, execution, total, done, counts,"
-                " updated_at, finished) VALUES (?, ?, ?, 0, 0, '{}', ?, 1)"
-                " ON CONFLICT (run_date, task_index) DO UPDATE SET finished = 1, updated_at = ?",
-                (run_date, task_index, execution, now, now),
+                "UPDATE progress SET finished = 1, updated_at = ?"
+                " WHERE run_date = ? AND task_index = ? AND execution = ? AND owner = ?",
+                (now, run_date, shard, execution, task_index),
             )
-            run = db.execute(
-                "SELECT task_count, status, counted FROM runs WHERE run_date = ? AND execution = ?",
-                (run_date, execution),
-            ).fetchone()
-            if run is None or run[1] != RunStatus.RUNNING:
-                return None
-            (finished,) = db.execute(
-                "SELECT COUNT(*) FROM progress WHERE run_date = ? AND execution = ? AND finished = 1",
-                (run_date, execution),
-            ).fetchone()
-            if finished < run[0]:
-                return None
-            counts = summarize(self.outcomes(run_date), json.loads(run[2]))
-            db.execute(
-                "UPDATE runs SET status = ?, counts = ?, finished_at = ? WHERE run_date = ?",
-                (final_status(counts).value, json.dumps(counts), now, run_date),
-            )
-        return self.get_run(run_date)
+            closed = self._close(db, run_date, execution, now)
+        return self.get_run(run_date) if closed else None
+
+    def close_run(
+        self, run_date: str, execution: str, task_index: int, now: float
+    ) -> RunState | None:
+        with self._write() as db:
+            closed = self._close(db, run_date, execution, now)
+        return self.get_run(run_date) if closed else None
+
+    def _close(self, db: sqlite3.Connection, run_date: str, execution: str, now: float) -> bool:
+        """Close the running run if every shard is finished (inside the caller's transaction,
+        which holds the write lock: exactly one caller sees it running and closes it)."""
+        run = db.execute(
+            "SELECT task_count, status, counted FROM runs WHERE run_date = ? AND execution = ?",
+            (run_date, execution),
+        ).fetchone()
+        if run is None or run[1] != RunStatus.RUNNING:
+            return False
+        (finished,) = db.execute(
+            "SELECT COUNT(*) FROM progress WHERE run_date = ? AND execution = ? AND finished = 1",
+            (run_date, execution),
+        ).fetchone()
+        if finished < run[0]:
+            return False
+        counts = summarize(self.outcomes(run_date), json.loads(run[2]))
+        db.execute(
+            "UPDATE runs SET status = ?, counts = ?, finished_at = ? WHERE run_date = ?",
+            (final_status(counts).value, json.dumps(counts), now, run_date),
+        )
+        return True
 
     def ledger_get(self, keys: Sequence[str]) -> dict[str, LedgerEntry]:
         found: dict[str, LedgerEntry] = {}
