@@ -345,18 +345,24 @@ async def _sync_shard(
 async def _fail_run(
     store: StateStore, run_date: str, execution: str, reason: str, *, error: bool = False
 ) -> int:
-    """Mark the run failed and say why in a ``run_failed`` event; Cloud Run retries task 0.
+    """Mark the run failed and say why; Cloud Run retries task 0.
 
-    ``error``: the cause is not the input's fault as far as we know (an unexpected exception):
-    the event says so, so on-call looks at the code and not at the sheet."""
-    await asyncio.to_thread(store.fail_run, run_date, execution, reason, time.time())
+    The run's first failure is a ``run_failed`` event (ERROR; the runs metric counts it); a
+    retried task 0 failing the same run again logs ``run_failed_again`` (WARNING), so a run
+    is counted once however many retries fail. ``error``: the cause is not the input's fault
+    as far as we know (an unexpected exception): the event says so, so on-call looks at the
+    code and not at the sheet."""
+    failures = await asyncio.to_thread(store.fail_run, run_date, execution, reason, time.time())
+    first = failures == 1
     log_event(
-        "run_failed",
-        f"cannot start the run: {reason}",
-        severity=logging.ERROR,
+        "run_failed" if first else "run_failed_again",
+        f"cannot start the run: {reason}"
+        + ("" if first else f" (failure {failures} of this run: task 0 retried)"),
+        severity=logging.ERROR if first else logging.WARNING,
         status="failed",
         reason=reason,
         unexpected=error,
+        failures=failures,
     )
     return EXIT_RETRY
 

@@ -45,6 +45,8 @@ resource "google_logging_metric" "replay_malformed" {
 
 # One line per run that ended: `run_finished` (succeeded / partial / failed) or `run_failed`
 # (task 0 could not start the run: sheet unreadable, bad input), both carrying `status`.
+# `run_failed` is logged once per run: a retry of task 0 failing the same run again logs
+# `run_failed_again`, which this filter leaves out.
 resource "google_logging_metric" "runs" {
   name   = "phonesync_runs"
   filter = "${local.job_logs} AND (jsonPayload.event=\"run_finished\" OR jsonPayload.event=\"run_failed\")"

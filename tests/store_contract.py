@@ -287,6 +287,19 @@ def check_progress_leaves_a_shards_claim_alone(store: StateStore) -> None:
     assert (shard.finished, shard.owner) == (True, 0)
 
 
+def check_a_run_counts_its_failures_until_a_new_run(store: StateStore) -> None:
+    assert store.fail_run(DATE, "exec-a", "no run yet", T0) == 0
+    store.acquire_run(DATE, "exec-a", 2, LEASE, T0)
+    assert store.fail_run(DATE, "exec-a", "sheet unreadable: 403", T0 + 1) == 1
+    # Cloud Run retries task 0: it revives the run, and fails it again
+    assert store.acquire_run(DATE, "exec-a", 2, LEASE, T0 + 2) is LockResult.RESUMED
+    assert store.fail_run(DATE, "exec-a", "sheet unreadable: 403", T0 + 3) == 2
+    assert store.fail_run(DATE, "exec-b", "not its run", T0 + 4) == 0
+    # a new execution's run is another run: its first failure is the first again
+    assert store.acquire_run(DATE, "exec-b", 2, LEASE, T0 + 5) is LockResult.ACQUIRED
+    assert store.fail_run(DATE, "exec-b", "sheet unreadable: 404", T0 + 6) == 1
+
+
 def check_ledger_keeps_the_entry_of_the_latest_read(store: StateStore) -> None:
     read_1, read_2, read_3 = (f"2025-09-23T16:0{n}:00.000000+00:00" for n in (1, 2, 3))
     newer = LedgerEntry("k1", "h-new", "2025-09-23", 7, "t2", read_2)

@@ -311,7 +311,10 @@ def test_task_0_revived_after_the_others_gave_up_syncs_every_shard(
     ]
     lines = [json.loads(line) for line in logs.getvalue().splitlines()]
     events = Counter(line.get("event") for line in lines)
-    assert events["task_stopped"] == 8  # tasks 1 and 2, four attempts each
+    # one failed run, counted once by the runs metric however often task 0 failed it
+    assert (events["run_failed"], events["run_failed_again"], events["task_stopped"]) == (1, 1, 8)
+    (again,) = [line for line in lines if line.get("event") == "run_failed_again"]
+    assert again["severity"] == "WARNING" and again["failures"] == 2 and "403" in again["reason"]
     assert events["run_finished"] == 1 and events["shard_claimed"] == 3
 
 

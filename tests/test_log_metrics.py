@@ -2,8 +2,8 @@
 
 `phonesync run --tasks 2` runs as Cloud Run would start it (its task processes' stdout lands in
 the state folder's logs/), for a succeeded run with FHIR retries, a partial run whose report tab
-cannot be written, a run that cannot start and a task with a bad configuration; the replay
-function handles one deferred row. Each line becomes the LogEntry Cloud Run makes of it, and
+cannot be written, a run that cannot start (and Cloud Run's retry of its task 0, which fails it
+again) and a task with a bad configuration; the replay function handles one deferred row. Each line becomes the LogEntry Cloud Run makes of it, and
 every `google_logging_metric` filter and extractor runs on them (tests/gcp_rules). What each
 metric must count comes from the run's own record (the store), not from the filters.
 """
@@ -77,27 +77,26 @@ def _job_entries(logs: Path) -> list[dict[str, Any]]:
     return entries
 
 
+def _job_env(state: Path, name: str, sim: RunningSim, sheet: Path, **env: str) -> dict[str, str]:
+    return {
+        "FHIR_BASE_URL": sim.fhir,
+        "FHIR_API_KEY": API_KEY,
+        "SHEET_CSV": str(sheet),
+        "RUN_DATE": DATE,
+        "STATE_PATH": str(state),
+        "CLOUD_RUN_EXECUTION": f"{name}-exec",
+        "FHIR_BACKOFF_SECONDS": "0.01",
+        "FHIR_TIMEOUT_SECONDS": "2",
+        **env,
+    }
+
+
 def _job_run(
     folder: Path, name: str, sim: RunningSim, sheet: Path, **env: str
 ) -> tuple[Capture, Path]:
     state = folder / name / "s.db"
     state.parent.mkdir(parents=True)
-    done = run_cli(
-        "run",
-        "--tasks",
-        "2",
-        env={
-            "FHIR_BASE_URL": sim.fhir,
-            "FHIR_API_KEY": API_KEY,
-            "SHEET_CSV": str(sheet),
-            "RUN_DATE": DATE,
-            "STATE_PATH": str(state),
-            "CLOUD_RUN_EXECUTION": f"{name}-exec",
-            "FHIR_BACKOFF_SECONDS": "0.01",
-            "FHIR_TIMEOUT_SECONDS": "2",
-            **env,
-        },
-    )
+    done = run_cli("run", "--tasks", "2", env=_job_env(state, name, sim, sheet, **env))
     assert "Traceback" not in done.stderr, done.stderr
     store = SqliteStore(state)
     try:
@@ -108,6 +107,29 @@ def _job_run(
     answered = (key.split()[-1] for key, n in sim.state.requests.items() for _ in range(n))
     errors = Counter(s for s in answered if s.isdigit() and (s in ("408", "429") or s >= "500"))
     return Capture(name, _job_entries(state.parent / "logs"), run, outcomes, errors), state
+
+
+def _retry_task_0(capture: Capture, state: Path, sim: RunningSim, sheet: Path) -> None:
+    """Cloud Run's retry of the run's task 0 (attempt 1), as a process of its own; its lines
+    join the capture (the run is the same: counted once)."""
+    env = {
+        "CLOUD_RUN_TASK_INDEX": "0",
+        "CLOUD_RUN_TASK_COUNT": "2",
+        "CLOUD_RUN_TASK_ATTEMPT": "1",
+    }
+    done = run_cli("run", env=_job_env(state, capture.name, sim, sheet, **env))
+    assert "Traceback" not in done.stderr, done.stderr
+    labels = {
+        "run.googleapis.com/execution_name": f"{capture.name}-exec",
+        "run.googleapis.com/task_index": "0",
+        "run.googleapis.com/task_attempt": "1",
+    }
+    capture.entries += [log_entry(line, JOB, labels) for line in done.stdout.splitlines()]
+    store = SqliteStore(state)
+    try:
+        capture.run = store.get_run(DATE)
+    finally:
+        store.close()
 
 
 def _replay(state: Path, sim: RunningSim) -> Capture:
@@ -210,8 +232,9 @@ def captures(tmp_path_factory: pytest.TempPathFactory) -> list[Capture]:
         )
         out.append(partial)
         out.append(_replay(state, sim))
-    with simulator() as sim:
-        failed, _ = _job_run(folder, "failed", sim, folder / "no-such-sheet.csv")
+    with simulator() as sim:  # the sheet is missing, and still missing when task 0 is retried
+        failed, state = _job_run(folder, "failed", sim, folder / "no-such-sheet.csv")
+        _retry_task_0(failed, state, sim, folder / "no-such-sheet.csv")
         out.append(failed)
     bad = run_cli("run", env={"STATE_BACKEND": "nowhere", "FHIR_BASE_URL": ""})
     labels = {
@@ -315,8 +338,10 @@ def test_the_captures_cover_every_kind_of_line_the_metrics_count(captures: list[
         Status.INVALID_PHONE,
     } <= statuses
     events = Counter(e.get("jsonPayload", {}).get("event") for c in captures for e in c.entries)
-    for event in ("row_outcome", "run_finished", "run_failed", "fhir_retry", "report_failed"):
+    for event in ("row_outcome", "run_finished", "fhir_retry", "report_failed"):
         assert events[event] >= 1, event
+    # task 0 failed the run, and its retry failed it again: one run, one failure to count
+    assert (events["run_failed"], events["run_failed_again"]) == (1, 1)
     for capture in captures:  # the same fields wherever a row ended (common/recording.py)
         for line in (e["jsonPayload"] for e in capture.entries if _event(e) == "row_outcome"):
             assert set(line) >= {"run_date", "execution", "source", "row", "status", "nik"}

@@ -43,8 +43,12 @@ class StateStore(Protocol):
 
     def get_run(self, run_date: str) -> RunState | None: ...
 
-    def fail_run(self, run_date: str, execution: str, reason: str, now: float) -> None:
-        """Mark the run failed: it could not proceed (nothing to replay, rerun the date)."""
+    def fail_run(self, run_date: str, execution: str, reason: str, now: float) -> int:
+        """Mark the run failed: it could not proceed (nothing to replay, rerun the date).
+
+        Returns how often this run has failed, this time included: 1 for its first failure,
+        more when a retried task 0 that revived it failed again; 0 when the run is not
+        ``execution``'s (nothing recorded). A new run (ACQUIRED) starts again from 0."""
         ...
 
     def set_report(self, run_date: str, execution: str, report: str) -> None:

@@ -275,6 +275,7 @@ class FirestoreStore:
                     "shard_chunks": {},
                     "counted": {},
                     "finalizing_task": None,
+                    "failures": 0,
                     "expire_at": self._expire(),
                 },
             )
@@ -307,18 +308,28 @@ class FirestoreStore:
         snap = self._run(run_date).get()
         return self._state(_data(snap)) if snap.exists else None
 
-    def fail_run(self, run_date: str, execution: str, reason: str, now: float) -> None:
+    def fail_run(self, run_date: str, execution: str, reason: str, now: float) -> int:
         ref = self._run(run_date)
 
         @firestore.transactional
-        def attempt(transaction: Any) -> None:
+        def attempt(transaction: Any) -> int:
             snap = ref.get(transaction=transaction)
-            if snap.exists and snap.get("execution") == execution:
-                transaction.update(
-                    ref, {"status": RunStatus.FAILED.value, "reason": reason, "finished_at": now}
-                )
+            if not snap.exists or snap.get("execution") != execution:
+                return 0
+            failures = int(_data(snap).get("failures") or 0) + 1
+            transaction.update(
+                ref,
+                {
+                    "status": RunStatus.FAILED.value,
+                    "reason": reason,
+                    "finished_at": now,
+                    "failures": failures,
+                },
+            )
+            return failures
 
-        attempt(self._transaction())
+        failures: int = attempt(self._transaction())
+        return failures
 
     def set_report(self, run_date: str, execution: str, report: str) -> None:
         ref = self._run(run_date)

@@ -30,7 +30,7 @@ CREATE TABLE IF NOT EXISTS runs (
   task_count INTEGER NOT NULL, started_at REAL NOT NULL, lease_until REAL NOT NULL,
   finished_at REAL, manifest_ready INTEGER NOT NULL DEFAULT 0, counts TEXT NOT NULL DEFAULT '{}',
   total_rows INTEGER NOT NULL DEFAULT 0, reason TEXT NOT NULL DEFAULT '',
-  counted TEXT NOT NULL DEFAULT '{}');
+  counted TEXT NOT NULL DEFAULT '{}', failures INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS shards (
   run_date TEXT, execution TEXT, task_index INTEGER, items TEXT NOT NULL,
   PRIMARY KEY (run_date, execution, task_index));
@@ -53,6 +53,7 @@ _ADDED_COLUMNS = (
     ("ledger", "read_at", "TEXT NOT NULL DEFAULT ''"),
     ("runs", "report", "TEXT NOT NULL DEFAULT ''"),  # the officers' report tab's fate
     ("runs", "counted", "TEXT NOT NULL DEFAULT '{}'"),
+    ("runs", "failures", "INTEGER NOT NULL DEFAULT 0"),  # how often task 0 failed this run
     # progress rows became shard claims; their task_index column holds the shard's index
     ("progress", "owner", "INTEGER"),
     ("progress", "lease_until", "REAL NOT NULL DEFAULT 0"),
@@ -174,13 +175,14 @@ class SqliteStore:
             report=row[11],
         )
 
-    def fail_run(self, run_date: str, execution: str, reason: str, now: float) -> None:
+    def fail_run(self, run_date: str, execution: str, reason: str, now: float) -> int:
         with self._write() as db:
-            db.execute(
-                "UPDATE runs SET status = ?, reason = ?, finished_at = ?"
-                " WHERE run_date = ? AND execution = ?",
+            failed = db.execute(
+                "UPDATE runs SET status = ?, reason = ?, finished_at = ?, failures = failures + 1"
+                " WHERE run_date = ? AND execution = ? RETURNING failures",
                 (RunStatus.FAILED.value, reason, now, run_date, execution),
-            )
+            ).fetchone()
+        return int(failed[0]) if failed else 0
 
     def set_report(self, run_date: str, execution: str, report: str) -> None:
         with self._write() as db:
