@@ -75,12 +75,12 @@ def _shard_line(index: int, shard: ShardState | None, bars: bool, now: float) ->
     """``shard   2  [###   ] 40/100 (40%) task 1, updated 3 s ago``: its progress and who
     holds it; a holder whose lease expired is gone, and the next task to look takes it over."""
     head = f"  shard {index:>3}  "
-    if shard is None or shard.owner is None:
+    if shard is None or (shard.owner is None and not shard.finished):
         return head + "not claimed yet"
     share = shard.done / shard.total if shard.total else float(shard.finished)
     bar = f"[{'#' * round(share * 30):<30}] " if bars else ""
-    if shard.finished:
-        holder = f"done by task {shard.owner}"
+    if shard.finished:  # no owner: finished before shards had owners (an older state file)
+        holder = "done" + (f" by task {shard.owner}" if shard.owner is not None else "")
     elif shard.lease_until > now:
         holder = f"task {shard.owner}, updated {now - shard.updated_at:.0f} s ago"
     else:
