@@ -111,10 +111,11 @@ environment:
   GOOGLE_CLOUD_PROJECT        the project with --state firestore (--project)"""
 
 STATUS = CommandHelp(
-    summary="a run's state and per-task progress (works mid-run)",
+    summary="a run's state and each shard's progress and task (works mid-run)",
     description="""\
-A run's state, execution, start time, per-task progress, counts by status and, by name,
-the rows someone must act on (the first 20; all of them: `phonesync report`).
+A run's state, execution, start time, each shard's progress and the task holding it (or
+gone, its lease expired), counts by status and, by name, the rows someone must act on (the
+first 20; all of them: `phonesync report`).
 
 Exit codes, so scripts can rely on them: 0 succeeded, 3 needs_action (rows for a field
 officer), 4 partial (rows deferred or in error), 5 running, 1 failed, 6 no run recorded
