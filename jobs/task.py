@@ -433,21 +433,28 @@ async def _wait_for_manifest(config: Settings, store: StateStore, run_date: str)
     """None once task 0 has written this execution's manifest; otherwise the exit code (another
     execution owns the date, task 0 failed the run, or no manifest came in time)."""
     deadline = time.monotonic() + config.manifest_timeout_seconds
+    waiting_since = time.time()
     while True:
         run = await asyncio.to_thread(store.get_run, run_date)
         if run is not None and run.execution == config.execution and run.manifest_ready:
             return None
-        # Another execution *running* under a live lease owns the date. A finished earlier run
-        # does not count: our task 0 is about to take the date over for this rerun.
+        # Another execution owns the date: *running* under a live lease, or started while we
+        # waited (it ran, and finished, between two looks: our task 0 found it running and
+        # stood down). A run finished before we came does not count: our task 0 is about to
+        # take the date over for this rerun. Standing down wrongly costs only speed: a task 0
+        # that does take the date over syncs every shard nobody claimed.
         if (
             run is not None
             and run.execution != config.execution
-            and run.status is RunStatus.RUNNING
-            and run.lease_until > time.time()
+            and (
+                (run.status is RunStatus.RUNNING and run.lease_until > time.time())
+                or run.started_at >= waiting_since
+            )
         ):
+            how = "is being" if run.status is RunStatus.RUNNING else "was"
             log_event(
                 "lock_held",
-                f"{run_date} is being synced by {run.execution}; nothing to do",
+                f"{run_date} {how} synced by {run.execution}; nothing to do",
                 holder=run.execution,
             )
             return EXIT_OK

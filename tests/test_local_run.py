@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -362,6 +363,41 @@ def test_a_task_killed_mid_shard_leaves_it_to_another_task_once_its_lease_expire
     assert taken.json_fields["previous_owner"] == 0  # type: ignore[attr-defined]
     assert taken.created >= held.lease_until  # not before task 0's lease ran out
     assert "taken over from task 0, whose lease expired" in taken.getMessage()
+
+
+def test_a_task_whose_execution_lost_the_date_ends_when_the_winner_finished_between_looks(
+    tmp_path: Path,
+) -> None:
+    """Two executions started together; ours lost (its task 0 stood down) and the winner ran
+    and finished between two looks of our task 1, which must end (exit 0, lock_held) rather
+    than wait out MANIFEST_TIMEOUT_SECONDS for a manifest nobody writes and fail."""
+    state = tmp_path / "s.db"
+    env = {
+        "CLOUD_RUN_TASK_INDEX": "1",
+        "CLOUD_RUN_TASK_COUNT": "2",
+        "MANIFEST_TIMEOUT_SECONDS": "30",
+    }
+    with simulator() as sim:
+        config = load_settings(job_env(sim, state, CLOUD_RUN_EXECUTION="exec-b", **env))
+        ended: list[tuple[int, float]] = []
+        started = time.monotonic()
+        task = threading.Thread(
+            target=lambda: ended.append((run_task(config), time.monotonic() - started))
+        )
+        task.start()
+        time.sleep(2.0)  # task 1 of exec-b is waiting for a manifest
+        winner = SqliteStore(state)  # exec-a's whole run, between two of its looks
+        now = time.time()
+        winner.acquire_run(DATE, "exec-a", 2, 60, now)
+        winner.write_manifest(DATE, "exec-a", {0: [], 1: []}, 0)
+        for shard in (0, 1):
+            winner.claim_shard(DATE, "exec-a", shard, shard, 60, now)
+            winner.finish_shard(DATE, "exec-a", shard, shard, now)
+        winner.close()
+        task.join(timeout=40)
+    assert ended and ended[0][0] == 0 and ended[0][1] < 10, ended
+    run, _ = run_state(state)
+    assert (run.execution, run.status) == ("exec-a", RunStatus.SUCCEEDED)
 
 
 def test_two_tasks_as_processes_through_the_cli(tmp_path: Path) -> None:
