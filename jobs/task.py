@@ -103,14 +103,15 @@ class JobHooks:
 
 def run_task(config: Settings) -> int:
     """Run this task to the end; returns the process exit code."""
+    started = time.time()
     store = open_store(config)
     try:
-        return asyncio.run(_run_task(config, store))
+        return asyncio.run(_run_task(config, store, started))
     finally:
         store.close()
 
 
-async def _run_task(config: Settings, store: StateStore) -> int:
+async def _run_task(config: Settings, store: StateStore, started: float) -> int:
     execution, index = config.execution, config.task_index
     today = (config.run_date or jakarta_today()).isoformat()
     run_date = await asyncio.to_thread(store.bind_execution_date, execution, today)
@@ -129,7 +130,7 @@ async def _run_task(config: Settings, store: StateStore) -> int:
             ended = await _start_run(config, store, run_date, registry.client)
             if ended is not None:
                 return ended
-        ended = await _wait_for_manifest(config, store, run_date)
+        ended = await _wait_for_manifest(config, store, run_date, started)
         if ended is not None:
             return ended
         work = await _sync_shards(config, store, run_date, registry)
@@ -429,18 +430,20 @@ def _write_manifest(config: Settings, store: StateStore, run_date: str) -> None:
     )
 
 
-async def _wait_for_manifest(config: Settings, store: StateStore, run_date: str) -> int | None:
+async def _wait_for_manifest(
+    config: Settings, store: StateStore, run_date: str, started: float
+) -> int | None:
     """None once task 0 has written this execution's manifest; otherwise the exit code (another
-    execution owns the date, task 0 failed the run, or no manifest came in time)."""
+    execution owns the date, task 0 failed the run, or no manifest came in time). ``started``:
+    when this task started (before it opened the store)."""
     deadline = time.monotonic() + config.manifest_timeout_seconds
-    waiting_since = time.time()
     while True:
         run = await asyncio.to_thread(store.get_run, run_date)
         if run is not None and run.execution == config.execution and run.manifest_ready:
             return None
-        # Another execution owns the date: *running* under a live lease, or started while we
-        # waited (it ran, and finished, between two looks: our task 0 found it running and
-        # stood down). A run finished before we came does not count: our task 0 is about to
+        # Another execution owns the date: *running* under a live lease, or started after this
+        # task did (it ran, and finished, before we looked: our task 0 found it running and
+        # stood down). A run that started before us does not count: our task 0 is about to
         # take the date over for this rerun. Standing down wrongly costs only speed: a task 0
         # that does take the date over syncs every shard nobody claimed.
         if (
@@ -448,7 +451,7 @@ async def _wait_for_manifest(config: Settings, store: StateStore, run_date: str)
             and run.execution != config.execution
             and (
                 (run.status is RunStatus.RUNNING and run.lease_until > time.time())
-                or run.started_at >= waiting_since
+                or run.started_at >= started
             )
         ):
             how = "is being" if run.status is RunStatus.RUNNING else "was"
