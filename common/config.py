@@ -31,6 +31,7 @@ from common.errors import ConfigError
 from common.fhir._settings import FhirSettings, HttpUrl, SecretName
 from common.jakarta import jakarta_today
 from common.phones import PhoneFormat
+from common.telemetry import LogFormat
 
 #: Who loads the settings, and so which settings are required:
 #: ``task`` the nightly job (task 0 also reads the sheet); ``replay`` the replay function and
@@ -91,6 +92,8 @@ class Settings(BaseSettings):
     cloud_run_task_attempt: int = Field(default=0, ge=0)
     lease_seconds: float = Field(default=120.0, gt=0, allow_inf_nan=False)
     manifest_timeout_seconds: float = Field(default=600.0, gt=0, allow_inf_nan=False)
+    #: ``json`` for Cloud Logging, ``text`` for a person; ``auto``: ``json`` on Cloud Run.
+    log_format: LogFormat = "auto"
 
     @classmethod
     def settings_customise_sources(

@@ -329,7 +329,9 @@ def state_overrides(args: argparse.Namespace) -> dict[str, object]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from common.config import load_settings
+    from common.runtime import open_store
     from common.telemetry import configure_logging
+    from jobs.local import run_tasks
 
     overrides: dict[str, object] = {
         "run_date": args.date,
@@ -346,39 +348,56 @@ def cmd_run(args: argparse.Namespace) -> int:
         },
         **state_overrides(args),
     }
-    if args.tasks is not None:
-        if args.tasks < 1:
-            raise InputError("--tasks must be at least 1")
-        overrides["cloud_run_task_count"] = args.tasks
-        config = load_settings(overrides=overrides)  # a person at a terminal: errors on stderr
-        configure_logging()
-    else:  # a Cloud Run task: every line, errors included, is JSON with a severity
-        configure_logging()
-        try:
-            config = load_settings(overrides=overrides)
-            from jobs.task import run_task
-
-            return run_task(config)
-        except InputError as exc:  # configuration, or a secret that cannot be read
-            from common.telemetry import log_event
-
-            problems = exc.problems if isinstance(exc, ConfigError) else [str(exc)]
-            log_event(
-                "config_invalid",
-                "invalid configuration: " + "; ".join(problems),
-                severity=logging.ERROR,
-                reason="; ".join(problems),
-                problems=problems,
-            )
-            return EXIT_INPUT
-    from common.runtime import open_store
-    from jobs.local import run_tasks
-
+    if args.tasks is None:
+        return run_one_task(overrides)
+    if args.tasks < 1:
+        raise InputError("--tasks must be at least 1")
+    overrides["cloud_run_task_count"] = args.tasks
+    config = load_settings(overrides=overrides)  # a person at a terminal: errors on stderr
+    configure_logging(log_format=config.log_format)
     store = open_store(config)
     try:
         return run_tasks(config, args.tasks, store)
     finally:
         store.close()
+
+
+def run_one_task(overrides: dict[str, object]) -> int:
+    """One task, as Cloud Run runs it, logging as ``LOG_FORMAT`` says. A configuration or secret
+    that is unusable is, where lines are JSON (Cloud Run), one ``config_invalid`` line with a
+    severity; for a person, main's one line per problem on stderr."""
+    from common.config import load_settings
+    from common.telemetry import LogFormat, configure_logging, writes_json
+
+    log_format: LogFormat = "auto"  # until the settings are read: LOG_FORMAT may be the problem
+    configure_logging(log_format=log_format)
+    try:
+        config = load_settings(overrides=overrides)
+        log_format = config.log_format
+        configure_logging(log_format=log_format)
+        from jobs.task import run_task
+
+        return run_task(config)
+    except InputError as exc:
+        if not writes_json(log_format):
+            raise
+        return log_refusal(exc)
+
+
+def log_refusal(exc: InputError) -> int:
+    """The task's one ERROR line for a run that cannot start here, and its exit code (Cloud Run
+    retries it like any non-zero exit)."""
+    from common.telemetry import log_event
+
+    problems = exc.problems if isinstance(exc, ConfigError) else [str(exc)]
+    log_event(
+        "config_invalid",
+        "invalid configuration: " + "; ".join(problems),
+        severity=logging.ERROR,
+        reason="; ".join(problems),
+        problems=problems,
+    )
+    return EXIT_INPUT
 
 
 def cmd_replay(args: argparse.Namespace) -> int:

@@ -70,9 +70,10 @@ RUN = CommandHelp(
     summary="the nightly job (one Cloud Run task, or --tasks N locally)",
     description="""\
 The nightly job. With no flags it is one Cloud Run task, configured by its environment
-(below). With --tasks N it starts N task processes on this machine, split as Cloud Run
-splits them, shows a progress line and prints the counts by status; task logs (JSON) go
-to logs/ beside the state file. Flags override the environment.
+(below); its log lines are JSON on Cloud Run and short text elsewhere (LOG_FORMAT). With
+--tasks N it starts N task processes on this machine, split as Cloud Run splits them,
+shows a progress line and prints the counts by status; task logs (JSON) go to logs/ beside
+the state file. Flags override the environment.
 
 Exit codes: 0 every task finished, 1 a task failed (the reason is in `phonesync status`),
 2 invalid configuration (every problem listed).""",
@@ -101,6 +102,7 @@ environment (README.md, Configuration, lists every variable):
   STATE_PATH              the SQLite file (default .phonesync/state.sqlite3)
   GOOGLE_CLOUD_PROJECT    the project of Firestore and Pub/Sub (--project)
   FAILURE_TOPIC           the Pub/Sub topic for deferred rows (required with firestore)
+  LOG_FORMAT              auto (default: json on Cloud Run, text elsewhere), json or text
   RUN_DATE, LOOKBACK_DAYS, PHONE_FORMAT, FHIR_CONCURRENCY, FHIR_RATE_LIMIT,
   FHIR_TIMEOUT_SECONDS, FHIR_DEADLINE_SECONDS: as the flags above""",
 )

@@ -31,6 +31,7 @@ def run_tasks(config: Settings, tasks: int, store: StateStore, out: TextIO = sys
         **config.to_env(),  # the parent's settings, flags and secrets included
         "CLOUD_RUN_TASK_COUNT": str(tasks),
         "RUN_DATE": run_date,
+        "LOG_FORMAT": "json",  # the task logs are read as Cloud Run's (tests/test_log_metrics.py)
     }
     children: list[tuple[subprocess.Popen[bytes], TextIO]] = []
     for index in range(tasks):

@@ -1,8 +1,10 @@
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from common.telemetry import LOGGER_NAME
 from tests.emulators import (
     emulators,
     firestore_emulator,
@@ -49,6 +51,19 @@ def checkout_untouched() -> Iterator[None]:
     assert not created, f"a test wrote into the checkout: {sorted(created)}"
 
 
+@pytest.fixture(autouse=True)
+def phonesync_logging_restored() -> Iterator[None]:
+    """A test that runs a command in this process (``main(["run"])``) leaves phonesync's logger
+    writing to that test's captured stream, closed once the test ends: later lines would go
+    nowhere ("--- Logging error ---" on stderr). Each test gets the handlers it started with."""
+    logger = logging.getLogger(LOGGER_NAME)
+    handlers, level, propagate = list(logger.handlers), logger.level, logger.propagate
+    yield
+    logger.handlers[:] = handlers
+    logger.setLevel(level)
+    logger.propagate = propagate
+
+
 __all__ = [
     "checkout_untouched",
     "emulators",
@@ -56,6 +71,7 @@ __all__ = [
     "gcp_project",
     "medplum",
     "medplum_server",
+    "phonesync_logging_restored",
     "pubsub_emulator",
     "pytest_runtest_makereport",
 ]

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -62,6 +63,43 @@ def run_cli(
             text=True,
             timeout=timeout,
         )
+
+
+def run_on_terminal(
+    *args: str, env: dict[str, str], cwd: Path, timeout: float = 120
+) -> tuple[int, str]:
+    """``phonesync ARGS`` with a pseudo-terminal as its stdout and stderr, as a person at a
+    terminal runs it (``env`` is its whole environment): the exit code and what it showed."""
+    import pty
+    import select
+
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "jobs.cli", *args],
+        env={**env, "PYTHONPATH": str(ROOT)},
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=follower,
+        stderr=follower,
+    )
+    os.close(follower)
+    shown = bytearray()
+    deadline = time.monotonic() + timeout
+    try:
+        while select.select([leader], [], [], max(deadline - time.monotonic(), 0))[0]:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: every process holding the terminal has ended
+                break
+            if not chunk:
+                break
+            shown += chunk
+        else:
+            process.kill()
+            raise TimeoutError(f"phonesync {' '.join(args)}: still running after {timeout} s")
+    finally:
+        os.close(leader)
+    return process.wait(timeout), shown.decode().replace("\r\n", "\n")
 
 
 @contextmanager

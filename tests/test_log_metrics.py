@@ -236,7 +236,8 @@ def captures(tmp_path_factory: pytest.TempPathFactory) -> list[Capture]:
         failed, state = _job_run(folder, "failed", sim, folder / "no-such-sheet.csv")
         _retry_task_0(failed, state, sim, folder / "no-such-sheet.csv")
         out.append(failed)
-    bad = run_cli("run", env={"STATE_BACKEND": "nowhere", "FHIR_BASE_URL": ""})
+    cloud_run = {"CLOUD_RUN_JOB": "phonesync", "CLOUD_RUN_EXECUTION": "bad-config"}
+    bad = run_cli("run", env={"STATE_BACKEND": "nowhere", "FHIR_BASE_URL": "", **cloud_run})
     labels = {
         "run.googleapis.com/execution_name": "bad-config",
         "run.googleapis.com/task_index": "0",
