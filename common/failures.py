@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from common.cloud_access import open_google_client
 from common.errors import PhonesyncError
 
 if TYPE_CHECKING:
@@ -121,8 +122,12 @@ class FailurePublisher:
         if client is None:
             from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 
-            client = pubsub_v1.PublisherClient(
-                batch_settings=pubsub_v1.types.BatchSettings(max_messages=500, max_latency=0.05)
+            client = open_google_client(
+                "Pub/Sub",
+                lambda: pubsub_v1.PublisherClient(
+                    batch_settings=pubsub_v1.types.BatchSettings(max_messages=500, max_latency=0.05)
+                ),
+                emulator="PUBSUB_EMULATOR_HOST",
             )
         self.client = client
         self.project = project if project is not None else os.environ.get("GOOGLE_CLOUD_PROJECT")

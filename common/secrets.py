@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from common.cloud_access import open_google_client
 from common.errors import ConfigError
 
 
@@ -10,7 +11,7 @@ def read_secret(name: str) -> bytes:
     from google.cloud import secretmanager
 
     version = name if "/versions/" in name else f"{name}/versions/latest"
-    client = secretmanager.SecretManagerServiceClient()
+    client = open_google_client("Secret Manager", secretmanager.SecretManagerServiceClient)
     try:
         response = client.access_secret_version(name=version)
     except Exception as exc:  # the client raises many google.api_core types; report them alike

@@ -25,6 +25,7 @@ from urllib.parse import quote
 import httpx
 import orjson
 
+from common.cloud_access import open_google_client
 from common.errors import InputError, PhonesyncError
 from common.retry import backoff_delay, parse_retry_after, retryable_status
 from common.sheet import Columns, SheetRow
@@ -52,7 +53,9 @@ def default_token(scope: str = SCOPE) -> str:
     import google.auth
     import google.auth.transport.requests
 
-    credentials, _ = google.auth.default(scopes=[scope])
+    credentials, _ = open_google_client(
+        "the Sheets API", lambda: google.auth.default(scopes=[scope])
+    )
     credentials.refresh(google.auth.transport.requests.Request())  # type: ignore[no-untyped-call]
     return str(credentials.token)
 

@@ -11,8 +11,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from common.bundle import reading
+from common.cloud_access import CloudAccessError, as_cloud_access_error
 from common.errors import ConfigError, InputError
 from common.jakarta import jakarta_now_iso
 from common.outcomes import summarize
@@ -25,9 +27,15 @@ from jobs import help_texts as texts
 from jobs.outputs import destination, refuse_overwriting, write_output
 from jobs.wording import by_status, count
 
+if TYPE_CHECKING:
+    from common.config import Settings
+
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_INPUT = 2
+#: Google Cloud out of reach (no credentials, an emulator that does not answer): for every
+#: command, and not one of `phonesync status`'s codes (0, 1, 3-6), so never read as a run's.
+EXIT_CLOUD_ACCESS = 7
 
 
 def iso_date(text: str) -> date:
@@ -357,15 +365,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     configure_logging(log_format=config.log_format)
     store = open_store(config)
     try:
+        open_what_tasks_open(config)
         return run_tasks(config, args.tasks, store)
     finally:
         store.close()
 
 
 def run_one_task(overrides: dict[str, object]) -> int:
-    """One task, as Cloud Run runs it, logging as ``LOG_FORMAT`` says. A configuration or secret
-    that is unusable is, where lines are JSON (Cloud Run), one ``config_invalid`` line with a
-    severity; for a person, main's one line per problem on stderr."""
+    """One task, as Cloud Run runs it, logging as ``LOG_FORMAT`` says. A configuration, secret or
+    Google Cloud access that is unusable is, where lines are JSON (Cloud Run), one
+    ``config_invalid`` or ``cloud_access_failed`` line with a severity; for a person, main's
+    one line on stderr."""
     from common.config import load_settings
     from common.telemetry import LogFormat, configure_logging, writes_json
 
@@ -378,17 +388,27 @@ def run_one_task(overrides: dict[str, object]) -> int:
         from jobs.task import run_task
 
         return run_task(config)
-    except InputError as exc:
-        if not writes_json(log_format):
+    except Exception as exc:
+        refused = as_cloud_access_error(exc) or (exc if isinstance(exc, InputError) else None)
+        if refused is None or not writes_json(log_format):
             raise
-        return log_refusal(exc)
+        return log_refusal(refused)
 
 
 def log_refusal(exc: InputError) -> int:
-    """The task's one ERROR line for a run that cannot start here, and its exit code (Cloud Run
-    retries it like any non-zero exit)."""
+    """The task's one ERROR line for a run that cannot start here, and its exit code. Cloud Run
+    retries it like any non-zero exit (on Cloud Run, credentials missing means the metadata
+    server did not answer, which a retry can outlast)."""
     from common.telemetry import log_event
 
+    if isinstance(exc, CloudAccessError):
+        log_event(
+            "cloud_access_failed",
+            f"cannot reach Google Cloud: {exc}",
+            severity=logging.ERROR,
+            reason=str(exc),
+        )
+        return EXIT_CLOUD_ACCESS
     problems = exc.problems if isinstance(exc, ConfigError) else [str(exc)]
     log_event(
         "config_invalid",
@@ -398,6 +418,20 @@ def log_refusal(exc: InputError) -> int:
         problems=problems,
     )
     return EXIT_INPUT
+
+
+def open_what_tasks_open(config: Settings) -> None:
+    """Read the secrets and open the publisher the task processes will, once, here: a secret or
+    Google Cloud out of reach is then one line from ``run --tasks N``, before any task starts,
+    instead of N task logs and a run left running."""
+    from common.runtime import fhir_settings, ledger_key
+
+    fhir_settings(config)
+    ledger_key(config)
+    if config.failure_topic:
+        from common.failures import FailurePublisher
+
+        FailurePublisher()
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -496,6 +530,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     try:
         return int(args.handler(args))
+    except CloudAccessError as exc:
+        return cloud_access_refused(exc)
     except ConfigError as exc:  # one line per problem, each naming the setting
         for problem in exc.problems:
             print(f"phonesync: error: {problem}", file=sys.stderr)
@@ -506,6 +542,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # stdout's reader left (`… | head`): stop quietly, as cat does
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_FAILED
+    except Exception as exc:  # google-auth's own, from a client not opened by common.cloud_access
+        refused = as_cloud_access_error(exc)
+        if refused is None:
+            raise
+        return cloud_access_refused(refused)
+
+
+def cloud_access_refused(exc: CloudAccessError) -> int:
+    print(f"phonesync: error: {exc}", file=sys.stderr)
+    return EXIT_CLOUD_ACCESS
 
 
 if __name__ == "__main__":

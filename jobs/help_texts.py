@@ -76,7 +76,8 @@ shows a progress line and prints the counts by status; task logs (JSON) go to lo
 the state file. Flags override the environment.
 
 Exit codes: 0 every task finished, 1 a task failed (the reason is in `phonesync status`),
-2 invalid configuration (every problem listed).""",
+2 invalid configuration (every problem listed), 7 Google Cloud out of reach (no
+credentials, or an emulator that does not answer: the line says how to provide it).""",
     epilog="""\
 example (from a checkout), against the simulator:
   phonesync fhir-sim --bundle examples/patients-data.json --port 8080 &
@@ -110,7 +111,9 @@ environment (README.md, Configuration, lists every variable):
 STATE_ENVIRONMENT = """\
 environment:
   STATE_BACKEND, STATE_PATH   the store, as `phonesync run` uses it (--state)
-  GOOGLE_CLOUD_PROJECT        the project with --state firestore (--project)"""
+  GOOGLE_CLOUD_PROJECT        the project with --state firestore (--project); Firestore
+                              needs `gcloud auth application-default login` (or
+                              GOOGLE_APPLICATION_CREDENTIALS), or FIRESTORE_EMULATOR_HOST"""
 
 STATUS = CommandHelp(
     summary="a run's state and each shard's progress and task (works mid-run)",
@@ -121,7 +124,8 @@ first 20; all of them: `phonesync report`).
 
 Exit codes, so scripts can rely on them: 0 succeeded, 3 needs_action (rows for a field
 officer), 4 partial (rows deferred or in error), 5 running, 1 failed, 6 no run recorded
-for the date, 2 usage error.""",
+for the date, 2 usage error, 7 the store is out of reach (no Google Cloud credentials, or
+an emulator that does not answer: nothing is known about the run).""",
     epilog=f"""\
 example:
   phonesync status --date 2025-09-23
@@ -134,7 +138,10 @@ REPORT = CommandHelp(
     description="""\
 One line per row of a run's window (and per row whose date cannot be read): sheet row,
 masked NIK, status, reason, warning, patient id: the list a field officer needs to fix
-the sheet. Rows dated outside the window are only counted (see `phonesync status`).""",
+the sheet. Rows dated outside the window are only counted (see `phonesync status`).
+
+Exit codes: 0 written, 2 no outcomes recorded for the date or a usage error, 7 the store
+is out of reach (no Google Cloud credentials, or an emulator that does not answer).""",
     epilog=f"""\
 example:
   phonesync report --date 2025-09-23 --format csv --out out/report.csv
@@ -152,7 +159,8 @@ optionally only --row N ...: --dry-run lists them and needs nothing but the stor
 that server. A row is replayed only if its run planned it, and never over a newer number.
 
 Exit codes: 0 done, 1 the FHIR server did not answer, 2 usage error (or --fhir-url is not
-a FHIR R4 server with Patient search and update).""",
+a FHIR R4 server with Patient search and update), 7 Google Cloud out of reach (the store
+or Pub/Sub: no credentials, or an emulator that does not answer).""",
     epilog=f"""\
 examples:
   phonesync replay --date 2025-09-23 --status deferred --dry-run

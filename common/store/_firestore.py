@@ -56,6 +56,7 @@ from typing import Any
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
+from common.cloud_access import open_google_client
 from common.errors import PhonesyncError
 from common.outcomes import RowOutcome, Status, summarize
 from common.retry import backoff_delay, retryable_grpc
@@ -108,7 +109,11 @@ class FirestoreStore:
         rng: random.Random | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.db = client or firestore.Client(project=project, database=database)
+        self.db = client or open_google_client(
+            "Firestore",
+            lambda: firestore.Client(project=project, database=database),
+            emulator="FIRESTORE_EMULATOR_HOST",
+        )
         self.retention = timedelta(days=retention_days)
         self._rng, self._sleep = rng, sleep
 
