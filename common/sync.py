@@ -124,11 +124,11 @@ async def sync_row(
                     decision.status,
                     decision.reason,
                     decision.patient_id,
-                    ledger=_entry(item, ledger) if applied else None,
+                    ledger=_entry(item, ledger, matches[0]) if applied else None,
                 )
             version = (matches[0].get("meta") or {}).get("versionId")
             try:
-                await registry.update(decision.resource, version_id=version)
+                stored = await registry.update(decision.resource, version_id=version)
             except FhirConflict:
                 # Another writer changed the patient since we read it: re-read and decide again.
                 matches = [await registry.read(str(decision.patient_id))]
@@ -138,7 +138,7 @@ async def sync_row(
                 Status.UPDATED,
                 decision.reason,
                 decision.patient_id,
-                ledger=_entry(item, ledger),
+                ledger=_entry(item, ledger, stored),
             )
         return row_result(
             item,
@@ -155,7 +155,10 @@ async def sync_row(
         return row_result(item, Status.DEFERRED, str(exc), attempts=exc.attempts)
 
 
-def _entry(item: WorkItem, ledger: Ledger) -> LedgerEntry:
+def _entry(item: WorkItem, ledger: Ledger, patient: Resource) -> LedgerEntry:
+    """The ledger entry of ``item``, now that ``patient`` (as the registry answered: the
+    write's result, or the read that found the number there) holds its number."""
+    meta = patient.get("meta") or {}
     return LedgerEntry(
         key=ledger.nik_key(item.nik),
         phone_hash=ledger.phone_hash(item.phone),
@@ -163,6 +166,8 @@ def _entry(item: WorkItem, ledger: Ledger) -> LedgerEntry:
         row=item.row,
         applied_at=datetime.now(UTC).isoformat(timespec="seconds"),
         read_at=item.read_at,
+        registry_version=str(meta.get("versionId") or ""),
+        registry_updated=str(meta.get("lastUpdated") or ""),
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
+from common.drift import DriftClass, DriftRow, ReconcileRun
 from common.outcomes import RowOutcome, Status
 from common.store import (
     LedgerEntry,
@@ -319,6 +320,17 @@ def check_ledger_keeps_the_entry_of_the_latest_read(store: StateStore) -> None:
     assert later.read_after(read_2) and not later.read_after(read_3) and not legacy.read_after("")
 
 
+def check_ledger_keeps_the_registry_version_of_the_write(store: StateStore) -> None:
+    read_1, read_2 = "2025-09-23T16:01:00.000000+00:00", "2025-09-24T16:01:00.000000+00:00"
+    first = LedgerEntry("k1", "h1", DATE, 2, "t1", read_1, "v7", "2025-09-23T16:02:03.456Z")
+    store.ledger_put([first])
+    assert store.ledger_get(["k1"])["k1"] == first
+    # a later write replaces the version with the registry's answer to it
+    later = LedgerEntry("k1", "h2", DATE, 2, "t2", read_2, "v8", "2025-09-24T16:02:03.456Z")
+    store.ledger_put([later])
+    assert store.ledger_get(["k1"])["k1"] == later
+
+
 def check_reads_of_the_sheet_keep_the_latest_per_date(store: StateStore) -> None:
     read_1, read_2 = "2025-09-23T16:00:00.000000+00:00", "2025-09-24T16:00:00.000000+00:00"
     assert store.last_read("2025-09-22") == ""
@@ -348,6 +360,66 @@ def check_the_report_tabs_fate_is_kept_per_run_and_cleared_by_a_new_run(store: S
     finish(store, 0, T0 + 1)
     assert store.acquire_run(DATE, "exec-c", 1, LEASE, T0 + 2) is LockResult.ACQUIRED
     assert store.get_run(DATE).report == ""  # type: ignore[union-attr]
+
+
+def drift_row(row: int, drift: DriftClass = DriftClass.DIFFERENT, repair: str = "") -> DriftRow:
+    return DriftRow(row, "3171********0001", drift, DATE, f"p-{row}", "lost", repair)
+
+
+def check_a_reconcile_comes_together_when_its_last_task_records(store: StateStore) -> None:
+    run = ReconcileRun("rec-1", "2025-09-01", DATE, task_count=2, started_at=T0)
+    assert store.get_reconcile("rec-1") is None and store.latest_reconcile() is None
+    first = [drift_row(7), drift_row(3, DriftClass.NOT_FOUND)]
+    assert (
+        store.record_reconcile(
+            run, 1, {"in_sync": 5, "different": 1, "not_found": 1}, first, T0 + 1
+        )
+        is None
+    )
+    partial = store.get_reconcile("rec-1")
+    assert partial is not None and partial.finished_at is None and partial.tasks_finished == 1
+    # a task's records come with its own window: the first caller's stands
+    later = ReconcileRun("rec-1", "2025-09-20", DATE, task_count=2, started_at=T0 + 9)
+    done = store.record_reconcile(
+        later, 0, {"in_sync": 2, "missing": 1}, [drift_row(5, DriftClass.MISSING)], T0 + 2
+    )
+    assert done is not None and done.finished_at == T0 + 2 and done.tasks_finished == 2
+    assert (done.since, done.started_at, done.task_count) == ("2025-09-01", T0, 2)
+    assert {k: v for k, v in done.counts.items() if v} == {
+        "in_sync": 7,
+        "missing": 1,
+        "different": 1,
+        "not_found": 1,
+    }
+    assert set(done.counts) == {c.value for c in DriftClass}  # every class, zero included
+    assert [r.row for r in store.drift_rows("rec-1")] == [3, 5, 7]
+    assert store.drift_rows("rec-1")[0] == drift_row(3, DriftClass.NOT_FOUND)
+    # a retried task replaces its own records and does not close the run again
+    again = store.record_reconcile(
+        run, 1, {"in_sync": 6, "different": 1}, [drift_row(7, repair="repaired")], T0 + 3
+    )
+    assert again is None
+    rerun = store.get_reconcile("rec-1")
+    assert rerun is not None and rerun.finished_at == T0 + 2
+    assert rerun.counts["in_sync"] == 8 and rerun.counts["not_found"] == 0
+    assert [(r.row, r.repair) for r in store.drift_rows("rec-1")] == [(5, ""), (7, "repaired")]
+
+
+def check_the_latest_reconcile_is_the_one_started_last(store: StateStore) -> None:
+    for rid, started in (("rec-b", T0 + 10), ("rec-a", T0), ("rec-c", T0 + 5)):
+        run = ReconcileRun(rid, DATE, DATE, task_count=1, started_at=started, repair=True)
+        store.record_reconcile(run, 0, {"in_sync": 1}, [], started + 1)
+    latest = store.latest_reconcile()
+    assert latest is not None and latest.reconcile_id == "rec-b" and latest.repair
+    assert latest.finished_at == T0 + 11 and store.drift_rows("rec-b") == []
+
+
+def check_many_drift_rows_round_trip(store: StateStore) -> None:
+    rows = [drift_row(r) for r in range(2, 1_502)]
+    run = ReconcileRun("rec-big", DATE, DATE, task_count=1, started_at=T0)
+    done = store.record_reconcile(run, 0, {"different": len(rows)}, rows, T0 + 1)
+    assert done is not None and done.counts["different"] == 1_500
+    assert store.drift_rows("rec-big") == rows
 
 
 CHECKS: list[Callable[[StateStore], None]] = [

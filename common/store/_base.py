@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
+from common.drift import DriftRow, ReconcileRun
 from common.outcomes import RowOutcome
 from common.store._model import LedgerEntry, LockResult, RunState, ShardState, WorkItem
 
@@ -167,6 +168,34 @@ class StateStore(Protocol):
     def ledger_put(self, entries: Sequence[LedgerEntry]) -> None:
         """Write entries, keeping an existing entry from a later read of the sheet
         (``read_at``); an entry of the same read replaces it."""
+        ...
+
+    # -- reconciles (common/reconcile.py) -------------------------------------------------------
+    def record_reconcile(
+        self,
+        run: ReconcileRun,
+        task_index: int,
+        counts: Mapping[str, int],
+        rows: Sequence[DriftRow],
+        now: float,
+    ) -> ReconcileRun | None:
+        """Record task ``task_index``'s shard of reconcile ``run.reconcile_id``: its counts by
+        class and its drift rows (replacing what an earlier attempt of the task recorded), and
+        mark the task finished. The run's window, task count and start are the first caller's.
+        The call that finishes the last task returns the run, its counts summed over every
+        task, and only that call; the others return None."""
+        ...
+
+    def get_reconcile(self, reconcile_id: str) -> ReconcileRun | None:
+        """The reconcile with the counts of the tasks finished so far."""
+        ...
+
+    def latest_reconcile(self) -> ReconcileRun | None:
+        """The reconcile started last, if any."""
+        ...
+
+    def drift_rows(self, reconcile_id: str) -> list[DriftRow]:
+        """Every drift row the reconcile's tasks recorded, by sheet row."""
         ...
 
     def close(self) -> None: ...

@@ -17,9 +17,10 @@ Layout (every document written by a run carries ``expire_at`` for the TTL policy
   Claims and finishing are transactions on that document (claims also read the run document);
   progress writes replace only the progress fields. The collection kept its name from when a
   shard belonged to one task for good (the TTL policy is per collection group).
-- ``ledger/{hmac(nik)}``: the last applied number's hash, run date and row, and the latest
-  read of the sheet that applied or confirmed it.
+- ``ledger/{hmac(nik)}``: the last applied number's hash, run date and row, the latest read
+  of the sheet that applied or confirmed it, and the patient's version as the registry answered.
 - ``sheet_reads/{sheet_date}``: the latest read of the sheet that re-decided that date's rows.
+- ``reconciles/{id}`` and below: reconciles and their drift rows (``_firestore_reconciles``).
 
 Finishing: a task flags the shard it holds finished, then reads every shard's document; the
 call that sees every shard finished claims the run (``finalizing_task``: its task index) in a
@@ -60,6 +61,7 @@ from common.cloud_access import open_google_client
 from common.errors import PhonesyncError
 from common.outcomes import RowOutcome, Status, summarize
 from common.retry import backoff_delay, retryable_grpc
+from common.store._firestore_reconciles import FirestoreReconciles
 from common.store._model import (
     LedgerEntry,
     LockResult,
@@ -93,7 +95,7 @@ def _data(snapshot: Any) -> dict[str, Any]:
     return data
 
 
-class FirestoreStore:
+class FirestoreStore(FirestoreReconciles):
     """:class:`~common.store.StateStore` on Firestore.
 
     ``rng`` and ``sleep`` draw and wait out the backoff between retries (tests pass their own).
@@ -709,6 +711,8 @@ class FirestoreStore:
                         d["row"],
                         d["applied_at"],
                         d.get("read_at", ""),
+                        d.get("registry_version", ""),
+                        d.get("registry_updated", ""),
                     )
         return found
 
@@ -732,6 +736,8 @@ class FirestoreStore:
                     "row": e.row,
                     "applied_at": e.applied_at,
                     "read_at": e.read_at,
+                    "registry_version": e.registry_version,
+                    "registry_updated": e.registry_updated,
                     "expire_at": expire,
                 },
             )

@@ -52,7 +52,13 @@ def read_stamp(moment: datetime | None = None) -> str:
 class LedgerEntry:
     """The number a patient holds as far as phonesync knows, keyed by HMAC(NIK); the number
     itself is hashed. ``run_date`` and ``row`` say which row applied it; ``read_at`` is the
-    latest read of the sheet that applied or confirmed it."""
+    latest read of the sheet that applied or confirmed it.
+
+    ``registry_version`` and ``registry_updated`` are the patient's ``meta.versionId`` and
+    ``meta.lastUpdated`` as the registry answered phonesync's write (or the read that found the
+    number already there): a later version tells a reconcile that another writer changed the
+    patient since (docs/decisions.md, record 80). "" in entries written before they were kept.
+    """
 
     key: str
     phone_hash: str
@@ -60,6 +66,8 @@ class LedgerEntry:
     row: int
     applied_at: str
     read_at: str = ""
+    registry_version: str = ""
+    registry_updated: str = ""
 
     def read_after(self, read_at: str) -> bool:
         """Whether a later read of the sheet than ``read_at`` set or confirmed this entry."""

@@ -22,6 +22,8 @@ from common.store._model import (
     final_status,
     moved_counts,
 )
+from common.store._sqlite_reconciles import SCHEMA as RECONCILE_SCHEMA
+from common.store._sqlite_reconciles import SqliteReconciles
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS executions (execution TEXT PRIMARY KEY, run_date TEXT NOT NULL);
@@ -57,10 +59,12 @@ _ADDED_COLUMNS = (
     # progress rows became shard claims; their task_index column holds the shard's index
     ("progress", "owner", "INTEGER"),
     ("progress", "lease_until", "REAL NOT NULL DEFAULT 0"),
+    ("ledger", "registry_version", "TEXT NOT NULL DEFAULT ''"),
+    ("ledger", "registry_updated", "TEXT NOT NULL DEFAULT ''"),
 )
 
 
-class SqliteStore:
+class SqliteStore(SqliteReconciles):
     """:class:`~common.store.StateStore` on one SQLite file (WAL; safe across processes)."""
 
     def __init__(self, path: str | Path) -> None:
@@ -73,7 +77,7 @@ class SqliteStore:
         )
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        self._db.executescript(_SCHEMA + RECONCILE_SCHEMA)
         for table, column, definition in _ADDED_COLUMNS:  # a state file of an older version
             have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
             if column not in have:
@@ -447,7 +451,8 @@ class SqliteStore:
             chunk = list(keys[start : start + 500])
             marks = ",".join("?" * len(chunk))
             for row in self._query(
-                "SELECT key, phone_hash, run_date, row, applied_at, read_at FROM ledger"
+                "SELECT key, phone_hash, run_date, row, applied_at, read_at, registry_version,"
+                " registry_updated FROM ledger"
                 f" WHERE key IN ({marks})",
                 chunk,
             ):
@@ -459,14 +464,25 @@ class SqliteStore:
             return
         with self._write() as db:
             db.executemany(
-                "INSERT INTO ledger (key, phone_hash, run_date, row, applied_at, read_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)"
+                "INSERT INTO ledger (key, phone_hash, run_date, row, applied_at, read_at,"
+                " registry_version, registry_updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (key) DO UPDATE SET phone_hash = excluded.phone_hash,"
                 " run_date = excluded.run_date, row = excluded.row,"
-                " applied_at = excluded.applied_at, read_at = excluded.read_at"
+                " applied_at = excluded.applied_at, read_at = excluded.read_at,"
+                " registry_version = excluded.registry_version,"
+                " registry_updated = excluded.registry_updated"
                 " WHERE excluded.read_at >= ledger.read_at",
                 [
-                    (e.key, e.phone_hash, e.run_date, e.row, e.applied_at, e.read_at)
+                    (
+                        e.key,
+                        e.phone_hash,
+                        e.run_date,
+                        e.row,
+                        e.applied_at,
+                        e.read_at,
+                        e.registry_version,
+                        e.registry_updated,
+                    )
                     for e in entries
                 ],
             )
