@@ -36,8 +36,9 @@ from common.telemetry import LogFormat
 #: Who loads the settings, and so which settings are required:
 #: ``task`` the nightly job (task 0 also reads the sheet); ``replay`` the replay function and
 #: ``phonesync replay --via direct`` (FHIR, no sheet); ``publish`` ``phonesync replay --via
-#: pubsub`` (the failure topic, no FHIR); ``store`` the read-only operator commands.
-Role = Literal["task", "replay", "publish", "store"]
+#: pubsub`` (the failure topic, no FHIR); ``store`` the read-only operator commands;
+#: ``reconcile`` ``phonesync reconcile`` (the sheet and FHIR, every task: each reads the sheet).
+Role = Literal["task", "replay", "publish", "store", "reconcile"]
 StateBackend = Literal["sqlite", "firestore"]
 
 __all__ = [
@@ -89,6 +90,9 @@ class Settings(BaseSettings):
     cloud_run_task_index: int = Field(default=0, ge=0)
     cloud_run_task_count: int = Field(default=1, ge=1)
     cloud_run_execution: str = ""
+    #: Set by Cloud Run on every task of a job (only there): ``phonesync reconcile`` then runs
+    #: as a task (JSON logs on stdout, drift is not a failure) rather than for a person.
+    cloud_run_job: str = ""
     cloud_run_task_attempt: int = Field(default=0, ge=0)
     lease_seconds: float = Field(default=120.0, gt=0, allow_inf_nan=False)
     manifest_timeout_seconds: float = Field(default=600.0, gt=0, allow_inf_nan=False)
@@ -274,7 +278,7 @@ def _role_problems(s: Settings, role: Role) -> list[str]:
     problems: list[str] = []
     fhir = s.fhir
     firestore = s.state_backend == "firestore"
-    calls_fhir = role in ("task", "replay")
+    calls_fhir = role in ("task", "replay", "reconcile")
     if firestore and not s.google_cloud_project:
         problems.append("GOOGLE_CLOUD_PROJECT: required with STATE_BACKEND=firestore")
     if not s.cloud_run_task_index < s.cloud_run_task_count:
@@ -285,7 +289,8 @@ def _role_problems(s: Settings, role: Role) -> list[str]:
         if not fhir.base_url:
             problems.append("FHIR_BASE_URL: required (the FHIR R4 base, e.g. https://…/fhir)")
         problems += [f"FHIR_{name.upper()}: {why}" for name, why in fhir.problems()]
-    if role == "task" and s.task_index == 0 and (s.sheet_csv is None) == (s.sheet_id is None):
+    reads_sheet = (role == "task" and s.task_index == 0) or role == "reconcile"
+    if reads_sheet and (s.sheet_csv is None) == (s.sheet_id is None):
         problems.append(
             "SHEET_ID or SHEET_CSV: exactly one is required (the Sheet, or a CSV export)"
         )

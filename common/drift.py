@@ -12,6 +12,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+#: ``--max-repairs`` when not given: a bound on what one command may write, raised on purpose.
+DEFAULT_MAX_REPAIRS = 500
+#: The window's length when only its end is given (the weekly schedule's window).
+DEFAULT_DAYS = 28
+
 
 class DriftClass(StrEnum):
     #: The registry holds the sheet's number, spelt as phonesync writes it.

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from common.bundle import reading
 from common.cloud_access import CloudAccessError, as_cloud_access_error
+from common.drift import DEFAULT_DAYS, DEFAULT_MAX_REPAIRS
 from common.errors import ConfigError, InputError
 from common.jakarta import jakarta_now_iso
 from common.outcomes import summarize
@@ -36,6 +37,8 @@ EXIT_INPUT = 2
 #: Google Cloud out of reach (no credentials, an emulator that does not answer): for every
 #: command, and not one of `phonesync status`'s codes (0, 1, 3-6), so never read as a run's.
 EXIT_CLOUD_ACCESS = 7
+#: `reconcile`: drift found (as `status` says "needs action").
+EXIT_DRIFT = 3
 
 
 def iso_date(text: str) -> date:
@@ -228,7 +231,87 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_state_flags(rl)
     rl.set_defaults(handler=cmd_replay)
+
+    rc = command("reconcile", texts.RECONCILE)
+    rc.add_argument(
+        "--since",
+        type=iso_date,
+        metavar="YYYY-MM-DD",
+        help="first sheet date of the window (default: --days before --until)",
+    )
+    rc.add_argument(
+        "--until",
+        type=iso_date,
+        metavar="YYYY-MM-DD",
+        help="last sheet date (default: the newest date every nightly run has taken:"
+        " today, WIB, less 1 + LOOKBACK_DAYS days)",
+    )
+    rc.add_argument(
+        "--days",
+        type=int,
+        metavar="N",
+        help=f"without --since: the window's N dates ending at --until (default {DEFAULT_DAYS})",
+    )
+    rc.add_argument(
+        "--repair",
+        action="store_true",
+        help="write the sheet's number for missing and different NIKs (default: read-only)",
+    )
+    rc.add_argument(
+        "--repair-registry-newer",
+        action="store_true",
+        help="with --repair: also overwrite numbers another writer set after phonesync's",
+    )
+    rc.add_argument(
+        "--max-repairs",
+        type=int,
+        default=DEFAULT_MAX_REPAIRS,
+        metavar="N",
+        help=f"write at most N patients (default {DEFAULT_MAX_REPAIRS})",
+    )
+    rc.add_argument("--format", choices=["text", "json"], default="text", help="default: text")
+    add_source_flags(rc)
+    add_state_flags(rc)
+    rc.set_defaults(handler=cmd_reconcile)
+
+    dr = command("drift", texts.DRIFT)
+    dr.add_argument(
+        "--reconcile", metavar="ID", help="the reconcile (its execution; default: the latest)"
+    )
+    dr.add_argument("--format", choices=["csv", "json"], default="csv", help="default: csv")
+    dr.add_argument("--out", type=Path, metavar="FILE", help="write here (default and -: stdout)")
+    add_state_flags(dr)
+    dr.set_defaults(handler=cmd_drift)
     return parser
+
+
+def add_source_flags(parser: argparse.ArgumentParser) -> None:
+    """The sheet and FHIR flags of a command that reads both (`reconcile`; as `run`'s)."""
+    parser.add_argument(
+        "--sheet",
+        type=Path,
+        metavar="CSV",
+        help="a CSV export instead of the Sheets API (env SHEET_CSV)",
+    )
+    parser.add_argument("--sheet-id", metavar="ID", help="Google Sheet id (env SHEET_ID)")
+    parser.add_argument("--fhir-url", metavar="URL", help="FHIR base URL (env FHIR_BASE_URL)")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        metavar="N",
+        help="concurrent FHIR requests per task, at most (env FHIR_CONCURRENCY)",
+    )
+    parser.add_argument(
+        "--rate-limit",
+        type=float,
+        metavar="N",
+        help="FHIR requests/s per task, 0 = unlimited (env FHIR_RATE_LIMIT)",
+    )
+    parser.add_argument(
+        "--phone-format",
+        choices=[f.value for f in PhoneFormat],
+        help="national (0812..., default) or e164 (env PHONE_FORMAT)",
+    )
 
 
 def add_state_flags(parser: argparse.ArgumentParser) -> None:
@@ -288,6 +371,112 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not outcomes:
         raise InputError(f"no outcomes recorded for {args.date.isoformat()}")
     payload = render_report(outcomes, args.format)
+    write_output(args.out, lambda out: out.write(payload))
+    return EXIT_OK
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    """Reconcile the window: one Cloud Run task's shard, or everything for a person."""
+    import asyncio
+    from datetime import timedelta
+
+    from common.config import load_settings
+    from common.fhir import FhirAuthError, FhirServerUnfit, FhirTransientError
+    from common.reconcile import ReconcileOptions, reconcile_shard, settled_until
+    from common.runtime import open_store
+    from common.telemetry import configure_logging, log_event
+
+    overrides: dict[str, object] = {
+        "sheet_csv": args.sheet,
+        "sheet_id": args.sheet_id,
+        "phone_format": args.phone_format,
+        "fhir": {
+            "base_url": args.fhir_url,
+            "concurrency": args.concurrency,
+            "rate_limit": args.rate_limit,
+        },
+        **state_overrides(args),
+    }
+    try:
+        settings = load_settings(overrides=overrides, role="reconcile")
+    except ConfigError as exc:
+        if not os.environ.get("CLOUD_RUN_JOB"):  # a person: one line per problem (main)
+            raise
+        configure_logging()  # a Cloud Run task: its one config_invalid line
+        log_event(
+            "config_invalid",
+            "invalid configuration: " + "; ".join(exc.problems),
+            severity=logging.ERROR,
+            reason="; ".join(exc.problems),
+            problems=exc.problems,
+        )
+        return EXIT_INPUT
+    if args.since is not None and args.days is not None:
+        raise InputError("give --since or --days, not both")
+    if args.days is not None and args.days < 1:
+        raise InputError("--days must be at least 1")
+    if args.max_repairs < 0:
+        raise InputError("--max-repairs must be 0 or more")
+    if args.repair_registry_newer and not args.repair:
+        raise InputError("--repair-registry-newer only widens --repair: give both")
+    until = args.until or settled_until(settings.lookback_days)
+    since = args.since or until - timedelta(days=(args.days or DEFAULT_DAYS) - 1)
+    if since > until:
+        raise InputError(f"--since {since} is after --until {until}: the window is empty")
+    options = ReconcileOptions(
+        since, until, args.repair, args.repair_registry_newer, args.max_repairs
+    )
+    if settings.cloud_run_job:
+        from jobs.reconcile_task import run_reconcile_task
+
+        configure_logging()
+        return run_reconcile_task(settings, options)
+
+    from jobs.reconcile_views import render_counts, render_json
+
+    log = settings.state_path.parent / "logs" / f"{settings.execution}-reconcile.jsonl"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    store = open_store(settings)
+    try:
+        with log.open("w") as lines:
+            configure_logging(stream=lines)
+            try:
+                result = asyncio.run(reconcile_shard(settings, store, options))
+            finally:
+                configure_logging(stream=sys.stderr)
+    except FhirServerUnfit as exc:  # nothing compared: a wrong --fhir-url is a usage error
+        raise InputError(str(exc)) from None
+    except (FhirTransientError, FhirAuthError) as exc:
+        print(f"phonesync: error: the FHIR server did not answer: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        store.close()
+    if args.format == "json":
+        write_output(None, lambda out: out.write(render_json(result)))
+    else:
+        print(render_counts(result, str(log)))
+    if result.failed:
+        return EXIT_FAILED
+    return EXIT_DRIFT if result.drift_left else EXIT_OK
+
+
+def cmd_drift(args: argparse.Namespace) -> int:
+    from jobs.reconcile_views import describe, render_drift
+
+    store = open_state_from(args)
+    try:
+        run = store.get_reconcile(args.reconcile) if args.reconcile else store.latest_reconcile()
+        if run is None:
+            raise InputError(
+                f"no reconcile {args.reconcile} recorded"
+                if args.reconcile
+                else "no reconcile recorded: run `phonesync reconcile` first"
+            )
+        rows = store.drift_rows(run.reconcile_id)
+    finally:
+        store.close()
+    print(describe(run, len(rows)), file=sys.stderr)
+    payload = render_drift(rows, args.format)
     write_output(args.out, lambda out: out.write(payload))
     return EXIT_OK
 

@@ -173,3 +173,49 @@ examples:
   FHIR_BASE_URL               --via direct: the server (--fhir-url), with the FHIR
                               credentials `phonesync run -h` lists""",
 )
+
+RECONCILE = CommandHelp(
+    summary="compare the registry with the sheet: drift per NIK, --repair to fix it",
+    description="""\
+For every NIK whose newest sheet row falls in --since..--until, compare the registry's
+mobile number with the sheet's and put the NIK in one class: in_sync, format_only (same
+number, other spelling), missing (no mobile entry), different (another number: lost),
+registry_newer (another writer changed the patient after phonesync's last write),
+not_found, ambiguous; unchecked when the registry did not answer. The registry's answer
+decides, not the ledger. Read-only unless --repair: it writes the sheet's number for
+missing and different NIKs through the job's own path (If-Match, batch, ledger), at most
+--max-repairs; registry_newer only with --repair-registry-newer. The counts go to
+standard output (--format json: one document with the drift rows, masked NIKs), the drift
+rows to the store (`phonesync drift` lists them), JSON logs beside the state file.
+
+On Cloud Run (the job's image, an execution with overrides) each task reconciles its
+shard of the NIKs, as the nightly run splits them; the last to finish logs the counts.
+
+Exit codes: 0 in sync (format_only included; after --repair: nothing left), 3 drift
+found (or left), 1 failure (NIKs unchecked, a repair failed, FHIR not answering),
+2 usage error (or --fhir-url is not a FHIR R4 server with Patient search and update).
+On Cloud Run drift exits 0: the drift metric and its alert report it.""",
+    epilog=f"""\
+examples:
+  phonesync reconcile --since 2025-09-01 --until 2025-09-23 \\
+    --sheet examples/whatsapp-sheet.csv --fhir-url http://127.0.0.1:8080/fhir
+  phonesync reconcile --since 2025-09-01 --until 2025-09-23 --sheet-id SHEET \\
+    --fhir-url https://registry.example/fhir --repair --max-repairs 50 --format json
+
+The sheet, FHIR and state options are `phonesync run`'s, and so is the environment
+(`phonesync run -h`).
+{STATE_ENVIRONMENT}""",
+)
+
+DRIFT = CommandHelp(
+    summary="one line per drifted NIK of a reconcile: row, masked NIK, class, repair",
+    description="""\
+The drift rows a reconcile recorded (the latest one, or --reconcile ID): sheet row,
+masked NIK, class, sheet date, patient id, reason and what --repair did. in_sync NIKs
+are only counted (`phonesync reconcile` prints the counts). CSV (default) or JSON.""",
+    epilog=f"""\
+example:
+  phonesync drift --format csv --out out/drift.csv
+
+{STATE_ENVIRONMENT}""",
+)

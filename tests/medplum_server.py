@@ -14,6 +14,8 @@ Fixtures (registered in ``tests/conftest.py``):
   - ``medplum.fhir``: the FHIR base URL (``…/fhir/R4``) to give the job;
   - ``medplum.load(patients)``: replace every stored patient (ids kept, the server assigns
     ``meta``), counters reset;
+  - ``medplum.restore(patients)``: the registry restored from a backup: every stored patient
+    replaced by these, ``meta`` (version, lastUpdated) as given, counters reset;
   - ``medplum.patients()``: the stored patients, in load order, as the server holds them;
   - ``medplum.requests()`` / ``medplum.entries()`` / ``medplum.puts()``: answered FHIR requests
     and batch Bundle entries by ``"METHOD status"``, successful PUTs (requests or entries) by
@@ -69,6 +71,9 @@ class MedplumServer:
 
     def load(self, patients: list[dict[str, Any]]) -> None:
         self._call("POST", "load", patients)
+
+    def restore(self, patients: list[dict[str, Any]]) -> None:
+        self._call("POST", "restore", patients)
 
     def patients(self) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self._call("GET", "resources?type=Patient")

@@ -16,7 +16,8 @@
 //   (packages/server/src/fhir/response.ts), the default page of 20 and a `next` link
 //   (packages/server/src/fhir/search.ts), and a CapabilityStatement at /metadata shaped as
 //   packages/server/src/fhir/metadata.ts builds it.
-// - This adapter only: the /_test/* endpoints (load patients, read them back, count requests
+// - This adapter only: the /_test/* endpoints (load patients, restore them as backed up, read
+//   them back, count requests
 //   and batch entries, make another writer change a patient just before our next PUT of it,
 //   also when that PUT is an entry of a batch Bundle). No authentication:
 //   the registry's gateway, not Medplum, checks x-api-key / bearer tokens.
@@ -249,6 +250,24 @@ async function handleTest(req, url, text) {
     putsByResource = {};
     interpose = {};
     return [200, { loaded: resources.length }];
+  }
+  if (req.method === 'POST' && what === 'restore') {
+    // A registry restored from a backup: these resources exactly as backed up, meta included
+    // (versionId, lastUpdated), and no history after them. Medplum keeps given meta only while
+    // seeding (its MemoryRepository's withSeeding).
+    repo = new MemoryRepository();
+    const resources = JSON.parse(text);
+    await repo.withSeeding(async () => {
+      for (const resource of resources) {
+        validateResource(resource);
+        await repo.updateResource(resource);
+      }
+    });
+    requests = {};
+    entries = {};
+    putsByResource = {};
+    interpose = {};
+    return [200, { restored: resources.length }];
   }
   if (req.method === 'GET' && what === 'resources') {
     const type = url.searchParams.get('type') ?? 'Patient';
