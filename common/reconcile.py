@@ -8,7 +8,7 @@ through :class:`~common.fhir.BatchingRegistry`: in batch Bundles when the server
 ``batch``, one NIK an entry. What the registry answers decides, never the ledger: after a
 restore the ledger still says "applied" for numbers the registry lost. The ledger serves only
 to tell another writer's later change (``registry_newer``) from a loss: it keeps the version the
-registry gave phonesync's write (docs/decisions.md, record 80).
+registry gave phonesync's write (docs/decisions.md, record 84).
 
 ``repair`` writes the sheet's number with :func:`common.sync.sync_row` (search, decide, PUT with
 If-Match, batched), the job's path, and records the new ledger entries. A Cloud Run task
@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import TypeVar
@@ -174,26 +174,26 @@ def _shown(moment: datetime) -> str:
 async def find_drift(
     candidates: Sequence[Candidate],
     registry: PatientRegistry,
-    known: Mapping[str, LedgerEntry],
-    ledger: Ledger,
+    entries: Sequence[LedgerEntry | None],
     fmt: PhoneFormat,
     concurrency: int,
 ) -> list[Finding]:
-    """Search every candidate's NIK and classify it. A NIK the registry did not answer for is
-    ``unchecked``; refused credentials stop the whole reconcile (``FhirAuthError``)."""
+    """Search every candidate's NIK and classify it (``entries``: each candidate's ledger
+    entry, or None). A NIK the registry did not answer for is ``unchecked``; refused
+    credentials stop the whole reconcile (``FhirAuthError``)."""
 
-    async def check(candidate: Candidate) -> Finding:
+    async def check(index: int) -> Finding:
+        candidate = candidates[index]
         try:
             matches = await registry.search_by_nik(candidate.nik)
         except FhirAuthError:
             raise
         except FhirError as exc:
             return Finding(candidate, DriftClass.UNCHECKED, f"the registry did not answer: {exc}")
-        entry = known.get(ledger.nik_key(candidate.nik))
-        drift, reason, pid = classify(matches, candidate.phone, fmt, entry)
+        drift, reason, pid = classify(matches, candidate.phone, fmt, entries[index])
         return Finding(candidate, drift, reason, pid)
 
-    return await _each(candidates, check, concurrency)
+    return await _each(range(len(candidates)), check, concurrency)
 
 
 async def repair(
@@ -340,16 +340,18 @@ async def reconcile_shard(
         read_at = read_stamp()  # this read of the sheet is the newest: it decides
         plan = await asyncio.to_thread(lambda: plan_rows(read_rows(settings), options.window))
         mine = [c for c in plan.candidates if shard_of(c.nik, count) == index]
-        known = await asyncio.to_thread(store.ledger_get, [ledger.nik_key(c.nik) for c in mine])
+        keys = [ledger.nik_key(c.nik) for c in mine]
+        known = await asyncio.to_thread(store.ledger_get, keys)
         in_flight = registry.rows_in_flight()
         fmt = settings.phone_format
-        findings = await find_drift(mine, registry.calls, known, ledger, fmt, in_flight)
+        entries = [known.get(key) for key in keys]
+        findings = await find_drift(mine, registry.calls, entries, fmt, in_flight)
         if options.repair:
             budget = repair_budget(options.max_repairs, index, count)
-            findings, entries = await repair(
+            findings, written = await repair(
                 findings, registry.calls, ledger, fmt, options, read_at, in_flight, budget
             )
-            await asyncio.to_thread(store.ledger_put, entries)
+            await asyncio.to_thread(store.ledger_put, written)
         requests = sum(registry.client.stats.requests.values())
     counts = class_counts(f.drift for f in findings)
     rows = [f.as_row() for f in findings if f.drift is not DriftClass.IN_SYNC]
@@ -369,6 +371,22 @@ async def reconcile_shard(
     if completed is not None:
         log_finished(completed)
     return ShardResult(run, findings, counts, completed, requests)
+
+
+def run_reconcile(settings: Settings, store: StateStore, options: ReconcileOptions) -> ShardResult:
+    """:func:`reconcile_shard` in its own event loop (blocking).
+
+    The result leaves the loop through a holder, not as the main task's result: on its way out
+    ``asyncio.run`` looks up its SIGINT handler, which names the main task, and Python 3.11's
+    ``signal.getsignal`` formats that handler's repr — result included — twice (100,000
+    findings: seconds of CPU for nothing)."""
+    held: list[ShardResult] = []
+
+    async def main() -> None:
+        held.append(await reconcile_shard(settings, store, options))
+
+    asyncio.run(main())
+    return held[0]
 
 
 #: Lines per drift row: the drift metric counts them by class (in_sync and format_only need

@@ -377,12 +377,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
     """Reconcile the window: one Cloud Run task's shard, or everything for a person."""
-    import asyncio
     from datetime import timedelta
 
     from common.config import load_settings
     from common.fhir import FhirAuthError, FhirServerUnfit, FhirTransientError
-    from common.reconcile import ReconcileOptions, reconcile_shard, settled_until
+    from common.reconcile import ReconcileOptions, run_reconcile, settled_until
     from common.runtime import open_store
     from common.telemetry import configure_logging, log_event
 
@@ -441,7 +440,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
         with log.open("w") as lines:
             configure_logging(stream=lines)
             try:
-                result = asyncio.run(reconcile_shard(settings, store, options))
+                result = run_reconcile(settings, store, options)
             finally:
                 configure_logging(stream=sys.stderr)
     except FhirServerUnfit as exc:  # nothing compared: a wrong --fhir-url is a usage error

@@ -10,13 +10,12 @@ exits 1: Cloud Run retries it, and the retry records its shard again in place of
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from common.config import Settings
 from common.errors import InputError
 from common.fhir import FhirAuthError, FhirServerUnfit, FhirTransientError
-from common.reconcile import ReconcileOptions, reconcile_shard
+from common.reconcile import ReconcileOptions, run_reconcile
 from common.runtime import open_store
 from common.telemetry import log_event
 
@@ -28,7 +27,7 @@ def run_reconcile_task(settings: Settings, options: ReconcileOptions) -> int:
     """Reconcile this task's shard; the process exit code."""
     store = open_store(settings)
     try:
-        result = asyncio.run(reconcile_shard(settings, store, options))
+        result = run_reconcile(settings, store, options)
     except (InputError, FhirServerUnfit, FhirTransientError, FhirAuthError) as exc:
         log_event(
             "reconcile_failed",

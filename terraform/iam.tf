@@ -7,7 +7,7 @@ locals {
       "roles/datastore.user",    # run lock, manifest, outcomes, ledger
       "roles/logging.logWriter", # structured logs (the metrics are log-based: no metricWriter)
     ]
-    scheduler = [] # only run.invoker on the job itself (below)
+    scheduler = [] # only run.invoker and run-with-overrides on the job itself (below)
     replay = [
       "roles/datastore.user",
       "roles/logging.logWriter",
@@ -92,6 +92,23 @@ resource "google_cloud_run_v2_job_iam_member" "scheduler_runs_job" {
   name     = google_cloud_run_v2_job.phonesync.name
   location = var.region
   role     = "roles/run.invoker"
+  member   = "serviceAccount:${google_service_account.scheduler.email}"
+}
+
+# The weekly reconcile is an execution with overrides (its arguments), which run.invoker does not
+# allow: this role adds only run.jobs.runWithOverrides, granted on the job alone (roles/run.developer
+# would also let the scheduler change the job).
+resource "google_project_iam_custom_role" "run_with_overrides" {
+  role_id     = "${replace(var.job_name, "-", "_")}_run_with_overrides"
+  title       = "phonesync: run the job with overrides"
+  description = "Execute the phonesync Cloud Run job with overridden arguments (the weekly reconcile)"
+  permissions = ["run.jobs.run", "run.jobs.runWithOverrides"]
+}
+
+resource "google_cloud_run_v2_job_iam_member" "scheduler_runs_reconcile" {
+  name     = google_cloud_run_v2_job.phonesync.name
+  location = var.region
+  role     = google_project_iam_custom_role.run_with_overrides.name
   member   = "serviceAccount:${google_service_account.scheduler.email}"
 }
 

@@ -40,8 +40,11 @@ resource "google_cloud_run_v2_job" "phonesync" {
       max_retries     = var.max_retries
 
       containers {
-        image   = var.image
-        command = ["phonesync", "run"]
+        image = var.image
+        # The nightly job is `phonesync run`; an execution with overrides replaces only the
+        # arguments (the weekly reconcile: `phonesync reconcile …`, scheduler.tf).
+        command = ["phonesync"]
+        args    = ["run"]
 
         resources {
           limits = {

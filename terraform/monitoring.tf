@@ -6,6 +6,7 @@ locals {
   # PromQL names of user log-based metrics: logging_googleapis_com:user_<name>
   rows_metric         = "logging_googleapis_com:user_${google_logging_metric.rows.name}"
   runs_metric         = "logging_googleapis_com:user_${google_logging_metric.runs.name}"
+  drift_metric        = "logging_googleapis_com:user_${google_logging_metric.reconcile_drift.name}"
   alert_documentation = "See docs/runbook.md in the phonesync repository, section of this alert's name."
 }
 
@@ -115,6 +116,7 @@ resource "google_monitoring_dashboard" "phonesync" {
     run_duration_metric    = google_logging_metric.run_duration.name
     fhir_retries_metric    = google_logging_metric.fhir_retries.name
     report_failures_metric = google_logging_metric.report_failures.name
+    drift_metric           = google_logging_metric.reconcile_drift.name
   })
 }
 
@@ -307,6 +309,43 @@ resource "google_monitoring_alert_policy" "secret_rotation_due" {
         alignment_period   = "300s"
         per_series_aligner = "ALIGN_MAX"
       }
+    }
+  }
+}
+
+# One `reconcile_drift` line per drifted NIK a reconcile found (common/reconcile.py), by class:
+# missing, different, registry_newer, not_found, ambiguous, unchecked.
+resource "google_logging_metric" "reconcile_drift" {
+  name   = "phonesync_reconcile_drift"
+  filter = "${local.job_logs} AND jsonPayload.event=\"reconcile_drift\""
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "INT64"
+    labels {
+      key        = "class"
+      value_type = "STRING"
+    }
+  }
+  label_extractors = {
+    class = "EXTRACT(jsonPayload.class)"
+  }
+}
+
+resource "google_monitoring_alert_policy" "reconcile_drift" {
+  display_name          = "phonesync: reconcile found drift"
+  combiner              = "OR"
+  notification_channels = var.notification_channels
+  documentation {
+    content = local.alert_documentation
+  }
+  conditions {
+    display_name = "NIKs whose number the registry lost or another writer changed, in the last hour's reconciles"
+    condition_prometheus_query_language {
+      # not_found and ambiguous reach the officers every night (report tab); these three mean the
+      # registry no longer holds what phonesync wrote.
+      query               = "sum(increase(${local.drift_metric}{class=~\"missing|different|registry_newer\"}[1h])) > ${var.reconcile_drift_threshold}"
+      duration            = "0s"
+      evaluation_interval = "60s"
     }
   }
 }

@@ -26,3 +26,42 @@ resource "google_cloud_scheduler_job" "nightly" {
 
   depends_on = [google_project_service.apis]
 }
+
+# Sunday 03:00 Asia/Jakarta: the same job, read-only, as `phonesync reconcile --days N` (an
+# execution with overrides: only the container's arguments change). Its drift is counted by the
+# reconcile_drift metric and alerts in monitoring.tf; repairs are an operator's (runbook).
+resource "google_cloud_scheduler_job" "reconcile" {
+  name             = "${var.job_name}-reconcile"
+  region           = var.region
+  description      = "Weekly read-only check that the registry holds the officers' numbers"
+  schedule         = "0 3 * * 0"
+  time_zone        = "Asia/Jakarta"
+  attempt_deadline = "120s"
+
+  retry_config {
+    retry_count          = 3
+    min_backoff_duration = "30s"
+    max_backoff_duration = "300s"
+    max_doublings        = 3
+  }
+
+  http_target {
+    http_method = "POST"
+    uri         = "https://run.googleapis.com/v2/projects/${var.project_id}/locations/${var.region}/jobs/${google_cloud_run_v2_job.phonesync.name}:run"
+    headers = {
+      "Content-Type" = "application/json"
+    }
+    body = base64encode(jsonencode({
+      overrides = {
+        containerOverrides = [{ args = ["reconcile", "--days", tostring(var.reconcile_days)] }]
+      }
+    }))
+
+    oauth_token {
+      service_account_email = google_service_account.scheduler.email
+      scope                 = "https://www.googleapis.com/auth/cloud-platform"
+    }
+  }
+
+  depends_on = [google_project_service.apis]
+}

@@ -321,3 +321,23 @@ variable "max_run_minutes" {
     error_message = "max_run_minutes must be a whole number from 1 to 44: the \"run not finished\" alert checks from that minute until 23:45, so 45 or more would disable it silently."
   }
 }
+
+variable "reconcile_days" {
+  description = "Sheet dates the weekly reconcile checks, ending at the newest date every nightly run has taken (phonesync reconcile --days)"
+  type        = number
+  default     = 28
+  validation {
+    condition     = var.reconcile_days >= 1 && var.reconcile_days <= 366 && floor(var.reconcile_days) == var.reconcile_days
+    error_message = "reconcile_days must be a whole number of days from 1 to 366."
+  }
+}
+
+variable "reconcile_drift_threshold" {
+  description = "Drifted NIKs (missing, different, registry_newer) one reconcile may find before the drift alert pages"
+  type        = number
+  default     = 10
+  validation {
+    condition     = var.reconcile_drift_threshold >= 0
+    error_message = "reconcile_drift_threshold cannot be negative."
+  }
+}

@@ -52,3 +52,20 @@ def test_sync_bench_puts_per_row_and_batch_mode_side_by_side() -> None:
     assert 20 <= batch[0] <= 30, out
     assert out.count("updated 300 ") == 2
     assert out.count("patients PUT more than once: 0") == 2
+
+
+def test_reconcile_bench_reads_in_batches_and_finds_what_it_planted() -> None:
+    out = bench("bench.reconcile_bench", "--niks", "2000", "--latency-ms", "0")
+    planted = dict(
+        (name, int(n.replace(",", "")))
+        for name, n in re.findall(r"(\w+) ([\d,]+)", out.splitlines()[0].split(":", 1)[1])
+    )
+    classes = re.search(r"^classes (.*)$", out, re.M)
+    assert classes is not None, out
+    found = {name: int(n.replace(",", "")) for name, n in re.findall(r"(\w+) ([\d,]+)", classes[1])}
+    assert {k: v for k, v in found.items() if k != "in_sync"} == planted, out
+    requests = re.search(r"requests ([\d,]+) \(1/([\d.]+) per NIK\)", out)
+    assert requests is not None, out
+    # 2,000 searches in Bundles of 50, and the one GET metadata: within the goal of 1/40
+    assert 41 <= int(requests[1].replace(",", "")) <= 2000 / 40, out
+    assert "at most 1/40 request per NIK: met" in out

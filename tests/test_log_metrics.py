@@ -22,13 +22,14 @@ from typing import Any
 import pytest
 
 from common import telemetry
+from common.drift import DRIFT, DriftClass, DriftRow
 from common.failures import FailureMessage
 from common.outcomes import RowOutcome, Status
 from common.store import RunState, RunStatus, SqliteStore
 from tests.gcp_rules.logging_query import QuerySyntaxError, extractor, log_entry, parse
 from tests.gcp_rules.monitoring import label_values
 from tests.gcp_rules.terraform import Config
-from tests.simulator import API_KEY, SAMPLE_SHEET, RunningSim, run_cli, simulator
+from tests.simulator import API_KEY, SAMPLE_SHEET, RunningSim, run_cli, sample, simulator
 from tests.test_officer_report import MESSY_SHEET
 
 # Slow (~27 s): the captures are four whole runs. Not in scripts/test-fast.
@@ -61,6 +62,8 @@ class Capture:
     source: str = "job"
     #: Messages the replay function dropped as not planned by their run.
     malformed: int = 0
+    #: The drift rows a reconcile recorded.
+    drift: list[DriftRow] = field(default_factory=list)
 
 
 def _job_entries(logs: Path) -> list[dict[str, Any]]:
@@ -190,6 +193,44 @@ def _replay(state: Path, sim: RunningSim) -> Capture:
     return Capture("replay", entries, outcomes=replayed, source="replay", malformed=1)
 
 
+def _reconcile(folder: Path) -> Capture:
+    """A weekly reconcile as Cloud Run runs it (the job's image, `reconcile` as its arguments)
+    against a registry that lost numbers: one patient holds another number, one is gone, the
+    rest have none."""
+    patients = sample()
+    patients[0]["telecom"] = [{"system": "phone", "use": "mobile", "value": "081399990001"}]
+    state = folder / "reconcile" / "s.db"
+    state.parent.mkdir(parents=True)
+    with simulator(patients[:-1]) as sim:
+        done = run_cli(
+            "reconcile",
+            "--since",
+            DATE,
+            "--until",
+            DATE,
+            env={
+                "CLOUD_RUN_JOB": "phonesync",
+                "CLOUD_RUN_EXECUTION": "reconcile-exec",
+                "FHIR_BASE_URL": sim.fhir,
+                "FHIR_API_KEY": API_KEY,
+                "SHEET_CSV": str(SAMPLE_SHEET),
+                "STATE_PATH": str(state),
+            },
+        )
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    store = SqliteStore(state)
+    try:
+        drift = store.drift_rows("reconcile-exec")
+    finally:
+        store.close()
+    labels = {
+        "run.googleapis.com/execution_name": "reconcile-exec",
+        "run.googleapis.com/task_index": "0",
+    }
+    entries = [log_entry(line, JOB, labels) for line in done.stdout.splitlines()]
+    return Capture("reconcile", entries, drift=drift)
+
+
 class _Lines:
     """A text stream keeping what is written, as a container's stdout would."""
 
@@ -236,6 +277,7 @@ def captures(tmp_path_factory: pytest.TempPathFactory) -> list[Capture]:
         failed, state = _job_run(folder, "failed", sim, folder / "no-such-sheet.csv")
         _retry_task_0(failed, state, sim, folder / "no-such-sheet.csv")
         out.append(failed)
+    out.append(_reconcile(folder))
     cloud_run = {"CLOUD_RUN_JOB": "phonesync", "CLOUD_RUN_EXECUTION": "bad-config"}
     bad = run_cli("run", env={"STATE_BACKEND": "nowhere", "FHIR_BASE_URL": "", **cloud_run})
     labels = {
@@ -295,6 +337,11 @@ def expected(capture: Capture) -> dict[str, Counter[tuple[tuple[str, Any], ...]]
             {(("http_status", code),): n for code, n in capture.fhir_errors.items()}
         ),
         "phonesync_report_failures": Counter([()] if report_failed else []),
+        "phonesync_reconcile_drift": Counter(
+            (("class", r.drift.value),)
+            for r in capture.drift
+            if r.drift in DRIFT or r.drift is DriftClass.UNCHECKED
+        ),
     }
 
 
@@ -329,6 +376,7 @@ def test_the_captures_cover_every_kind_of_line_the_metrics_count(captures: list[
         None,
         RunStatus.FAILED,
         None,
+        None,
     ]
     assert by_name["succeeded"].fhir_errors == {"503": 2, "429": 1}
     statuses = {o.status for o in by_name["partial"].outcomes}
@@ -343,6 +391,9 @@ def test_the_captures_cover_every_kind_of_line_the_metrics_count(captures: list[
         assert events[event] >= 1, event
     # task 0 failed the run, and its retry failed it again: one run, one failure to count
     assert (events["run_failed"], events["run_failed_again"]) == (1, 1)
+    drift = {r.drift for r in by_name["reconcile"].drift}
+    assert drift == {DriftClass.MISSING, DriftClass.DIFFERENT, DriftClass.NOT_FOUND}, drift
+    assert events["reconcile_drift"] == 10 and events["reconcile_finished"] == 1
     for capture in captures:  # the same fields wherever a row ended (common/recording.py)
         for line in (e["jsonPayload"] for e in capture.entries if _event(e) == "row_outcome"):
             assert set(line) >= {"run_date", "execution", "source", "row", "status", "nik"}
@@ -379,7 +430,15 @@ def test_the_alerts_select_label_values_the_lines_carry(captures: list[Capture])
     }
     defined = {s.value for s in Status} | {s.value for s in RunStatus}
     assert seen <= defined
-    assert label_values(SHIPPED, {"status": defined}) == []
+    classes = {c.value for c in DriftClass}
+    assert {
+        p["class"]
+        for c in captures
+        for ps in evaluate(SHIPPED, c.entries).values()
+        for p in ps
+        if "class" in p
+    } <= classes
+    assert label_values(SHIPPED, {"status": defined, "class": classes}) == []
 
 
 def test_a_metric_that_miscounts_fails_the_check(captures: list[Capture]) -> None:

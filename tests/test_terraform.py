@@ -46,7 +46,8 @@ def all_text() -> str:
 
 
 def test_scheduler_runs_this_job_at_23_jakarta_with_its_own_identity() -> None:
-    (scheduler,) = resources("google_cloud_scheduler_job").values()
+    scheduler = resources("google_cloud_scheduler_job")["nightly"]
+    assert "body" not in scheduler["http_target"][0]  # the job as deployed: `phonesync run`
     assert scheduler["schedule"] == "0 23 * * *"
     assert scheduler["time_zone"] == "Asia/Jakarta"
     target = scheduler["http_target"][0]
@@ -71,7 +72,30 @@ def test_job_tasks_come_from_variables_and_it_runs_as_the_job_account() -> None:
     assert inner["service_account"] == "${google_service_account.job.email}"
     assert inner["max_retries"] == "${var.max_retries}"
     assert inner["timeout"] == "${var.task_timeout}"
-    assert inner["containers"][0]["command"] == ["phonesync", "run"]
+    container = inner["containers"][0]
+    assert (container["command"], container["args"]) == (["phonesync"], ["run"])
+
+
+def test_the_weekly_reconcile_runs_the_same_job_read_only_on_sunday_at_3_jakarta() -> None:
+    """An execution with overrides replaces the container's arguments (never its command), so
+    the job's command is `phonesync` and its arguments `run`; the override names `reconcile`
+    and no --repair. Overrides need run.jobs.runWithOverrides, granted on the job alone."""
+    weekly = resources("google_cloud_scheduler_job")["reconcile"]
+    nightly = resources("google_cloud_scheduler_job")["nightly"]
+    assert (weekly["schedule"], weekly["time_zone"]) == ("0 3 * * 0", "Asia/Jakarta")
+    target = weekly["http_target"][0]
+    assert target["uri"] == nightly["http_target"][0]["uri"]
+    assert target["oauth_token"] == nightly["http_target"][0]["oauth_token"]
+    assert target["headers"] == {"Content-Type": "application/json"}
+    body = target["body"]
+    assert body.startswith("${base64encode(jsonencode(") and "containerOverrides" in body
+    args = re.search(r"args\s*=\s*\[([^\]]*)\]", body)
+    assert args is not None
+    words = [w.strip().strip('"') for w in args.group(1).split(",")]
+    assert words[0] == "reconcile" and not any("repair" in w for w in words), words
+    assert "tostring(var.reconcile_days)" in body
+    role = resources("google_project_iam_custom_role")["run_with_overrides"]
+    assert set(role["permissions"]) == {"run.jobs.run", "run.jobs.runWithOverrides"}
 
 
 def test_job_env_names_the_configuration_the_code_reads() -> None:
@@ -173,7 +197,13 @@ def test_each_service_account_has_exactly_its_roles() -> None:
             (accessor, ledger_key),
             ("roles/pubsub.publisher", "${google_pubsub_topic.failures.id}"),
         },
-        "scheduler": {("roles/run.invoker", "${google_cloud_run_v2_job.phonesync.name}")},
+        "scheduler": {
+            ("roles/run.invoker", "${google_cloud_run_v2_job.phonesync.name}"),
+            (
+                "${google_project_iam_custom_role.run_with_overrides.name}",
+                "${google_cloud_run_v2_job.phonesync.name}",
+            ),
+        },
         "replay": {
             ("roles/datastore.user", "project"),
             ("roles/logging.logWriter", "project"),
@@ -200,6 +230,7 @@ def test_every_alert_policy_is_present() -> None:
         "phonesync: run not finished ${var.max_run_minutes} minutes after 23:00",
         "phonesync: run longer than ${var.max_run_minutes} minutes",
         "phonesync: FHIR API key rotation due",
+        "phonesync: reconcile found drift",
     }
     for body in resources("google_monitoring_alert_policy").values():
         assert body["notification_channels"] == "${var.notification_channels}"
@@ -239,6 +270,8 @@ def test_firestore_has_pitr_and_ttl_on_every_collection_the_app_writes() -> None
         "manifest",
         "ledger",
         "sheet_reads",
+        "reconciles",
+        "drift",
     }
 
 
@@ -393,6 +426,8 @@ def test_variable_validations_accept_the_example_and_reject_values_google_or_ale
         "secret_next_rotation_time=next-year",
         "failure_ratio_threshold=5",
         "rejected_ratio_threshold=1",
+        "reconcile_days=0",
+        "reconcile_drift_threshold=-1",
         "task_count=0",
     ):
         done = plan_variables(terraform, tmp_path, bad)
