@@ -90,9 +90,6 @@ class Settings(BaseSettings):
     cloud_run_task_index: int = Field(default=0, ge=0)
     cloud_run_task_count: int = Field(default=1, ge=1)
     cloud_run_execution: str = ""
-    #: Set by Cloud Run on every task of a job (only there): ``phonesync reconcile`` then runs
-    #: as a task (JSON logs on stdout, drift is not a failure) rather than for a person.
-    cloud_run_job: str = ""
     cloud_run_task_attempt: int = Field(default=0, ge=0)
     lease_seconds: float = Field(default=120.0, gt=0, allow_inf_nan=False)
     manifest_timeout_seconds: float = Field(default=600.0, gt=0, allow_inf_nan=False)

@@ -8,7 +8,7 @@ through :class:`~common.fhir.BatchingRegistry`: in batch Bundles when the server
 ``batch``, one NIK an entry. What the registry answers decides, never the ledger: after a
 restore the ledger still says "applied" for numbers the registry lost. The ledger serves only
 to tell another writer's later change (``registry_newer``) from a loss: it keeps the version the
-registry gave phonesync's write (docs/decisions.md, record 84).
+registry gave phonesync's write (docs/decisions.md, record 87).
 
 ``repair`` writes the sheet's number with :func:`common.sync.sync_row` (search, decide, PUT with
 If-Match, batched), the job's path, and records the new ledger entries. A Cloud Run task

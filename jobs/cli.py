@@ -383,7 +383,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     from common.fhir import FhirAuthError, FhirServerUnfit, FhirTransientError
     from common.reconcile import ReconcileOptions, run_reconcile, settled_until
     from common.runtime import open_store
-    from common.telemetry import configure_logging, log_event
+    from common.telemetry import configure_logging, on_cloud_run
 
     overrides: dict[str, object] = {
         "sheet_csv": args.sheet,
@@ -399,17 +399,10 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(overrides=overrides, role="reconcile")
     except ConfigError as exc:
-        if not os.environ.get("CLOUD_RUN_JOB"):  # a person: one line per problem (main)
+        if not on_cloud_run():  # a person: one line per problem (main)
             raise
         configure_logging()  # a Cloud Run task: its one config_invalid line
-        log_event(
-            "config_invalid",
-            "invalid configuration: " + "; ".join(exc.problems),
-            severity=logging.ERROR,
-            reason="; ".join(exc.problems),
-            problems=exc.problems,
-        )
-        return EXIT_INPUT
+        return log_refusal(exc)
     if args.since is not None and args.days is not None:
         raise InputError("give --since or --days, not both")
     if args.days is not None and args.days < 1:
@@ -425,7 +418,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     options = ReconcileOptions(
         since, until, args.repair, args.repair_registry_newer, args.max_repairs
     )
-    if settings.cloud_run_job:
+    if on_cloud_run():
         from jobs.reconcile_task import run_reconcile_task
 
         configure_logging()
@@ -442,7 +435,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
             try:
                 result = run_reconcile(settings, store, options)
             finally:
-                configure_logging(stream=sys.stderr)
+                configure_logging(log_format=settings.log_format)
     except FhirServerUnfit as exc:  # nothing compared: a wrong --fhir-url is a usage error
         raise InputError(str(exc)) from None
     except (FhirTransientError, FhirAuthError) as exc:

@@ -57,7 +57,7 @@ class LedgerEntry:
     ``registry_version`` and ``registry_updated`` are the patient's ``meta.versionId`` and
     ``meta.lastUpdated`` as the registry answered phonesync's write (or the read that found the
     number already there): a later version tells a reconcile that another writer changed the
-    patient since (docs/decisions.md, record 84). "" in entries written before they were kept.
+    patient since (docs/decisions.md, record 87). "" in entries written before they were kept.
     """
 
     key: str
