@@ -22,6 +22,7 @@ from google.cloud import pubsub_v1
 
 from common import telemetry
 from common.config import load_settings
+from common.drift import DriftClass, DriftRow, ReconcileRun
 from common.failures import FailureMessage, topic_path
 from common.store import RunStatus
 from common.store._firestore import FirestoreStore
@@ -343,13 +344,13 @@ def test_local_multi_task_on_firestore_equals_sqlite(cloud: dict[str, str], tmp_
 
 
 def test_the_runbooks_commands_work_with_the_runbooks_own_setup(
-    cloud: dict[str, str], gcp_project: str, monkeypatch: pytest.MonkeyPatch
+    cloud: dict[str, str], gcp_project: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """Every `phonesync` command of docs/runbook.md, run as written (with $DATE) against a
     partial run in Firestore, with only the runbook's `export` block set: no FHIR settings."""
     from jobs.cli import main
+    from tests.test_docs_run import CLOUD_VALUES, blocks, phonesync_commands
     from tests.test_docs_run import ROOT as DOCS_ROOT
-    from tests.test_docs_run import blocks, phonesync_commands
 
     with sim_with_sheet() as sim:
         sim.state.set_down(True)
@@ -369,7 +370,17 @@ def test_the_runbooks_commands_work_with_the_runbooks_own_setup(
     runbook = blocks(DOCS_ROOT / "docs" / "runbook.md")
     assert "FAILURE_TOPIC=phonesync-failures" in runbook[0].text and TOPIC == "phonesync-failures"
     commands = [c for b in runbook for c in phonesync_commands(b.text)]
-    expected = {"status": 4, "report": 0, "replay": 0}  # 4: partial (rows deferred)
+    # a weekly reconcile on record, for `drift` (its execution: the value the docs test gives
+    # $EXECUTION); `drift --out` writes into the current folder
+    monkeypatch.chdir(tmp_path)
+    store = FirestoreStore(gcp_project)
+    try:
+        row = DriftRow(5, "3171********0001", DriftClass.MISSING, DATE, "patient-004", "lost")
+        weekly = ReconcileRun(CLOUD_VALUES.get("EXECUTION", "X"), DATE, DATE, 1, time.time())
+        assert store.record_reconcile(weekly, 0, {"missing": 1}, [row], time.time()) is not None
+    finally:
+        store.close()
+    expected = {"status": 4, "report": 0, "replay": 0, "drift": 0}  # 4: partial (rows deferred)
     assert {c[0] for c in commands} == set(expected)
     for command in commands:
         assert main(command) == expected[command[0]], command
