@@ -31,6 +31,7 @@ from common.errors import ConfigError
 from common.fhir._settings import FhirSettings, HttpUrl, SecretName
 from common.jakarta import jakarta_today
 from common.phones import PhoneFormat
+from common.quiet_days import QuietWeekdays
 from common.telemetry import LogFormat
 
 #: Who loads the settings, and so which settings are required:
@@ -67,6 +68,8 @@ class Settings(BaseSettings):
 
     run_date: date | None = None  # None: task 0 fixes today's Jakarta date for the execution
     lookback_days: int = Field(default=1, ge=0, le=31)
+    #: Days of the week without visits (``sat,sun``): a window of only such dates may be empty.
+    quiet_weekdays: QuietWeekdays = frozenset()
     sheet_csv: Path | None = None  # local runs: a CSV export instead of the Sheets API
     sheet_id: str | None = None
     sheet_range: str = "A:Z"
@@ -228,15 +231,20 @@ def _nested_update(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[s
 
 
 def _drop(values: dict[str, Any], loc: tuple[str | int, ...]) -> None:
+    """Drop the setting at ``loc``: the deepest mapping on its path (an item of a list
+    setting, ``("quiet_weekdays", 0)``, drops the whole setting)."""
     target: Any = values
-    for part in loc[:-1]:
-        target = target.get(part) if isinstance(target, dict) else None
-    if isinstance(target, dict):
-        target.pop(loc[-1], None)
+    for index, part in enumerate(loc):
+        child = target.get(part) if isinstance(target, dict) else None
+        if index == len(loc) - 1 or not isinstance(child, dict):
+            if isinstance(target, dict):
+                target.pop(part, None)
+            return
+        target = child
 
 
 def _env_name(loc: tuple[str | int, ...]) -> str:
-    return "_".join(str(part) for part in loc[:2]).upper()
+    return "_".join(str(part) for part in loc[: 2 if loc[0] == "fhir" else 1]).upper()
 
 
 def _describe(error: Any) -> str:
@@ -318,6 +326,8 @@ def _as_env(values: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
             text = str(value.value)
         elif isinstance(value, date):
             text = value.isoformat()
+        elif isinstance(value, frozenset):
+            text = ",".join(sorted(value))
         elif isinstance(value, BaseModel):
             continue
         else:

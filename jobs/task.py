@@ -36,6 +36,7 @@ from common.officer_report import write_officer_report
 from common.outcomes import NEEDS_OFFICER, SHEET_REJECTED, Status, summarize
 from common.planning import DateWindow, plan_rows, shard_of
 from common.privacy import redact
+from common.quiet_days import rows_expected
 from common.recording import Publish, RowRecorder, RowResult
 from common.registry import Registry, check_server, open_registry
 from common.runtime import ledger_key, open_store
@@ -51,6 +52,7 @@ from common.store import (
 )
 from common.sync import Ledger, ShardProgress, sync_shard
 from common.telemetry import bind, log_event
+from common.unsettled import log_unsettled_runs
 
 EXIT_OK = 0
 EXIT_RETRY = 1
@@ -147,6 +149,7 @@ async def _run_task(config: Settings, store: StateStore, started: float) -> int:
     if work.final is not None:
         _log_run_finished(work.final)
         await asyncio.to_thread(write_officer_report, config, store, work.final)
+        await asyncio.to_thread(log_unsettled_runs, store, run_date, time.time())
     return EXIT_OK
 
 
@@ -425,6 +428,7 @@ def _write_manifest(config: Settings, store: StateStore, run_date: str) -> None:
         rejected=summarize(rejected),
         shard_sizes=[len(s) for s in shards.values()],
         window=[window.first.isoformat() if window.first else None, run_date],
+        rows_expected=rows_expected(first, day, config.quiet_weekdays),
         read_plan_seconds=round(planned - started, 3),
         manifest_seconds=round(written - planned, 3),
     )

@@ -21,6 +21,7 @@ locals {
     FHIR_TIMEOUT_SECONDS      = tostring(var.fhir_timeout_seconds)
     FHIR_DEADLINE_SECONDS     = tostring(var.fhir_deadline_seconds)
     LOOKBACK_DAYS             = tostring(var.lookback_days)
+    QUIET_WEEKDAYS            = join(",", var.quiet_weekdays)
     RETENTION_DAYS            = tostring(var.retention_days)
   }
 }

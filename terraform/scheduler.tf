@@ -1,11 +1,22 @@
-# 23:00 Asia/Jakarta every night: Cloud Scheduler calls the Cloud Run Admin API's jobs:run.
+# The schedule's one place: the scheduler's cron below and the alerts' time of day
+# (monitoring.tf) both come from var.schedule_hour. Asia/Jakarta is UTC+7 all year (no daylight
+# saving since 1964), and PromQL's hour() is UTC: the alerts check the hour 7 hours earlier.
+locals {
+  schedule_utc_hour = (var.schedule_hour + 17) % 24
+}
+
+# schedule_hour:00 Asia/Jakarta every night: Cloud Scheduler calls the Cloud Run Admin API's
+# jobs:run.
 resource "google_cloud_scheduler_job" "nightly" {
   name             = "${var.job_name}-nightly"
   region           = var.region
   description      = "Sync the day's WhatsApp numbers into the FHIR registry"
-  schedule         = "0 23 * * *"
+  schedule         = "0 ${var.schedule_hour} * * *"
   time_zone        = "Asia/Jakarta"
   attempt_deadline = "120s"
+  # Armed only once a run has been checked by hand (docs/deploy.md): a schedule armed before
+  # the secrets exist fails every night.
+  paused = var.schedule_paused
 
   retry_config {
     retry_count          = 3

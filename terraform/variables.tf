@@ -278,14 +278,25 @@ variable "notification_channels" {
   }
 }
 
-variable "failure_ratio_threshold" {
-  description = "Alert when deferred+error rows exceed this share of rows in an hour."
+variable "error_ratio_threshold" {
+  description = "Alert when rows ending `error` (the registry refused them for good; deferred rows are the replay function's) exceed this share of the job's rows in an hour."
   type        = number
   default     = 0.05
 
   validation {
-    condition     = var.failure_ratio_threshold > 0 && var.failure_ratio_threshold < 1
-    error_message = "failure_ratio_threshold is a share of rows: between 0 and 1, exclusive."
+    condition     = var.error_ratio_threshold > 0 && var.error_ratio_threshold < 1
+    error_message = "error_ratio_threshold is a share of rows: between 0 and 1, exclusive."
+  }
+}
+
+variable "ratio_min_rows" {
+  description = "The error and rejected ratio alerts stay quiet below this many rows in the hour (1 error in 10 rows is not a trend); fewer rows still show in the run's status and the \"runs left partial\" alert."
+  type        = number
+  default     = 50
+
+  validation {
+    condition     = var.ratio_min_rows >= 1 && floor(var.ratio_min_rows) == var.ratio_min_rows
+    error_message = "ratio_min_rows must be a whole number ≥ 1."
   }
 }
 
@@ -312,7 +323,7 @@ variable "fhir_retry_rate_threshold" {
 }
 
 variable "max_run_minutes" {
-  description = "Alert when the nightly run has not finished this many minutes after 23:00."
+  description = "Alert when the nightly run has not finished this many minutes after its scheduled start, and when any run took longer."
   type        = number
   default     = 25
 
@@ -340,4 +351,41 @@ variable "reconcile_drift_threshold" {
     condition     = var.reconcile_drift_threshold >= 0
     error_message = "reconcile_drift_threshold cannot be negative."
   }
+}
+
+variable "schedule_hour" {
+  description = "Hour of the night (Asia/Jakarta, on the hour) the scheduler starts the job; the alerts' time of day follows it."
+  type        = number
+  default     = 23
+
+  validation {
+    condition     = var.schedule_hour >= 0 && var.schedule_hour <= 23 && floor(var.schedule_hour) == var.schedule_hour
+    error_message = "schedule_hour must be a whole hour from 0 to 23 (Asia/Jakarta)."
+  }
+}
+
+variable "quiet_weekdays" {
+  description = "Days of the week the officers record no visits (mon … sun): a night whose whole window falls on them may have no rows without paging (QUIET_WEEKDAYS)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for day in var.quiet_weekdays : contains(["mon", "tue", "wed", "thu", "fri", "sat", "sun"], day)])
+    error_message = "quiet_weekdays: day names mon, tue, wed, thu, fri, sat, sun, e.g. [\"sat\", \"sun\"]."
+  }
+}
+
+variable "runbook_url" {
+  description = "Where the on-call engineer reads this repository's docs/runbook.md (e.g. its page in the code host); every alert links its own section (URL#anchor)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^https://[^#\\s]+$", var.runbook_url))
+    error_message = "runbook_url must be an https URL without a #fragment (each alert adds its section's anchor)."
+  }
+}
+
+variable "schedule_paused" {
+  description = "Whether the nightly schedule is paused. A new project starts with true and sets false after its first checked run (docs/deploy.md); on-call may pause it for longer than the next apply here (docs/runbook.md)."
+  type        = bool
 }

@@ -3,9 +3,13 @@
 `phonesync run --tasks 2` runs as Cloud Run would start it (its task processes' stdout lands in
 the state folder's logs/), for a succeeded run with FHIR retries, a partial run whose report tab
 cannot be written, a run that cannot start (and Cloud Run's retry of its task 0, which fails it
-again) and a task with a bad configuration; the replay function handles one deferred row. Each line becomes the LogEntry Cloud Run makes of it, and
-every `google_logging_metric` filter and extractor runs on them (tests/gcp_rules). What each
-metric must count comes from the run's own record (the store), not from the filters.
+again), a task with a bad configuration, a night whose window holds no row (dates typed with
+the wrong year) and the next night after the partial one, which finds it still partial; the
+replay function handles one deferred row and drops a malformed message; Cloud Scheduler's
+attempts are lines of the shape Google documents. Each line becomes the LogEntry Cloud Run
+makes of it, and every `google_logging_metric` filter and extractor runs on them
+(tests/gcp_rules). What each metric must count comes from the run's own record (the store),
+not from the filters.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import re
+import sqlite3
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
@@ -26,6 +31,7 @@ from common.drift import DRIFT, DriftClass, DriftRow
 from common.failures import FailureMessage
 from common.outcomes import RowOutcome, Status
 from common.store import RunState, RunStatus, SqliteStore
+from common.unsettled import LEFT_AFTER_SECONDS
 from tests.gcp_rules.logging_query import QuerySyntaxError, extractor, log_entry, parse
 from tests.gcp_rules.monitoring import label_values
 from tests.gcp_rules.terraform import Config
@@ -38,6 +44,7 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "google_rules"
 DATE = "2025-09-23"
+NEXT_DATE = "2025-09-24"
 SHIPPED = Config.read(ROOT / "terraform", {"project_id": "p"})
 JOB = {
     "type": "cloud_run_job",
@@ -47,6 +54,7 @@ FUNCTION = {
     "type": "cloud_run_revision",
     "labels": {"service_name": "phonesync-replay", "location": "asia-southeast2"},
 }
+MAX_RUN_SECONDS = SHIPPED.variable("max_run_minutes") * 60
 #: Rows decided from the sheet that need nobody: recorded, not logged (docs/decisions.md, record 55).
 UNLOGGED = {Status.SUPERSEDED, Status.OTHER_DATE}
 
@@ -64,6 +72,10 @@ class Capture:
     malformed: int = 0
     #: The drift rows a reconcile recorded.
     drift: list[DriftRow] = field(default_factory=list)
+    #: Earlier dates whose runs were left partial when this run ended (from the store).
+    unsettled: list[str] = field(default_factory=list)
+    #: Cloud Scheduler attempts that failed to start the job.
+    scheduler_failures: int = 0
 
 
 def _job_entries(logs: Path) -> list[dict[str, Any]]:
@@ -95,15 +107,28 @@ def _job_env(state: Path, name: str, sim: RunningSim, sheet: Path, **env: str) -
 
 
 def _job_run(
-    folder: Path, name: str, sim: RunningSim, sheet: Path, **env: str
+    folder: Path,
+    name: str,
+    sim: RunningSim,
+    sheet: Path,
+    *,
+    run_date: str = DATE,
+    state_from: Path | None = None,
+    **env: str,
 ) -> tuple[Capture, Path]:
+    """``phonesync run --tasks 2`` of ``run_date`` in a state of its own (a copy of
+    ``state_from``, when given: an earlier night's)."""
     state = folder / name / "s.db"
     state.parent.mkdir(parents=True)
+    if state_from is not None:  # SQLite's own copy: the latest writes may be in its WAL
+        with sqlite3.connect(state_from) as source, sqlite3.connect(state) as copy:
+            source.backup(copy)
+    env = {"RUN_DATE": run_date, **env}
     done = run_cli("run", "--tasks", "2", env=_job_env(state, name, sim, sheet, **env))
     assert "Traceback" not in done.stderr, done.stderr
     store = SqliteStore(state)
     try:
-        run, outcomes = store.get_run(DATE), store.outcomes(DATE)
+        run, outcomes = store.get_run(run_date), store.outcomes(run_date)
     finally:
         store.close()
     # The client retries 408, 429 and 5xx answers (common/fhir): one fhir_retry line each.
@@ -273,10 +298,23 @@ def captures(tmp_path_factory: pytest.TempPathFactory) -> list[Capture]:
         )
         out.append(partial)
         out.append(_replay(state, sim))
+        # The next night: the partial run of DATE ended yesterday, and nobody replayed it.
+        _ended_hours_ago(state, DATE, 21)
+        next_night, night_state = _job_run(
+            folder, "next-night", sim, SAMPLE_SHEET, run_date=NEXT_DATE, state_from=state
+        )
+        next_night.unsettled = _unsettled(night_state, NEXT_DATE)
+        out.append(next_night)
     with simulator() as sim:  # the sheet is missing, and still missing when task 0 is retried
         failed, state = _job_run(folder, "failed", sim, folder / "no-such-sheet.csv")
         _retry_task_0(failed, state, sim, folder / "no-such-sheet.csv")
         out.append(failed)
+    wrong_year = folder / "wrong-year.csv"  # the officers typed 2024 for 2025
+    wrong_year.write_text(SAMPLE_SHEET.read_text().replace("-2025,", "-2024,"))
+    with simulator() as sim:
+        # 2025-09-22 and 2025-09-23 are a Monday and a Tuesday: quiet on weekends only
+        empty, _ = _job_run(folder, "empty-window", sim, wrong_year, QUIET_WEEKDAYS="sat,sun")
+        out.append(empty)
     out.append(_reconcile(folder))
     cloud_run = {"CLOUD_RUN_JOB": "phonesync", "CLOUD_RUN_EXECUTION": "bad-config"}
     bad = run_cli("run", env={"STATE_BACKEND": "nowhere", "FHIR_BASE_URL": "", **cloud_run})
@@ -287,7 +325,76 @@ def captures(tmp_path_factory: pytest.TempPathFactory) -> list[Capture]:
     out.append(
         Capture("bad-config", [log_entry(ln, JOB, labels) for ln in bad.stdout.splitlines()])
     )
+    out.append(_scheduler_attempts())
     return out
+
+
+def _ended_hours_ago(state: Path, run_date: str, hours: float) -> None:
+    """Move the end of ``run_date``'s run back by ``hours``: it ended on an earlier night."""
+    with sqlite3.connect(state) as db:
+        db.execute(
+            "UPDATE runs SET finished_at = finished_at - ?, started_at = started_at - ?"
+            " WHERE run_date = ?",
+            (hours * 3600, hours * 3600, run_date),
+        )
+
+
+def _unsettled(state: Path, run_date: str) -> list[str]:
+    """The earlier runs the night of ``run_date`` must report, read off the store's record:
+    partial, and ended a day before (LEFT_AFTER_SECONDS) the night's run did."""
+    with sqlite3.connect(state) as db:
+        (night_ended,) = db.execute(
+            "SELECT finished_at FROM runs WHERE run_date = ?", (run_date,)
+        ).fetchone()
+        rows = db.execute(
+            "SELECT run_date FROM runs WHERE run_date < ? AND status = 'partial'"
+            " AND finished_at <= ? ORDER BY run_date DESC",
+            (run_date, night_ended - LEFT_AFTER_SECONDS),
+        ).fetchall()
+    return [date for (date,) in rows]
+
+
+SCHEDULER = {
+    "type": "cloud_scheduler_job",
+    "labels": {"job_id": "phonesync-nightly", "location": "asia-southeast2", "project_id": "p"},
+}
+
+
+def _scheduler_attempts() -> Capture:
+    """Cloud Scheduler's log of three nights' attempts, shaped as Google documents its
+    AttemptStarted / AttemptFinished entries (cloud.google.com/scheduler/docs/view-logs):
+    the Run API refusing the scheduler's account once, and another scheduler job's failure
+    (the reconcile schedule's) that is not the nightly job's."""
+    finished = "type.googleapis.com/google.cloud.scheduler.logging.AttemptFinished"
+    started = "type.googleapis.com/google.cloud.scheduler.logging.AttemptStarted"
+    url = "https://run.googleapis.com/v2/projects/p/locations/asia-southeast2/jobs/phonesync:run"
+
+    def attempt(kind: str, severity: str, status: str | None, job: str) -> dict[str, Any]:
+        payload: dict[str, Any] = {
+            "@type": kind,
+            "jobName": f"projects/p/locations/asia-southeast2/jobs/{job}",
+            "targetType": "HTTP",
+            "url": url,
+        }
+        entry: dict[str, Any] = {
+            "resource": {**SCHEDULER, "labels": {**SCHEDULER["labels"], "job_id": job}},
+            "severity": severity,
+            "logName": "projects/p/logs/cloudscheduler.googleapis.com%2Fexecutions",
+            "jsonPayload": payload,
+        }
+        if status is not None:
+            payload["status"] = status
+            entry["httpRequest"] = {"status": 403 if status == "PERMISSION_DENIED" else 200}
+        return entry
+
+    entries = [
+        attempt(started, "INFO", None, "phonesync-nightly"),
+        attempt(finished, "INFO", "OK", "phonesync-nightly"),
+        attempt(started, "INFO", None, "phonesync-nightly"),
+        attempt(finished, "ERROR", "PERMISSION_DENIED", "phonesync-nightly"),
+        attempt(finished, "ERROR", "PERMISSION_DENIED", "phonesync-reconcile"),
+    ]
+    return Capture("scheduler", entries, scheduler_failures=1)
 
 
 def evaluate(config: Config, entries: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -322,6 +429,9 @@ def expected(capture: Capture) -> dict[str, Counter[tuple[tuple[str, Any], ...]]
     ended = run is not None and run.status is not RunStatus.RUNNING
     finished = ended and run is not None and run.status is not RunStatus.FAILED
     report_failed = run is not None and (run.report or "").startswith("failed")
+    in_window = sum(n for s, n in (run.counts if run else {}).items() if s != "other_date")
+    empty_window = finished and run is not None and in_window == 0  # on working days
+    too_long = finished and run is not None and _duration(run) > MAX_RUN_SECONDS
     return {
         "phonesync_rows": Counter(
             (("source", capture.source), ("status", o.status.value))
@@ -342,6 +452,10 @@ def expected(capture: Capture) -> dict[str, Counter[tuple[tuple[str, Any], ...]]
             for r in capture.drift
             if r.drift in DRIFT or r.drift is DriftClass.UNCHECKED
         ),
+        "phonesync_empty_windows": Counter([()] if empty_window else []),
+        "phonesync_runs_unsettled": Counter([()] * len(capture.unsettled)),
+        "phonesync_runs_too_long": Counter([()] if too_long else []),
+        "phonesync_scheduler_failures": Counter([()] * capture.scheduler_failures),
     }
 
 
@@ -374,10 +488,16 @@ def test_the_captures_cover_every_kind_of_line_the_metrics_count(captures: list[
         RunStatus.SUCCEEDED,
         RunStatus.PARTIAL,
         None,
+        RunStatus.SUCCEEDED,
         RunStatus.FAILED,
+        RunStatus.SUCCEEDED,
+        None,  # the reconcile
         None,
         None,
     ]
+    assert by_name["next-night"].unsettled == [DATE]
+    empty = by_name["empty-window"].run
+    assert empty is not None and empty.counts == {"other_date": 10}
     assert by_name["succeeded"].fhir_errors == {"503": 2, "429": 1}
     statuses = {o.status for o in by_name["partial"].outcomes}
     assert {
@@ -387,7 +507,15 @@ def test_the_captures_cover_every_kind_of_line_the_metrics_count(captures: list[
         Status.INVALID_PHONE,
     } <= statuses
     events = Counter(e.get("jsonPayload", {}).get("event") for c in captures for e in c.entries)
-    for event in ("row_outcome", "run_finished", "fhir_retry", "report_failed"):
+    for event in (
+        "row_outcome",
+        "run_finished",
+        "run_failed",
+        "fhir_retry",
+        "report_failed",
+        "manifest_written",
+        "run_unsettled",
+    ):
         assert events[event] >= 1, event
     # task 0 failed the run, and its retry failed it again: one run, one failure to count
     assert (events["run_failed"], events["run_failed_again"]) == (1, 1)
@@ -405,6 +533,13 @@ def test_the_captures_cover_every_kind_of_line_the_metrics_count(captures: list[
     assert all(
         e["severity"] in ("INFO", "WARNING", "ERROR") for c in captures for e in c.entries
     ), "every line the job writes is JSON with a severity"
+    empty = _payload(by_name["empty-window"], "manifest_written")
+    assert (empty["candidates"], empty["decided"], empty["rows_expected"]) == (0, 0, True)
+
+
+def _payload(capture: Capture, event: str) -> dict[str, Any]:
+    (line,) = (e["jsonPayload"] for e in capture.entries if _event(e) == event)
+    return dict(line)
 
 
 def _event(entry: dict[str, Any]) -> str | None:
@@ -439,6 +574,32 @@ def test_the_alerts_select_label_values_the_lines_carry(captures: list[Capture])
         if "class" in p
     } <= classes
     assert label_values(SHIPPED, {"status": defined, "class": classes}) == []
+
+
+def test_an_empty_window_pages_only_when_rows_were_expected(captures: list[Capture]) -> None:
+    """The night whose rows were all typed with the wrong year pages; the same line from a
+    window of only QUIET_WEEKDAYS (rows_expected false: tests/test_oncall_signals.py) does
+    not, nor does a night with rows in its window."""
+    by_name = {c.name: c for c in captures}
+    (line,) = (e for e in by_name["empty-window"].entries if _event(e) == "manifest_written")
+    quiet = {**line, "jsonPayload": {**line["jsonPayload"], "rows_expected": False}}
+    (synced,) = (e for e in by_name["succeeded"].entries if _event(e) == "manifest_written")
+    counted = evaluate(SHIPPED, [line, quiet, synced])["phonesync_empty_windows"]
+    assert counted == [{}]
+
+
+def test_a_run_pages_for_its_duration_by_its_own_line(captures: list[Capture]) -> None:
+    """The run-too-long alert counts run_finished lines whose duration_seconds is above
+    max_run_minutes: a 22-minute run never pages for 25 (a percentile of the duration
+    distribution read a bucket spanning 1297-1946 s), 25 minutes and a second does."""
+    (line,) = (e for e in captures[0].entries if _event(e) == "run_finished")
+    lengths = {1320.0: 0, 1500.0: 0, 1501.0: 1, 3000.0: 1}
+    for seconds, pages in lengths.items():
+        entry = {**line, "jsonPayload": {**line["jsonPayload"], "duration_seconds": seconds}}
+        assert len(evaluate(SHIPPED, [entry])["phonesync_runs_too_long"]) == pages, seconds
+    longer = Config.read(ROOT / "terraform", {"project_id": "p", "max_run_minutes": 20})
+    entry = {**line, "jsonPayload": {**line["jsonPayload"], "duration_seconds": 1320.0}}
+    assert len(evaluate(longer, [entry])["phonesync_runs_too_long"]) == 1
 
 
 def test_a_metric_that_miscounts_fails_the_check(captures: list[Capture]) -> None:

@@ -1,12 +1,15 @@
 """A terraform configuration as python-hcl2 reads it, and the strings Google receives from it.
 
-Only the interpolations our monitoring uses resolve (``local.x``, ``var.x`` from its default or
-the given values, ``<type>.<name>.<literal attribute>``, ``templatefile`` of a file with a map
-of those); anything else raises, so a new expression is noticed, not guessed at.
+Only the interpolations our monitoring uses resolve (``local.x``, ``local.map.key``, ``var.x``
+from its default or the given values, ``<type>.<name>.<literal attribute>``, arithmetic on
+numbers (``(var.schedule_hour + 17) % 24``), ``templatefile`` of a file with a map of those);
+anything else raises, so a new expression is noticed, not guessed at.
 """
 
 from __future__ import annotations
 
+import ast
+import operator
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -83,9 +86,15 @@ class Config:
         return _INTERPOLATION.sub(lambda m: self._expression(m.group(1).strip()), text)
 
     def _expression(self, expression: str) -> str:
+        if _ARITHMETIC.fullmatch(expression) and re.search(r"[-+*/%()]", expression):
+            return _hcl_text(self._arithmetic(expression))
         parts = expression.split(".")
         if len(parts) == 2 and parts[0] == "local":
             return self._interpolate(str(self.locals()[parts[1]]))
+        if len(parts) == 3 and parts[0] == "local":
+            table = self.locals()[parts[1]]
+            if isinstance(table, dict) and isinstance(table.get(parts[2]), str | int | float):
+                return self._interpolate(_hcl_text(table[parts[2]]))
         if len(parts) == 2 and parts[0] == "var":
             return _hcl_text(self.variable(parts[1]))
         if len(parts) == 3 and re.fullmatch(r"\w+", parts[2]):
@@ -93,6 +102,22 @@ class Config:
             if isinstance(value, str | int | float):
                 return self._interpolate(_hcl_text(value))
         raise ValueError(f"cannot resolve ${{{expression}}} offline: extend gcp_rules.terraform")
+
+    def _arithmetic(self, expression: str) -> int | float:
+        """``expression`` of numbers, references to numbers, ``+ - * / %`` and parentheses."""
+        names: dict[str, int | float] = {}
+
+        def number(match: re.Match[str]) -> str:
+            text = self._expression(match.group(0))
+            try:
+                value: int | float = int(text)
+            except ValueError:
+                value = float(text)
+            names[f"_{len(names)}"] = value
+            return f"_{len(names) - 1}"
+
+        tree = ast.parse(_REFERENCE_IN.sub(number, expression), mode="eval").body
+        return _evaluate(tree, names)
 
     def templatefile(self, call: str) -> str:
         """The rendered ``templatefile("${path.module}/file", {k = expr, ...})`` call."""
@@ -111,6 +136,31 @@ class Config:
             return variables[m.group(1)]
 
         return re.sub(r"(?<!\$)\$\{(\w+)\}", fill, template).replace("$${", "${")
+
+
+_REFERENCE_IN = re.compile(r"\b(?:var|local)\.\w+(?:\.\w+)?")
+_ARITHMETIC = re.compile(r"[\w.\s+*/%()-]+")
+_OPERATORS = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.Mod: operator.mod,
+}
+
+
+def _evaluate(node: ast.expr, names: Mapping[str, int | float]) -> int | float:
+    if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
+        left, right = _evaluate(node.left, names), _evaluate(node.right, names)
+        result: int | float = _OPERATORS[type(node.op)](left, right)
+        return result
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        return -_evaluate(node.operand, names)
+    if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
+        return node.value
+    if isinstance(node, ast.Name) and node.id in names:
+        return names[node.id]
+    raise ValueError(f"cannot evaluate {ast.unparse(node)!r} offline: extend gcp_rules.terraform")
 
 
 def _hcl_text(value: Any) -> str:
