@@ -55,6 +55,10 @@ class RowOutcome:
     patient_id: str | None = None
     nik_masked: str = ""
     warning: str = ""
+    #: For a row that was waiting on a field officer when this run took it up again: the date
+    #: it started waiting (ISO). "" for every other row, and for a row first found waiting by
+    #: this run (it waits since this run's date).
+    since: str = ""
 
     @classmethod
     def of(
@@ -66,10 +70,11 @@ class RowOutcome:
         nik: str = "",
         patient_id: str | None = None,
         assigned: bool = True,
+        since: str = "",
     ) -> RowOutcome:
         """The outcome of sheet row ``row``: the one way phonesync makes one (a store only
         reads back what was made here). ``nik`` is masked here; ``assigned`` False adds the
-        unassigned-range warning."""
+        unassigned-range warning; ``since``: see the field."""
         return cls(
             row,
             status,
@@ -77,6 +82,7 @@ class RowOutcome:
             patient_id,
             nik_masked=mask_nik(nik) if nik else "",
             warning="" if assigned else UNASSIGNED_RANGE_WARNING,
+            since=since,
         )
 
     def as_report_row(self) -> dict[str, object]:
@@ -90,6 +96,8 @@ class RowOutcome:
             out["nik"] = self.nik_masked
         if self.warning:
             out["warning"] = self.warning
+        if self.since:
+            out["waiting_since"] = self.since
         return out
 
 

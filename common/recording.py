@@ -8,7 +8,9 @@ function's row and ``phonesync replay --via direct`` all end here, in this order
    one);
 2. the outcome in the store (the job's rows as a batch; a replayed row moves its run's counts);
 3. the ledger entry, when the patient now holds the number;
-4. one ``row_outcome`` log line, the same fields from every caller (the rows metric counts
+4. the row's place among the rows waiting on a field officer (``WaitingRow``): kept while it
+   waits, forgotten once a row that waited is settled (applied, replaced);
+5. one ``row_outcome`` log line, the same fields from every caller (the rows metric counts
    them by ``status`` and ``source``), but for ``superseded`` rows, which need nobody.
 """
 
@@ -21,8 +23,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from common.failures import FailureMessage
-from common.outcomes import RowOutcome, Status
-from common.store import LedgerEntry, StateStore, WorkItem
+from common.outcomes import NEEDS_OFFICER, NOT_YET_APPLIED, RowOutcome, Status
+from common.store import LedgerEntry, StateStore, WaitingRow, WorkItem, waiting_key
 from common.telemetry import log_event
 
 #: Who recorded the row: the nightly job, the replay function, or an operator's replay.
@@ -39,6 +41,19 @@ _SEVERITY = {
 }
 #: Recorded, not logged: a row replaced by a later one of its patient needs nobody.
 _UNLOGGED = frozenset({Status.SUPERSEDED})
+#: A row that waited on an officer stays waiting through these (not settled yet; an unreadable
+#: date past ACTION_DAYS is kept so that it is not reported again as new).
+_STILL_WAITING = NOT_YET_APPLIED | {Status.OTHER_DATE}
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """Where a row decided from the sheet alone is: its date (ISO; "" when unreadable) and NIK
+    ("" when invalid) as the read ``read_at`` saw them. A synced row's is its work item's."""
+
+    sheet_date: str
+    nik: str
+    read_at: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,16 +68,25 @@ class RowResult:
     attempts: int = 0
     #: The server refused our credentials: no later row can succeed, stop sending.
     auth_refused: bool = False
+    #: A row decided from the sheet alone that may wait on a field officer (see :class:`Place`).
+    place: Place | None = None
+
+    def where(self) -> Place | None:
+        if self.item is not None:
+            return Place(self.item.date, self.item.nik, self.item.read_at)
+        return self.place
 
 
 @dataclass(frozen=True, slots=True)
 class RowRecorder:
     """Records the results of ``execution``'s run of ``run_date``.
 
-    ``source`` "job" records a batch of a running run; "replay" and "operator" record one
-    replayed row each, moving the run's counts (and only while ``execution`` owns the date).
+    ``source`` "job" records a batch of a running run; "replay" and "operator" record
+    replayed rows, moving the run's counts (and only while ``execution`` owns the date), as
+    does the job recording into an earlier run (``earlier_run``: rows a night took up again).
     ``publish`` (the job, when it has a failure topic) sends deferred rows on for replay; a
-    replay never publishes: Pub/Sub redelivers its own message.
+    replay never publishes: Pub/Sub redelivers its own message. ``nik_key`` (the ledger's
+    HMAC) lets rows waiting on a field officer be kept (without it they are not).
     """
 
     store: StateStore
@@ -70,6 +94,8 @@ class RowRecorder:
     execution: str
     source: Source = "job"
     publish: Publish | None = None
+    nik_key: Callable[[str], str] | None = None
+    earlier_run: bool = False
 
     def record(self, results: Sequence[RowResult]) -> None:
         """Record ``results`` (blocking: async callers run it in a thread)."""
@@ -77,15 +103,50 @@ class RowRecorder:
         if deferred and self.publish is not None:
             self.publish([self._message(r) for r in deferred])
         outcomes = [r.outcome for r in results]
-        if self.source == "job":
+        recorded = True
+        if self.source == "job" and not self.earlier_run:
             self.store.record_outcomes(self.run_date, outcomes)
         else:
-            for outcome in outcomes:
-                self.store.record_replay(self.run_date, self.execution, outcome, time.time())
+            run = self.store.record_replay(self.run_date, self.execution, outcomes, time.time())
+            recorded = run is not None
         self.store.ledger_put([r.ledger for r in results if r.ledger is not None])
+        if recorded:
+            put, drop = self._waiting(results)
+            if put or drop:
+                self.store.update_waiting(put, drop)
         for outcome in outcomes:
             if outcome.status not in _UNLOGGED:
                 self._log(outcome)
+
+    def _waiting(self, results: Sequence[RowResult]) -> tuple[list[WaitingRow], list[str]]:
+        """The rows now waiting on a field officer to keep, and those that waited and no longer
+        do (their ``since`` says they waited) to forget."""
+        put: list[WaitingRow] = []
+        drop: list[str] = []
+        if self.nik_key is None:
+            return put, drop
+        for result in results:
+            place, outcome = result.where(), result.outcome
+            if place is None:
+                continue
+            status = outcome.status
+            if status in NEEDS_OFFICER or (outcome.since and status in _STILL_WAITING):
+                put.append(
+                    WaitingRow(
+                        sheet_date=place.sheet_date,
+                        row=outcome.row,
+                        nik_key=self.nik_key(place.nik) if place.nik else "",
+                        nik_masked=outcome.nik_masked,
+                        status=status.value,
+                        since=outcome.since or self.run_date,
+                        run_date=self.run_date,
+                        execution=self.execution,
+                        read_at=place.read_at,
+                    )
+                )
+            elif outcome.since:
+                drop.append(waiting_key(place.sheet_date, outcome.row))
+        return put, drop
 
     def _message(self, result: RowResult) -> FailureMessage:
         item = result.item

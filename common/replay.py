@@ -88,7 +88,7 @@ async def replay_item(
             )
     if result is None:
         result = await sync_row(item, registry, ledger, fmt)
-    recorder = RowRecorder(store, run_date, execution, source)
+    recorder = RowRecorder(store, run_date, execution, source, nik_key=ledger.nik_key)
     await asyncio.to_thread(recorder.record, [result])
     return result
 

@@ -73,7 +73,13 @@ def row_result(
     """``item``'s result: its outcome (see :meth:`RowOutcome.of`) and ``details`` (the ledger
     entry, the attempts of a deferred row …)."""
     outcome = RowOutcome.of(
-        item.row, status, reason, nik=item.nik, patient_id=patient_id, assigned=item.assigned
+        item.row,
+        status,
+        reason,
+        nik=item.nik,
+        patient_id=patient_id,
+        assigned=item.assigned,
+        since=item.since,
     )
     return RowResult(outcome, item, **details)
 

@@ -17,6 +17,7 @@ from common.store import (
     RunStatus,
     ShardState,
     StateStore,
+    WaitingRow,
     WorkItem,
 )
 
@@ -188,7 +189,7 @@ def check_a_run_without_failures_succeeds_and_a_failed_run_says_why(store: State
 
 
 def check_a_replayed_row_moves_the_counts_and_can_complete_the_run(store: StateStore) -> None:
-    assert store.record_replay("2025-01-01", "exec-a", RowOutcome(2, Status.UPDATED), T0) is None
+    assert store.record_replay("2025-01-01", "exec-a", [RowOutcome(2, Status.UPDATED)], T0) is None
     store.acquire_run(DATE, "exec-a", 1, LEASE, T0)
     write_manifest(store, DATE, "exec-a", {0: [item(2), item(3)]}, [])
     store.record_outcomes(
@@ -197,9 +198,9 @@ def check_a_replayed_row_moves_the_counts_and_can_complete_the_run(store: StateS
     final = finish(store, 0, T0 + 1)
     assert final is not None and final.status is RunStatus.PARTIAL
     # a replay of an older execution's row does not touch this run's report
-    assert store.record_replay(DATE, "exec-old", RowOutcome(2, Status.UPDATED), T0 + 4) is None
+    assert store.record_replay(DATE, "exec-old", [RowOutcome(2, Status.UPDATED)], T0 + 4) is None
     after_one = store.record_replay(
-        DATE, "exec-a", RowOutcome(2, Status.UPDATED, "replayed", "p-2"), T0 + 5
+        DATE, "exec-a", [RowOutcome(2, Status.UPDATED, "replayed", "p-2")], T0 + 5
     )
     assert after_one is not None
     assert (after_one.status, after_one.counts) == (
@@ -207,7 +208,7 @@ def check_a_replayed_row_moves_the_counts_and_can_complete_the_run(store: StateS
         {"deferred": 1, "updated": 1},
     )
     after_two = store.record_replay(
-        DATE, "exec-a", RowOutcome(3, Status.UNCHANGED, "replayed", "p-3"), T0 + 6
+        DATE, "exec-a", [RowOutcome(3, Status.UNCHANGED, "replayed", "p-3")], T0 + 6
     )
     assert after_two is not None
     assert (after_two.status, after_two.counts) == (
@@ -348,6 +349,127 @@ def check_ledger_handles_many_keys(store: StateStore) -> None:
     store.ledger_put(entries)
     got = store.ledger_get([e.key for e in entries] + ["absent"])
     assert len(got) == 1_200 and got["k1199"].row == 1199
+
+
+def check_a_run_remembers_the_dates_it_covers_until_a_rerun(store: StateStore) -> None:
+    store.acquire_run("2025-09-22", "exec-22", 1, LEASE, T0)
+    store.acquire_run(DATE, "exec-a", 1, LEASE, T0)
+    store.set_window(DATE, "exec-other", "2025-09-01", [], [])  # not this run: ignored
+    store.set_window(DATE, "exec-a", "2025-09-20", ["2025-09-20", "2025-09-21"], ["2025-09-10"])
+    run = store.get_run(DATE)
+    assert run is not None
+    assert (run.window_first, run.caught_up, run.unsynced) == (
+        "2025-09-20",
+        ["2025-09-20", "2025-09-21"],
+        ["2025-09-10"],
+    )
+    assert [r.run_date for r in store.runs_since("2025-09-22")] == ["2025-09-22", DATE]
+    assert [r.run_date for r in store.runs_since("2025-09-23")] == [DATE]
+    assert store.runs_since("2025-09-24") == []
+    assert store.runs_since("2025-09-23")[0].caught_up == ["2025-09-20", "2025-09-21"]
+    write_manifest(store, DATE, "exec-a", {0: []}, [])
+    finish(store, 0, T0 + 1)
+    assert store.acquire_run(DATE, "exec-b", 1, LEASE, T0 + 2) is LockResult.ACQUIRED
+    rerun = store.get_run(DATE)
+    assert rerun is not None and (rerun.window_first, rerun.caught_up) == ("", [])
+
+
+def check_outcomes_can_be_read_by_status_and_keep_since(store: StateStore) -> None:
+    waited = RowOutcome(
+        4, Status.INVALID_PHONE, "x", nik_masked="3171********0004", since="2025-09-01"
+    )
+    store.record_outcomes(
+        DATE, [RowOutcome(2, Status.UPDATED), RowOutcome(3, Status.NOT_FOUND), waited]
+    )
+    assert store.outcomes(DATE, {Status.INVALID_PHONE, Status.NOT_FOUND}) == [
+        RowOutcome(3, Status.NOT_FOUND),
+        waited,
+    ]
+    assert store.outcomes(DATE, set()) == []
+    assert len(store.outcomes(DATE)) == 3
+    store.acquire_run(DATE, "exec-a", 1, LEASE, T0)
+    since = WorkItem(
+        row=5, date=DATE, nik="3171044203920005", phone="+6281234567890", since="2025-09-01"
+    )
+    write_manifest(store, DATE, "exec-a", {0: [since, item(6)]}, [])
+    assert store.read_shard(DATE, "exec-a", 0) == [since, item(6)]
+
+
+def check_rows_of_an_earlier_run_move_its_counts_together(store: StateStore) -> None:
+    store.acquire_run(DATE, "exec-a", 1, LEASE, T0)
+    write_manifest(store, DATE, "exec-a", {0: [item(2)]}, [])
+    store.record_outcomes(
+        DATE,
+        [
+            RowOutcome(2, Status.UPDATED),
+            RowOutcome(3, Status.INVALID_PHONE),
+            RowOutcome(4, Status.NOT_FOUND),
+        ],
+    )
+    final = finish(store, 0, T0 + 1)
+    assert final is not None and final.status is RunStatus.NEEDS_ACTION
+    moved = [
+        RowOutcome(r, Status.SUPERSEDED, "taken up again by the run of 2025-09-24") for r in (3, 4)
+    ]
+    after = store.record_replay(DATE, "exec-a", moved, T0 + 2)
+    assert after is not None
+    assert (after.status, after.counts) == (RunStatus.SUCCEEDED, {"updated": 1, "superseded": 2})
+    assert store.get_run(DATE) == after
+    assert [o.status for o in store.outcomes(DATE)] == [
+        Status.UPDATED,
+        Status.SUPERSEDED,
+        Status.SUPERSEDED,
+    ]
+    # many rows at once (over one Firestore transaction's worth)
+    many = [RowOutcome(r, Status.INVALID_NIK) for r in range(10, 460)]
+    store.record_replay(DATE, "exec-a", many, T0 + 3)
+    again = store.record_replay(
+        DATE, "exec-a", [RowOutcome(r, Status.SUPERSEDED) for r in range(10, 460)], T0 + 4
+    )
+    assert again is not None and again.counts == {"updated": 1, "superseded": 452}
+
+
+def waiting(row: int, read_at: str, since: str = "2025-09-20", **changes: str) -> WaitingRow:
+    fields = {
+        "sheet_date": "2025-09-20",
+        "nik_key": f"k{row}",
+        "nik_masked": "3171********0001",
+        "status": "invalid_phone",
+        "run_date": DATE,
+        "execution": "exec-a",
+        **changes,
+    }
+    return WaitingRow(row=row, since=since, read_at=read_at, **fields)  # type: ignore[arg-type]
+
+
+def check_rows_waiting_on_an_officer_are_kept_by_place(store: StateStore) -> None:
+    read_1, read_2, read_3 = (f"2025-09-2{n}T16:00:00.000000+00:00" for n in (1, 2, 3))
+    assert store.waiting_rows() == []
+    first = waiting(5, read_1, since="2025-09-21")
+    undated = waiting(9, read_1, sheet_date="", nik_key="", status="invalid_date")
+    store.update_waiting(put=[first, undated])
+    assert store.waiting_rows() == [waiting(5, read_1, since="2025-09-21"), undated]
+    assert [w.key for w in store.waiting_rows()] == ["2025-09-20-0000005", "undated-0000009"]
+    # a later read writes it again: its record, the earlier since of the two
+    store.update_waiting(put=[waiting(5, read_2, since="2025-09-22", status="not_found")])
+    assert store.waiting_rows()[0] == waiting(5, read_2, since="2025-09-21", status="not_found")
+    # an earlier read's (a replay's) never replaces a later read's
+    store.update_waiting(put=[waiting(5, read_1, since="2025-09-01", execution="exec-old")])
+    assert store.waiting_rows()[0] == waiting(5, read_2, since="2025-09-21", status="not_found")
+    # dropped, then written again in one call (a night taking a row up and keeping it)
+    store.update_waiting(
+        put=[waiting(5, read_3, since="2025-09-23")], drop=[first.key, undated.key]
+    )
+    assert store.waiting_rows() == [waiting(5, read_3, since="2025-09-23")]
+    store.update_waiting(drop=[first.key, "never-stored"])
+    assert store.waiting_rows() == []
+
+
+CHECKS: list[Callable[[StateStore], None]] = [
+    value
+    for name, value in sorted(globals().items())
+    if name.startswith("check_") and callable(value)
+]
 
 
 def check_the_report_tabs_fate_is_kept_per_run_and_cleared_by_a_new_run(store: StateStore) -> None:

@@ -110,7 +110,7 @@ def test_runs_left_partial_for_a_day_are_logged_until_they_settle(
 
     # the error row sent again and the deferred one replayed: the run settles, nothing more
     for row, status in ((2, Status.UPDATED), (3, Status.UNCHANGED)):
-        store.record_replay("2025-09-21", "exec-2025-09-21", RowOutcome.of(row, status), NOW)
+        store.record_replay("2025-09-21", "exec-2025-09-21", [RowOutcome.of(row, status)], NOW)
     run = store.get_run("2025-09-21")
     assert run is not None and run.status is RunStatus.SUCCEEDED
     lines.truncate(0)

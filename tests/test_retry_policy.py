@@ -283,7 +283,7 @@ def test_a_run_that_moved_while_it_closed_is_counted_again_after_the_common_back
     def count_while_a_replay_lands(run_date: str) -> list[RowOutcome]:
         counted = count(run_date)
         if replays:  # the replay function moves the row between the count and the close
-            backend.record_replay(DATE, "exec-a", replays.pop(0), T0 + 1)
+            backend.record_replay(DATE, "exec-a", [replays.pop(0)], T0 + 1)
         return counted
 
     monkeypatch.setattr(backend, "outcomes", count_while_a_replay_lands)

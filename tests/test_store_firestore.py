@@ -158,7 +158,7 @@ def test_a_replay_while_the_run_closes_is_counted(
         found = read(run_date)
         if not replayed:  # the replay function lands between the count and the close
             replayed.append(True)
-            store.record_replay(DATE, "exec-a", RowOutcome(2, Status.UPDATED, "replayed"), T0 + 1)
+            store.record_replay(DATE, "exec-a", [RowOutcome(2, Status.UPDATED, "replayed")], T0 + 1)
         return found
 
     monkeypatch.setattr(store, "outcomes", outcomes_then_a_replay)

@@ -6,15 +6,18 @@ from pathlib import Path
 
 from common.store._base import StateStore
 from common.store._model import (
+    FINISHED,
     LedgerEntry,
     LockResult,
     RunState,
     RunStatus,
     ShardState,
+    WaitingRow,
     WorkItem,
     final_status,
     moved_counts,
     read_stamp,
+    waiting_key,
 )
 from common.store._sqlite import SqliteStore
 
@@ -32,6 +35,7 @@ def firestore_store(
 
 __all__ = [
     "DEFAULT_SQLITE_PATH",
+    "FINISHED",
     "LedgerEntry",
     "LockResult",
     "RunState",
@@ -39,9 +43,11 @@ __all__ = [
     "ShardState",
     "SqliteStore",
     "StateStore",
+    "WaitingRow",
     "WorkItem",
     "final_status",
     "firestore_store",
     "moved_counts",
     "read_stamp",
+    "waiting_key",
 ]

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Protocol
 
 from common.drift import DriftRow, ReconcileRun
-from common.outcomes import RowOutcome
-from common.store._model import LedgerEntry, LockResult, RunState, ShardState, WorkItem
+from common.outcomes import RowOutcome, Status
+from common.store._model import (
+    LedgerEntry,
+    LockResult,
+    RunState,
+    ShardState,
+    WaitingRow,
+    WorkItem,
+)
 
 
 class StateStore(Protocol):
@@ -43,6 +50,22 @@ class StateStore(Protocol):
         ...
 
     def get_run(self, run_date: str) -> RunState | None: ...
+
+    def runs_since(self, first: str) -> list[RunState]:
+        """Every run dated ``first`` or later, by date (a night chooses its window from them)."""
+        ...
+
+    def set_window(
+        self,
+        run_date: str,
+        execution: str,
+        first: str,
+        caught_up: Sequence[str],
+        unsynced: Sequence[str],
+    ) -> None:
+        """Record the dates ``execution``'s run covers (``first`` .. ``run_date``), those of
+        them it catches up, and the dates it leaves unsynced (shown by ``status``, logged)."""
+        ...
 
     def fail_run(self, run_date: str, execution: str, reason: str, now: float) -> int:
         """Mark the run failed: it could not proceed (nothing to replay, rerun the date).
@@ -82,16 +105,19 @@ class StateStore(Protocol):
         """Upsert outcomes by sheet row (a later outcome for a row replaces the earlier)."""
         ...
 
-    def outcomes(self, run_date: str) -> list[RowOutcome]:
-        """Every recorded outcome of the date, by row."""
+    def outcomes(
+        self, run_date: str, statuses: Collection[Status] | None = None
+    ) -> list[RowOutcome]:
+        """Every recorded outcome of the date (only those of ``statuses`` when given), by row."""
         ...
 
     def record_replay(
-        self, run_date: str, execution: str, outcome: RowOutcome, now: float
+        self, run_date: str, execution: str, outcomes: Sequence[RowOutcome], now: float
     ) -> RunState | None:
-        """Record a replayed row's outcome and, in the same transaction, move the run's counts
-        from the row's previous status to the new one. A finished run's status is derived
-        again (``partial`` becomes ``succeeded`` when its last deferred row is applied).
+        """Record outcomes of rows of an existing run (a replayed row; rows a later night took
+        up again) and, in the same transaction, move the run's counts from each row's previous
+        status to the new one. A finished run's status is derived again (``partial`` becomes
+        ``succeeded`` when its last deferred row is applied).
 
         Only while ``execution`` still owns the date: after a rerun the date's report and
         row numbers are the newer read's, which an old replay must not overwrite. Returns
@@ -106,6 +132,17 @@ class StateStore(Protocol):
 
     def last_read(self, sheet_date: str) -> str:
         """The latest read that decided the rows dated ``sheet_date``; "" if none did."""
+        ...
+
+    # -- rows waiting on a field officer ----------------------------------------------------
+    def waiting_rows(self) -> list[WaitingRow]:
+        """Every row waiting on a field officer, across dates (a few hundred at most)."""
+        ...
+
+    def update_waiting(self, put: Sequence[WaitingRow] = (), drop: Sequence[str] = ()) -> None:
+        """Forget the rows keyed ``drop``, then store ``put`` by key. A stored row from a later
+        read of the sheet stays as it is; otherwise the new one replaces it, keeping the
+        earlier ``since`` of the two."""
         ...
 
     # -- shards: leases a task claims, syncs, finishes -------------------------------------

@@ -21,6 +21,8 @@ Layout (every document written by a run carries ``expire_at`` for the TTL policy
   of the sheet that applied or confirmed it, and the patient's version as the registry answered.
 - ``sheet_reads/{sheet_date}``: the latest read of the sheet that re-decided that date's rows.
 - ``reconciles/{id}`` and below: reconciles and their drift rows (``_firestore_reconciles``).
+- ``waiting/{sheet_date}-{row:07d}``: a row waiting on a field officer (``WaitingRow``: no NIK,
+  its HMAC), and which run holds its outcome.
 
 Finishing: a task flags the shard it holds finished, then reads every shard's document; the
 call that sees every shard finished claims the run (``finalizing_task``: its task index) in a
@@ -49,13 +51,14 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import asdict, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
 
 from common.cloud_access import open_google_client
 from common.errors import PhonesyncError
@@ -68,6 +71,7 @@ from common.store._model import (
     RunState,
     RunStatus,
     ShardState,
+    WaitingRow,
     WorkItem,
     final_status,
     moved_counts,
@@ -82,6 +86,9 @@ FINALIZE_ATTEMPTS = 5
 _BULK_BACKOFF_BASE, _BULK_BACKOFF_CAP = 1.0, 10.0
 _FINALIZE_BACKOFF_BASE, _FINALIZE_BACKOFF_CAP = 0.1, 1.0
 _READ_BATCH = 300
+#: Rows recorded into a run per transaction (each one write, plus the run's): under the
+#: 500 writes a transaction may hold.
+_REPLAY_BATCH = 200
 #: A write to send again: its document, its data (None: a delete) and why it failed.
 _Retry = tuple[Any, dict[str, Any] | None, str]
 
@@ -221,6 +228,7 @@ class FirestoreStore(FirestoreReconciles):
 
     @staticmethod
     def _state(data: Mapping[str, Any]) -> RunState:
+        window = data.get("window") or {}
         return RunState(
             run_date=data["run_date"],
             execution=data["execution"],
@@ -234,6 +242,9 @@ class FirestoreStore(FirestoreReconciles):
             total_rows=int(data.get("total_rows") or 0),
             reason=data.get("reason") or "",
             report=data.get("report") or "",
+            window_first=window.get("first", ""),
+            caught_up=list(window.get("caught_up", [])),
+            unsynced=list(window.get("unsynced", [])),
         )
 
     # -- execution date ---------------------------------------------------------------------
@@ -281,6 +292,7 @@ class FirestoreStore(FirestoreReconciles):
                     "reason": "",
                     "shard_chunks": {},
                     "counted": {},
+                    "window": {},
                     "finalizing_task": None,
                     "failures": 0,
                     "expire_at": self._expire(),
@@ -314,6 +326,30 @@ class FirestoreStore(FirestoreReconciles):
     def get_run(self, run_date: str) -> RunState | None:
         snap = self._run(run_date).get()
         return self._state(_data(snap)) if snap.exists else None
+
+    def runs_since(self, first: str) -> list[RunState]:
+        query = self.db.collection("runs").where(filter=FieldFilter("run_date", ">=", first))
+        runs = [self._state(_data(snap)) for snap in query.stream()]
+        return sorted(runs, key=lambda run: run.run_date)
+
+    def set_window(
+        self,
+        run_date: str,
+        execution: str,
+        first: str,
+        caught_up: Sequence[str],
+        unsynced: Sequence[str],
+    ) -> None:
+        ref = self._run(run_date)
+        window = {"first": first, "caught_up": list(caught_up), "unsynced": list(unsynced)}
+
+        @firestore.transactional
+        def attempt(transaction: Any) -> None:
+            snap = ref.get(transaction=transaction)
+            if snap.exists and snap.get("execution") == execution:
+                transaction.update(ref, {"window": window})
+
+        attempt(self._transaction())
 
     def fail_run(self, run_date: str, execution: str, reason: str, now: float) -> int:
         ref = self._run(run_date)
@@ -377,6 +413,7 @@ class FirestoreStore(FirestoreReconciles):
                     "read_at": part[0].read_at if part else "",
                     "items": [
                         {"r": i.row, "d": i.date, "n": i.nik, "p": i.phone, "a": i.assigned}
+                        | ({"s": i.since} if i.since else {})
                         for i in part
                     ],
                     "expire_at": expire,
@@ -425,6 +462,7 @@ class FirestoreStore(FirestoreReconciles):
                 phone=i["p"],
                 assigned=i["a"],
                 read_at=d.get("read_at", ""),
+                since=i.get("s", ""),
             )
             for d in docs
             for i in d["items"]
@@ -439,6 +477,7 @@ class FirestoreStore(FirestoreReconciles):
             "patient_id": outcome.patient_id,
             "nik_masked": outcome.nik_masked,
             "warning": outcome.warning,
+            "since": outcome.since,
             "expire_at": expire,
         }
 
@@ -454,9 +493,16 @@ class FirestoreStore(FirestoreReconciles):
             (rows.document(f"{o.row:07d}"), self._row_data(o, expire)) for o in latest.values()
         )
 
-    def outcomes(self, run_date: str) -> list[RowOutcome]:
+    def outcomes(
+        self, run_date: str, statuses: Collection[Status] | None = None
+    ) -> list[RowOutcome]:
+        query = self._sub(run_date, "rows")
+        if statuses is not None:
+            if not statuses:
+                return []
+            query = query.where(filter=FieldFilter("status", "in", [s.value for s in statuses]))
         out = []
-        for snap in self._sub(run_date, "rows").stream():
+        for snap in query.stream():
             d = snap.to_dict()
             out.append(
                 RowOutcome(
@@ -466,15 +512,29 @@ class FirestoreStore(FirestoreReconciles):
                     d.get("patient_id"),
                     d["nik_masked"],
                     d["warning"],
+                    d.get("since", ""),
                 )
             )
         return sorted(out, key=lambda o: o.row)
 
     def record_replay(
-        self, run_date: str, execution: str, outcome: RowOutcome, now: float
+        self, run_date: str, execution: str, outcomes: Sequence[RowOutcome], now: float
     ) -> RunState | None:
+        latest = list({o.row: o for o in outcomes}.values())  # a row's later outcome wins
+        state: RunState | None = None
+        for start in range(0, max(len(latest), 1), _REPLAY_BATCH):
+            state = self._record_replay(run_date, execution, latest[start : start + _REPLAY_BATCH])
+            if state is None:
+                return None
+        return state
+
+    def _record_replay(
+        self, run_date: str, execution: str, outcomes: Sequence[RowOutcome]
+    ) -> RunState | None:
+        """One transaction: the run and the rows' previous outcomes read, all written."""
         run_ref = self._run(run_date)
-        row_ref = self._sub(run_date, "rows").document(f"{outcome.row:07d}")
+        rows = self._sub(run_date, "rows")
+        row_refs = [rows.document(f"{o.row:07d}") for o in outcomes]
         expire = self._expire()
 
         @firestore.transactional
@@ -482,17 +542,17 @@ class FirestoreStore(FirestoreReconciles):
             run = run_ref.get(transaction=transaction)
             if not run.exists or run.get("execution") != execution:
                 return None
-            previous = row_ref.get(transaction=transaction)
+            previous = {
+                snap.id: snap.get("status") for snap in transaction.get_all(row_refs) if snap.exists
+            }
             data = _data(run)
-            counts = moved_counts(
-                dict(data.get("counts") or {}),
-                previous.get("status") if previous.exists else None,
-                outcome.status.value,
-            )
+            counts = dict(data.get("counts") or {})
+            for outcome, ref in zip(outcomes, row_refs, strict=True):
+                counts = moved_counts(counts, previous.get(ref.id), outcome.status.value)
+                transaction.set(ref, self._row_data(outcome, expire))
             update: dict[str, Any] = {"counts": counts}
             if data.get("finished_at") is not None:
                 update["status"] = final_status(counts).value
-            transaction.set(row_ref, self._row_data(outcome, expire))
             transaction.update(run_ref, update)
             return self._state({**data, **update})
 
@@ -764,5 +824,80 @@ class FirestoreStore(FirestoreReconciles):
         snap = self.db.collection("sheet_reads").document(sheet_date).get()
         return str(_data(snap).get("read_at", "")) if snap.exists else ""
 
+    # -- rows waiting on a field officer ------------------------------------------------------
+    def waiting_rows(self) -> list[WaitingRow]:
+        out = []
+        for snap in self.db.collection("waiting").stream():
+            d = _data(snap)
+            out.append(
+                WaitingRow(
+                    d["sheet_date"],
+                    int(d["row"]),
+                    d["nik_key"],
+                    d["nik_masked"],
+                    d["status"],
+                    d["since"],
+                    d["run_date"],
+                    d["execution"],
+                    d["read_at"],
+                )
+            )
+        return sorted(out, key=lambda w: w.key)
+
+    def update_waiting(self, put: Sequence[WaitingRow] = (), drop: Sequence[str] = ()) -> None:
+        waiting = self.db.collection("waiting")
+        if drop:
+            self._bulk((waiting.document(key), None) for key in dict.fromkeys(drop))
+        latest: dict[str, WaitingRow] = {}
+        for row in put:  # of one key, the later read's; the earlier since of the two
+            latest[row.key] = _merged(latest.get(row.key), row)
+        if not latest:
+            return
+        refs = [waiting.document(key) for key in latest]
+        for snap in self.db.get_all(refs):
+            if snap.exists:
+                d = _data(snap)
+                stored = WaitingRow(
+                    d["sheet_date"],
+                    int(d["row"]),
+                    d["nik_key"],
+                    d["nik_masked"],
+                    d["status"],
+                    d["since"],
+                    d["run_date"],
+                    d["execution"],
+                    d["read_at"],
+                )
+                latest[snap.id] = _merged(stored, latest[snap.id])
+        expire = self._expire()
+        self._bulk(
+            (
+                waiting.document(key),
+                {
+                    "sheet_date": w.sheet_date,
+                    "row": w.row,
+                    "nik_key": w.nik_key,
+                    "nik_masked": w.nik_masked,
+                    "status": w.status,
+                    "since": w.since,
+                    "run_date": w.run_date,
+                    "execution": w.execution,
+                    "read_at": w.read_at,
+                    "expire_at": expire,
+                },
+            )
+            for key, w in latest.items()
+        )
+
     def close(self) -> None:
         self.db.close()
+
+
+def _merged(stored: WaitingRow | None, new: WaitingRow) -> WaitingRow:
+    """What is kept of a waiting row written again: a stored one from a later read stays as it
+    is; otherwise the new one, with the earlier ``since`` of the two."""
+    if stored is None:
+        return new
+    if stored.read_at > new.read_at:
+        return stored
+    return replace(new, since=min(stored.since, new.since))

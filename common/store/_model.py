@@ -36,6 +36,9 @@ class WorkItem:
     assigned: bool = True  # False: number range not assigned to an operator (applied, warned)
     #: When task 0 read the sheet this row comes from (see :func:`read_stamp`).
     read_at: str = ""
+    #: The row was waiting on a field officer since this date (ISO) when the run took it up
+    #: again (see :class:`WaitingRow`); "" for any other row.
+    since: str = ""
 
 
 def read_stamp(moment: datetime | None = None) -> str:
@@ -89,6 +92,17 @@ class RunState:
     reason: str = ""
     #: What became of the officers' report tab: "" (not written), "written: …" or "failed: …".
     report: str = ""
+    #: The dates the run covers: ``window_first`` .. ``run_date`` ("" until task 0 chose them).
+    window_first: str = ""
+    #: Dates of the window before ``run_date`` that no finished run had covered (missed nights).
+    caught_up: list[str] = field(default_factory=list)
+    #: Dates no finished run covers even with this one (past CATCH_UP_DAYS): backfill them.
+    unsynced: list[str] = field(default_factory=list)
+
+    @property
+    def finished(self) -> bool:
+        """The run ended with every row decided: its window's dates are covered."""
+        return self.status in FINISHED
 
 
 @dataclass(slots=True)
@@ -115,6 +129,38 @@ class ShardState:
         return not self.finished and (
             self.owner is None or self.owner == task_index or self.lease_until <= now
         )
+
+
+#: Statuses of a run that ran to its end (``failed`` did not; ``running`` has not yet).
+FINISHED = frozenset({RunStatus.SUCCEEDED, RunStatus.NEEDS_ACTION, RunStatus.PARTIAL})
+
+
+@dataclass(frozen=True, slots=True)
+class WaitingRow:
+    """A sheet row waiting on a field officer (``NEEDS_OFFICER``), as the latest read of the
+    sheet that decided it saw it. Each night takes it up again while its date is recent enough
+    (``ACTION_DAYS``): the row is found again by its number or its NIK (``nik_key``, the
+    ledger's HMAC: no NIK is kept here), and its outcome moves from ``run_date``'s run to the
+    night's. Kept until the row is applied, replaced or out of reach."""
+
+    sheet_date: str  # ISO; "" when the row's date cannot be read
+    row: int
+    nik_key: str  # "" when the NIK is invalid
+    nik_masked: str
+    status: str
+    since: str  # ISO date of the run that first found it waiting
+    run_date: str  # the run holding its outcome
+    execution: str
+    read_at: str
+
+    @property
+    def key(self) -> str:
+        """Its identity in the store: where the row was in the sheet (date and row number)."""
+        return waiting_key(self.sheet_date, self.row)
+
+
+def waiting_key(sheet_date: str, row: int) -> str:
+    return f"{sheet_date or 'undated'}-{row:07d}"
 
 
 def final_status(counts: dict[str, int]) -> RunStatus:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -18,6 +18,7 @@ from common.store._model import (
     RunState,
     RunStatus,
     ShardState,
+    WaitingRow,
     WorkItem,
     final_status,
     moved_counts,
@@ -49,6 +50,10 @@ CREATE TABLE IF NOT EXISTS ledger (
   key TEXT PRIMARY KEY, phone_hash TEXT NOT NULL, run_date TEXT NOT NULL, row INTEGER NOT NULL,
   applied_at TEXT NOT NULL, read_at TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS sheet_reads (sheet_date TEXT PRIMARY KEY, read_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS waiting (
+  key TEXT PRIMARY KEY, sheet_date TEXT NOT NULL, row INTEGER NOT NULL, nik_key TEXT NOT NULL,
+  nik_masked TEXT NOT NULL, status TEXT NOT NULL, since TEXT NOT NULL, run_date TEXT NOT NULL,
+  execution TEXT NOT NULL, read_at TEXT NOT NULL);
 """
 #: Columns added since a table was first created: (table, column, definition).
 _ADDED_COLUMNS = (
@@ -61,7 +66,53 @@ _ADDED_COLUMNS = (
     ("progress", "lease_until", "REAL NOT NULL DEFAULT 0"),
     ("ledger", "registry_version", "TEXT NOT NULL DEFAULT ''"),
     ("ledger", "registry_updated", "TEXT NOT NULL DEFAULT ''"),
+    ("runs", "window", "TEXT NOT NULL DEFAULT '{}'"),  # the dates it covers (set_window)
+    ("outcomes", "since", "TEXT NOT NULL DEFAULT ''"),
 )
+_RUN_COLUMNS = (
+    "run_date, execution, status, task_count, started_at, lease_until, finished_at,"
+    " manifest_ready, counts, total_rows, reason, report, window"
+)
+
+
+def _run_state(row: Sequence[Any]) -> RunState:
+    window = json.loads(row[12])
+    return RunState(
+        run_date=row[0],
+        execution=row[1],
+        status=RunStatus(row[2]),
+        task_count=row[3],
+        started_at=row[4],
+        lease_until=row[5],
+        finished_at=row[6],
+        manifest_ready=bool(row[7]),
+        counts=json.loads(row[8]),
+        total_rows=row[9],
+        reason=row[10],
+        report=row[11],
+        window_first=window.get("first", ""),
+        caught_up=window.get("caught_up", []),
+        unsynced=window.get("unsynced", []),
+    )
+
+
+_UPSERT_OUTCOME = (
+    "INSERT OR REPLACE INTO outcomes (run_date, row, status, reason, patient_id, nik_masked,"
+    " warning, since) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _outcome_row(run_date: str, o: RowOutcome) -> tuple[object, ...]:
+    return (
+        run_date,
+        o.row,
+        o.status.value,
+        o.reason,
+        o.patient_id,
+        o.nik_masked,
+        o.warning,
+        o.since,
+    )
 
 
 class SqliteStore(SqliteReconciles):
@@ -156,28 +207,29 @@ class SqliteStore(SqliteReconciles):
             return cursor.rowcount == 1
 
     def get_run(self, run_date: str) -> RunState | None:
+        found = self._query(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_date = ?", (run_date,))
+        return _run_state(found[0]) if found else None
+
+    def runs_since(self, first: str) -> list[RunState]:
         found = self._query(
-            "SELECT run_date, execution, status, task_count, started_at, lease_until, finished_at,"
-            " manifest_ready, counts, total_rows, reason, report FROM runs WHERE run_date = ?",
-            (run_date,),
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_date >= ? ORDER BY run_date", (first,)
         )
-        if not found:
-            return None
-        row = found[0]
-        return RunState(
-            run_date=row[0],
-            execution=row[1],
-            status=RunStatus(row[2]),
-            task_count=row[3],
-            started_at=row[4],
-            lease_until=row[5],
-            finished_at=row[6],
-            manifest_ready=bool(row[7]),
-            counts=json.loads(row[8]),
-            total_rows=row[9],
-            reason=row[10],
-            report=row[11],
-        )
+        return [_run_state(row) for row in found]
+
+    def set_window(
+        self,
+        run_date: str,
+        execution: str,
+        first: str,
+        caught_up: Sequence[str],
+        unsynced: Sequence[str],
+    ) -> None:
+        window = {"first": first, "caught_up": list(caught_up), "unsynced": list(unsynced)}
+        with self._write() as db:
+            db.execute(
+                "UPDATE runs SET window = ? WHERE run_date = ? AND execution = ?",
+                (json.dumps(window), run_date, execution),
+            )
 
     def fail_run(self, run_date: str, execution: str, reason: str, now: float) -> int:
         with self._write() as db:
@@ -237,33 +289,22 @@ class SqliteStore(SqliteReconciles):
         if not outcomes:
             return
         with self._write() as db:
-            db.executemany(
-                "INSERT OR REPLACE INTO outcomes (run_date, row, status, reason, patient_id,"
-                " nik_masked, warning) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        run_date,
-                        o.row,
-                        o.status.value,
-                        o.reason,
-                        o.patient_id,
-                        o.nik_masked,
-                        o.warning,
-                    )
-                    for o in outcomes
-                ],
-            )
+            db.executemany(_UPSERT_OUTCOME, [_outcome_row(run_date, o) for o in outcomes])
 
-    def outcomes(self, run_date: str) -> list[RowOutcome]:
+    def outcomes(
+        self, run_date: str, statuses: Collection[Status] | None = None
+    ) -> list[RowOutcome]:
+        wanted = [] if statuses is None else [s.value for s in statuses]
+        where = f" AND status IN ({','.join('?' * len(wanted))})" if statuses is not None else ""
         rows = self._query(
-            "SELECT row, status, reason, patient_id, nik_masked, warning FROM outcomes"
-            " WHERE run_date = ? ORDER BY row",
-            (run_date,),
+            "SELECT row, status, reason, patient_id, nik_masked, warning, since FROM outcomes"
+            f" WHERE run_date = ?{where} ORDER BY row",
+            (run_date, *wanted),
         )
-        return [RowOutcome(r[0], Status(r[1]), r[2], r[3], r[4], r[5]) for r in rows]
+        return [RowOutcome(r[0], Status(r[1]), r[2], r[3], r[4], r[5], r[6]) for r in rows]
 
     def record_replay(
-        self, run_date: str, execution: str, outcome: RowOutcome, now: float
+        self, run_date: str, execution: str, outcomes: Sequence[RowOutcome], now: float
     ) -> RunState | None:
         with self._write() as db:
             run = db.execute(
@@ -272,26 +313,16 @@ class SqliteStore(SqliteReconciles):
             ).fetchone()
             if run is None:
                 return None
-            previous = db.execute(
-                "SELECT status FROM outcomes WHERE run_date = ? AND row = ?",
-                (run_date, outcome.row),
-            ).fetchone()
-            counts = moved_counts(
-                json.loads(run[0]), previous[0] if previous else None, outcome.status.value
-            )
-            db.execute(
-                "INSERT OR REPLACE INTO outcomes (run_date, row, status, reason, patient_id,"
-                " nik_masked, warning) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    run_date,
-                    outcome.row,
-                    outcome.status.value,
-                    outcome.reason,
-                    outcome.patient_id,
-                    outcome.nik_masked,
-                    outcome.warning,
-                ),
-            )
+            counts = json.loads(run[0])
+            for outcome in outcomes:
+                previous = db.execute(
+                    "SELECT status FROM outcomes WHERE run_date = ? AND row = ?",
+                    (run_date, outcome.row),
+                ).fetchone()
+                counts = moved_counts(
+                    counts, previous[0] if previous else None, outcome.status.value
+                )
+                db.execute(_UPSERT_OUTCOME, _outcome_row(run_date, outcome))
             if run[1] is None:
                 db.execute(
                     "UPDATE runs SET counts = ? WHERE run_date = ?", (json.dumps(counts), run_date)
@@ -499,6 +530,44 @@ class SqliteStore(SqliteReconciles):
     def last_read(self, sheet_date: str) -> str:
         found = self._query("SELECT read_at FROM sheet_reads WHERE sheet_date = ?", (sheet_date,))
         return str(found[0][0]) if found else ""
+
+    def waiting_rows(self) -> list[WaitingRow]:
+        rows = self._query(
+            "SELECT sheet_date, row, nik_key, nik_masked, status, since, run_date, execution,"
+            " read_at FROM waiting ORDER BY key"
+        )
+        return [WaitingRow(*r) for r in rows]
+
+    def update_waiting(self, put: Sequence[WaitingRow] = (), drop: Sequence[str] = ()) -> None:
+        if not put and not drop:
+            return
+        with self._write() as db:
+            db.executemany("DELETE FROM waiting WHERE key = ?", [(key,) for key in drop])
+            db.executemany(
+                "INSERT INTO waiting (key, sheet_date, row, nik_key, nik_masked, status, since,"
+                " run_date, execution, read_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET sheet_date = excluded.sheet_date,"
+                " row = excluded.row, nik_key = excluded.nik_key,"
+                " nik_masked = excluded.nik_masked, status = excluded.status,"
+                " since = MIN(waiting.since, excluded.since), run_date = excluded.run_date,"
+                " execution = excluded.execution, read_at = excluded.read_at"
+                " WHERE excluded.read_at >= waiting.read_at",
+                [
+                    (
+                        w.key,
+                        w.sheet_date,
+                        w.row,
+                        w.nik_key,
+                        w.nik_masked,
+                        w.status,
+                        w.since,
+                        w.run_date,
+                        w.execution,
+                        w.read_at,
+                    )
+                    for w in put
+                ],
+            )
 
     def close(self) -> None:
         self._db.close()
