@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable, Mapping
-from datetime import date, timedelta
+from datetime import date
 from enum import Enum
 from pathlib import Path
 from typing import Any, Literal
@@ -49,7 +49,6 @@ __all__ = [
     "Settings",
     "jakarta_today",
     "load_settings",
-    "lookback_start",
 ]
 
 
@@ -70,6 +69,13 @@ class Settings(BaseSettings):
     lookback_days: int = Field(default=1, ge=0, le=31)
     #: Days of the week without visits (``sat,sun``): a window of only such dates may be empty.
     quiet_weekdays: QuietWeekdays = frozenset()
+    #: A night also takes the dates since the last date a finished run covered, at most this
+    #: many before its own (a dates' rows are its candidates: memory and FHIR calls grow with it).
+    catch_up_days: int = Field(default=7, ge=0, le=14)
+    #: A row waiting on a field officer is checked again every night while its date (an
+    #: unreadable one: the night it was first reported) is at most this many days old; dates no
+    #: run covered are reported for as long.
+    action_days: int = Field(default=30, ge=1, le=90)
     sheet_csv: Path | None = None  # local runs: a CSV export instead of the Sheets API
     sheet_id: str | None = None
     sheet_range: str = "A:Z"
@@ -172,10 +178,6 @@ def load_settings(
         local = f"local-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
         settings = settings.model_copy(update={"cloud_run_execution": local})
     return settings
-
-
-def lookback_start(run_date: date, days: int) -> date:
-    return run_date - timedelta(days=days)
 
 
 # -- loading ---------------------------------------------------------------------------------

@@ -2,20 +2,22 @@
 
 Everything here is decided from the sheet alone, before any registry call: invalid cells and
 rows replaced by a later one end here with an outcome, rows of other dates are counted; the
-winners go on as :class:`Candidate` rows.
+winners go on as :class:`Candidate` rows. Rows of earlier dates still waiting on a field
+officer (:class:`Recheck`) take part again: the night finds out whether they were fixed.
 """
 
 from __future__ import annotations
 
 import hashlib
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
 from common.outcomes import RowOutcome, Status
 from common.phones import InvalidPhone, Phone, normalize_phone
 from common.sheet import PHONE_COLUMN, InvalidCell, SheetRow, parse_date, parse_nik
+from common.store import WaitingRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +43,75 @@ class Candidate:
     date: date
     nik: str
     phone: Phone
+    #: It was waiting on a field officer since this date (ISO): the night took it up again.
+    since: str = ""
+
+
+class Recheck:
+    """The rows waiting on a field officer (``waiting``, from the store) that a night takes up
+    again, and how it finds them in the sheet it reads: a row dated as it was, at the same row
+    number or with the same NIK (compared by ``nik_key``, the ledger's HMAC). A row whose date
+    could not be read is found by its row number once its date is fixed; while it is still
+    unreadable, by its row number or NIK. Those waiting since before ``checked_since`` (an
+    unreadable date past ``ACTION_DAYS``) are no longer reported: kept, counted as other dates.
+    """
+
+    def __init__(
+        self, waiting: Sequence[WaitingRow], nik_key: Callable[[str], str], checked_since: date
+    ) -> None:
+        self.nik_key = nik_key
+        self.checked_since = checked_since.isoformat()
+        self._by_row: dict[tuple[int, int], WaitingRow] = {}
+        self._by_nik: dict[tuple[int, str], WaitingRow] = {}
+        self._suffixes: set[str] = set()  # a NIK's last four digits, before any HMAC is made
+        self.dates: set[int] = set()  # ordinals of the waiting rows' dates
+        self._undated_rows: set[int] = set()
+        for row in waiting:
+            day = date.fromisoformat(row.sheet_date).toordinal() if row.sheet_date else 0
+            self._by_row[(day, row.row)] = row
+            if day:
+                self.dates.add(day)
+            else:
+                self._undated_rows.add(row.row)
+            if row.nik_key:
+                self._by_nik[(day, row.nik_key)] = row
+                self._suffixes.add(row.nik_masked[-4:])
+
+    def __bool__(self) -> bool:
+        return bool(self._by_row)
+
+    @property
+    def oldest(self) -> date | None:
+        """The oldest date a row taken up again can have (an unreadable date's fix: any)."""
+        if self._undated_rows:
+            return date.fromisoformat(self.checked_since)
+        return date.fromordinal(min(self.dates)) if self.dates else None
+
+    def find(self, sheet_row: SheetRow, day: date | None) -> WaitingRow | None:
+        """The waiting row ``sheet_row`` (dated ``day``; None: unreadable) is, if any."""
+        number = sheet_row.row
+        if day is None:
+            return self._by_row.get((0, number)) or self._by_nik_of(sheet_row, 0)
+        ordinal = day.toordinal()
+        if ordinal in self.dates:
+            found = self._by_row.get((ordinal, number)) or self._by_nik_of(sheet_row, ordinal)
+            if found is not None:
+                return found
+        if number in self._undated_rows and day.isoformat() >= self.checked_since:
+            return self._by_row[(0, number)]  # an unreadable date, fixed in place
+        return None
+
+    def expired(self, waiting: WaitingRow) -> bool:
+        return not waiting.sheet_date and waiting.since < self.checked_since
+
+    def _by_nik_of(self, sheet_row: SheetRow, day: int) -> WaitingRow | None:
+        if sheet_row.nik.strip()[-4:] not in self._suffixes:
+            return None
+        try:
+            nik = parse_nik(sheet_row.nik)
+        except InvalidCell:
+            return None
+        return self._by_nik.get((day, self.nik_key(nik)))
 
 
 @dataclass(slots=True)
@@ -52,6 +123,11 @@ class Plan:
     #: kept, not an outcome each; a sheet that grew over many nights is mostly such rows.
     other_rows: array[int] = field(default_factory=lambda: array("l"))
     other_days: array[int] = field(default_factory=lambda: array("l"))
+    #: Where each decided row that may wait on a field officer is: its date (ISO, "" when
+    #: unreadable) and NIK ("" when invalid), by row.
+    places: dict[int, tuple[str, str]] = field(default_factory=dict)
+    #: The waiting rows (:class:`Recheck`) found in the sheet again, by the row found.
+    taken_up: dict[int, WaitingRow] = field(default_factory=dict)
 
     def other_date_outcomes(self) -> Iterator[RowOutcome]:
         """An ``other_date`` outcome for each row outside the window (for a full report)."""
@@ -61,67 +137,93 @@ class Plan:
             )
 
 
-#: The row that wins for a NIK so far: its date, row number and phone cell.
-_Winner = tuple[date, int, str]
+#: The row that wins for a NIK so far: its date, row number, phone cell and waiting ``since``.
+_Winner = tuple[date, int, str, str]
 
 
-def plan_rows(rows: Iterable[SheetRow], window: DateWindow | None = None) -> Plan:
+def plan_rows(
+    rows: Iterable[SheetRow], window: DateWindow | None = None, recheck: Recheck | None = None
+) -> Plan:
     """Apply the sheet rules: per NIK the latest date wins, then the last row in sheet order.
 
     Only rows in ``window`` are applied, but a row dated after the window supersedes the
     NIK's rows inside it: rerunning an old date never brings back a number the officer has
     replaced since. A winner whose phone is invalid applies nothing: never fall back to an
-    older number the officer already replaced.
+    older number the officer already replaced. Rows of ``recheck`` dated before the window
+    take part as rows of the window do, and are superseded by any later row of their NIK.
 
     Rows are planned as they come (``rows`` may be a stream) and only what the window needs is
     kept: per NIK its winning row so far, per NIK its latest row dated after the window, and
-    of every other row its number and date. Memory follows the window, not the sheet.
+    of every other row its number and date (and, while rows are taken up again, its NIK).
+    Memory follows the window, not the sheet.
     """
     window = window or DateWindow()
+    recheck = recheck or None
     plan = Plan()
     winners: dict[str, _Winner] = {}
     later: dict[str, tuple[date, int]] = {}  # NIK → its latest row dated after the window
+    tracked = _Tracked.since(recheck, window)
     for sheet_row in rows:
         try:
             day = parse_date(sheet_row.date)
         except InvalidCell as exc:
-            plan.decided.append(_rejected(sheet_row, Status.INVALID_DATE, str(exc)))
+            _undated(plan, recheck, sheet_row, str(exc))
             continue
+        waiting = None
         if day not in window:
-            plan.other_rows.append(sheet_row.row)
-            plan.other_days.append(day.toordinal())
-            if window.last is not None and day > window.last:
-                _note_later(later, sheet_row, day)
-            continue
+            if recheck and window.first is not None and day < window.first:
+                waiting = recheck.find(sheet_row, day)
+            if waiting is None:
+                plan.other_rows.append(sheet_row.row)
+                plan.other_days.append(day.toordinal())
+                if window.last is not None and day > window.last:
+                    _note_later(later, sheet_row, day)
+                elif tracked is not None:
+                    tracked.note(sheet_row, day)
+                continue
+        elif recheck:
+            waiting = recheck.find(sheet_row, day)
+        since = ""
+        if waiting is not None:
+            plan.taken_up[sheet_row.row] = waiting
+            since = waiting.since
         try:
             nik = parse_nik(sheet_row.nik)
         except InvalidCell as exc:
-            plan.decided.append(_rejected(sheet_row, Status.INVALID_NIK, str(exc)))
+            plan.decided.append(_rejected(sheet_row, Status.INVALID_NIK, str(exc), since))
+            plan.places[sheet_row.row] = (day.isoformat(), "")
             continue
         previous = winners.get(nik)
         if previous is None:
-            winners[nik] = (day, sheet_row.row, sheet_row.phone)
+            winners[nik] = (day, sheet_row.row, sheet_row.phone, since)
             continue
         if day >= previous[0]:
-            winner, loser = sheet_row.row, previous[1]
-            winners[nik] = (day, sheet_row.row, sheet_row.phone)
+            winner, loser, lost_since = sheet_row.row, previous[1], previous[3]
+            winners[nik] = (day, sheet_row.row, sheet_row.phone, since)
         else:
-            winner, loser = previous[1], sheet_row.row
+            winner, loser, lost_since = previous[1], sheet_row.row, since
         plan.decided.append(
             RowOutcome.of(
-                loser, Status.SUPERSEDED, f"row {winner} gives a newer number for this NIK", nik=nik
+                loser,
+                Status.SUPERSEDED,
+                f"row {winner} gives a newer number for this NIK",
+                nik=nik,
+                since=lost_since,
             )
         )
-    for nik, (day, row, phone_cell) in sorted(winners.items(), key=lambda item: item[1][1]):
-        if nik in later:
-            later_day, later_row = later[nik]
+    newer = tracked.newer(winners, window) if tracked is not None else {}
+    for nik, (day, row, phone_cell, since) in sorted(winners.items(), key=lambda i: i[1][1]):
+        if nik in later or nik in newer:
+            later_day, later_row = later[nik] if nik in later else newer[nik]
+            after = "after this run" if nik in later else "not in this run"
             plan.decided.append(
                 RowOutcome.of(
                     row,
                     Status.SUPERSEDED,
-                    f"row {later_row} (dated {later_day}, after this run) gives a newer number"
+                    f"row {later_row} (dated {later_day}, {after}) gives a newer number"
                     " for this NIK",
                     nik=nik,
+                    since=since,
                 )
             )
             continue
@@ -134,12 +236,86 @@ def plan_rows(rows: Iterable[SheetRow], window: DateWindow | None = None) -> Pla
                     Status.INVALID_PHONE,
                     f"{PHONE_COLUMN}: {exc}; nothing applied for this NIK",
                     nik=nik,
+                    since=since,
                 )
             )
+            plan.places[row] = (day.isoformat(), nik)
             continue
-        plan.candidates.append(Candidate(row, day, nik, phone))
+        plan.candidates.append(Candidate(row, day, nik, phone, since))
     plan.decided.sort(key=lambda o: o.row)
     return plan
+
+
+def _undated(plan: Plan, recheck: Recheck | None, sheet_row: SheetRow, reason: str) -> None:
+    """A row whose date cannot be read: rejected, or past ``ACTION_DAYS`` counted with the
+    rows of other dates (recorded, so that it is not reported again as new)."""
+    waiting = recheck.find(sheet_row, None) if recheck else None
+    try:
+        nik = parse_nik(sheet_row.nik)
+    except InvalidCell:
+        nik = ""
+    plan.places[sheet_row.row] = ("", nik)
+    if waiting is None:
+        plan.decided.append(_rejected(sheet_row, Status.INVALID_DATE, reason))
+        return
+    plan.taken_up[sheet_row.row] = waiting
+    if recheck is not None and recheck.expired(waiting):
+        plan.decided.append(
+            RowOutcome.of(
+                sheet_row.row,
+                Status.OTHER_DATE,
+                f"{reason}; reported to the officers since {waiting.since}, no longer checked",
+                nik=sheet_row.nik,
+                since=waiting.since,
+            )
+        )
+        return
+    plan.decided.append(_rejected(sheet_row, Status.INVALID_DATE, reason, waiting.since))
+
+
+@dataclass(slots=True)
+class _Tracked:
+    """The NIK, date and row of every row dated between the oldest row taken up again and the
+    window: a later one of these supersedes a row taken up again (16-digit NIKs as integers)."""
+
+    start: int
+    niks: array[int] = field(default_factory=lambda: array("q"))
+    days: array[int] = field(default_factory=lambda: array("l"))
+    rows: array[int] = field(default_factory=lambda: array("l"))
+
+    @classmethod
+    def since(cls, recheck: Recheck | None, window: DateWindow) -> _Tracked | None:
+        oldest = recheck.oldest if recheck else None
+        if oldest is None or window.first is None or oldest >= window.first:
+            return None
+        return cls(oldest.toordinal())
+
+    def note(self, sheet_row: SheetRow, day: date) -> None:
+        ordinal = day.toordinal()
+        if ordinal < self.start:
+            return
+        try:
+            nik = parse_nik(sheet_row.nik)
+        except InvalidCell:
+            return
+        self.niks.append(int(nik))
+        self.days.append(ordinal)
+        self.rows.append(sheet_row.row)
+
+    def newer(self, winners: dict[str, _Winner], window: DateWindow) -> dict[str, tuple[date, int]]:
+        """Per NIK of a winner taken up again, its latest row that is later than the winner."""
+        first = window.first.toordinal() if window.first else 0
+        wanted = {
+            int(nik): (w[0].toordinal(), w[1])
+            for nik, w in winners.items()
+            if w[0].toordinal() < first
+        }
+        found: dict[int, tuple[int, int]] = {}
+        for nik, day, row in zip(self.niks, self.days, self.rows, strict=True):
+            mine = wanted.get(nik)
+            if mine is not None and (day, row) > mine and (day, row) > found.get(nik, (0, 0)):
+                found[nik] = (day, row)
+        return {f"{nik:016d}": (date.fromordinal(d), r) for nik, (d, r) in found.items()}
 
 
 def _note_later(later: dict[str, tuple[date, int]], sheet_row: SheetRow, day: date) -> None:
@@ -152,8 +328,8 @@ def _note_later(later: dict[str, tuple[date, int]], sheet_row: SheetRow, day: da
         later[nik] = (day, sheet_row.row)
 
 
-def _rejected(sheet_row: SheetRow, status: Status, reason: str) -> RowOutcome:
-    return RowOutcome.of(sheet_row.row, status, reason, nik=sheet_row.nik)
+def _rejected(sheet_row: SheetRow, status: Status, reason: str, since: str = "") -> RowOutcome:
+    return RowOutcome.of(sheet_row.row, status, reason, nik=sheet_row.nik, since=since)
 
 
 def shard_of(nik: str, task_count: int) -> int:

@@ -104,6 +104,8 @@ environment (README.md, Configuration, lists every variable):
   GOOGLE_CLOUD_PROJECT    the project of Firestore and Pub/Sub (--project)
   FAILURE_TOPIC           the Pub/Sub topic for deferred rows (required with firestore)
   LOG_FORMAT              auto (default: json on Cloud Run, text elsewhere), json or text
+  CATCH_UP_DAYS           also take the dates no finished run covered, at most N days back (7)
+  ACTION_DAYS             check rows waiting on a field officer again for N days (30)
   RUN_DATE, LOOKBACK_DAYS, PHONE_FORMAT, FHIR_CONCURRENCY, FHIR_RATE_LIMIT,
   FHIR_TIMEOUT_SECONDS, FHIR_DEADLINE_SECONDS: as the flags above""",
 )
@@ -118,9 +120,10 @@ environment:
 STATUS = CommandHelp(
     summary="a run's state and each shard's progress and task (works mid-run)",
     description="""\
-A run's state, execution, start time, each shard's progress and the task holding it (or
-gone, its lease expired), counts by status and, by name, the rows someone must act on (the
-first 20; all of them: `phonesync report`).
+A run's state, execution, start time, the dates it covers (missed nights caught up, dates
+not synced yet), each shard's progress and the task holding it (or gone, its lease
+expired), counts by status and, by name, the rows someone must act on (the first 20; all of
+them: `phonesync report`).
 
 Exit codes, so scripts can rely on them: 0 succeeded, 3 needs_action (rows for a field
 officer), 4 partial (rows deferred or in error), 5 running, 1 failed, 6 no run recorded

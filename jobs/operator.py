@@ -14,7 +14,7 @@ from common.jakarta import jakarta_time
 from common.outcomes import NEEDS_OFFICER, NOT_YET_APPLIED, RowOutcome, Status
 from common.store import RunState, RunStatus, ShardState, StateStore, WorkItem
 
-REPORT_COLUMNS = ("row", "nik", "status", "reason", "warning", "patient_id")
+REPORT_COLUMNS = ("row", "nik", "status", "reason", "warning", "patient_id", "waiting_since")
 
 #: ``phonesync status`` exit codes: 0 only for a plainly succeeded run (docs: README, runbook).
 STATUS_EXIT = {
@@ -56,6 +56,7 @@ def render_status(
         f"  rows       {run.total_rows}"
         + ("" if run.manifest_ready else " (manifest not written yet)"),
     ]
+    lines += _window(run)
     if run.manifest_ready:
         lines.append(f"  shards     {sum(s.finished for s in shards)}/{run.task_count} finished")
     if run.report:
@@ -91,6 +92,25 @@ def _shard_line(index: int, shard: ShardState | None, bars: bool, now: float) ->
     return f"{head}{bar}{shard.done}/{shard.total} ({share:.0%}) {holder}"
 
 
+def _window(run: RunState) -> list[str]:
+    """The dates the run covers, the missed nights it caught up, the dates left unsynced."""
+    if not run.window_first:
+        return []
+    first = run.window_first
+    lines = [f"  window     {first}" + (f" to {run.run_date}" if first != run.run_date else "")]
+    if run.caught_up:
+        lines.append(
+            f"  caught up  {', '.join(run.caught_up)} (no finished run had covered"
+            f" {'them' if len(run.caught_up) > 1 else 'it'})"
+        )
+    if run.unsynced:
+        lines.append(
+            f"  not synced {', '.join(run.unsynced)} (no finished run covers"
+            f" {'them' if len(run.unsynced) > 1 else 'it'}: rerun with RUN_DATE, see the runbook)"
+        )
+    return lines
+
+
 def _rows_needing_action(outcomes: Sequence[RowOutcome], run_date: str) -> list[str]:
     rows = [o for o in outcomes if o.status in _ACTION]
     if not rows:
@@ -98,6 +118,7 @@ def _rows_needing_action(outcomes: Sequence[RowOutcome], run_date: str) -> list[
     lines = [f"  rows needing action ({len(rows)}; who acts: README, Outcomes)"]
     lines += [
         f"    row {o.row:>5}  {o.status.value:<14} {o.nik_masked or '-':<16}  {o.reason}"
+        + (f" (waiting since {o.since})" if o.since and o.status in NEEDS_OFFICER else "")
         for o in rows[:LISTED_ROWS]
     ]
     if len(rows) > LISTED_ROWS:
@@ -125,6 +146,7 @@ def render_report(outcomes: Sequence[RowOutcome], fmt: str) -> bytes:
             "reason": o.reason,
             "warning": o.warning,
             "patient_id": o.patient_id or "",
+            "waiting_since": o.since,
         }
         for o in outcomes
     ]

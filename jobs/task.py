@@ -26,18 +26,20 @@ import logging
 import time
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import date, timedelta
 from pathlib import Path
 
-from common.config import Settings, jakarta_today, lookback_start
+from common.config import Settings, jakarta_today
 from common.errors import InputError
 from common.fhir import FhirClient, FhirServerUnfit
+from common.night_window import night_window
 from common.officer_report import write_officer_report
-from common.outcomes import NEEDS_OFFICER, SHEET_REJECTED, Status, summarize
-from common.planning import DateWindow, plan_rows, shard_of
+from common.outcomes import NEEDS_OFFICER, SHEET_REJECTED, RowOutcome, Status, summarize
+from common.planning import DateWindow, Plan, Recheck, plan_rows, shard_of
 from common.privacy import redact
 from common.quiet_days import rows_expected
-from common.recording import Publish, RowRecorder, RowResult
+from common.recording import Place, Publish, RowRecorder, RowResult
 from common.registry import Registry, check_server, open_registry
 from common.runtime import ledger_key, open_store
 from common.sheet_access import read_rows
@@ -47,6 +49,7 @@ from common.store import (
     RunStatus,
     ShardState,
     StateStore,
+    WaitingRow,
     WorkItem,
     read_stamp,
 )
@@ -323,7 +326,10 @@ async def _sync_shard(
     items = await asyncio.to_thread(store.read_shard, run_date, config.execution, shard)
     if items is None:
         return None
-    recorder = RowRecorder(store, run_date, config.execution, publish=_publisher(config))
+    ledger = Ledger(ledger_key(config))
+    recorder = RowRecorder(
+        store, run_date, config.execution, publish=_publisher(config), nik_key=ledger.nik_key
+    )
     hooks = JobHooks(config, store, run_date, shard, recorder)
     await asyncio.to_thread(hooks._progress, ShardProgress(total=len(items)))
     held.sync = asyncio.create_task(
@@ -331,7 +337,7 @@ async def _sync_shard(
             items,
             registry.calls,
             store,
-            Ledger(ledger_key(config)),
+            ledger,
             hooks,
             concurrency=registry.rows_in_flight(),
             fmt=config.phone_format,
@@ -383,14 +389,31 @@ def _cause(exc: BaseException) -> str:
 
 
 def _write_manifest(config: Settings, store: StateStore, run_date: str) -> None:
-    from datetime import date, timedelta
-
+    """Task 0's plan of the night: its window (its date, the lookback and the dates no finished
+    run covered), the rows waiting on a field officer taken up again, the rows decided from the
+    sheet recorded, then the manifest (docs/decisions.md, records 99-102)."""
     day = date.fromisoformat(run_date)
-    first = lookback_start(day, config.lookback_days)
-    window = DateWindow(first, day)
+    horizon = day - timedelta(days=config.action_days)
+    night = night_window(
+        day,
+        store.runs_since(horizon.isoformat()),
+        lookback_days=config.lookback_days,
+        catch_up_days=config.catch_up_days,
+        action_days=config.action_days,
+    )
+    caught_up = [d.isoformat() for d in night.caught_up]
+    unsynced = [d.isoformat() for d in night.unsynced]
+    store.set_window(run_date, config.execution, night.first.isoformat(), caught_up, unsynced)
+    window = DateWindow(night.first, day)
+    nik_key = Ledger(ledger_key(config)).nik_key
     read_at = read_stamp()  # taken before the read: a later read sees at least this sheet
+    # Rows waiting on an officer as earlier reads left them (a later read's are its own): those
+    # dated up to this run within ACTION_DAYS are taken up again, older ones forgotten.
+    earlier = [w for w in store.waiting_rows() if w.read_at < read_at]
+    waiting = [w for w in earlier if w.sheet_date <= run_date and _in_reach(w, horizon)]
+    store.update_waiting(drop=[w.key for w in earlier if not _in_reach(w, horizon)])
     started = time.perf_counter()
-    plan = plan_rows(read_rows(config), window)  # the rows are planned as they are read
+    plan = plan_rows(read_rows(config), window, Recheck(waiting, nik_key, horizon))
     planned = time.perf_counter()
     shards: dict[int, list[WorkItem]] = {i: [] for i in range(config.task_count)}
     for c in plan.candidates:
@@ -401,18 +424,19 @@ def _write_manifest(config: Settings, store: StateStore, run_date: str) -> None:
             phone=c.phone.e164,
             assigned=c.phone.assigned,
             read_at=read_at,
+            since=c.since,
         )
         shards[shard_of(c.nik, config.task_count)].append(item)
     # This read re-decides every row of its window: replays of older reads' rows become stale.
     # Noted before the manifest, so no run of this read can exist without it (a crash in
     # between only makes older reads' replays stale a little early: this run redoes them).
-    store.note_read(
-        read_at, [(first + timedelta(days=n)).isoformat() for n in range((day - first).days + 1)]
-    )
+    store.note_read(read_at, [d.isoformat() for d in night.dates()])
+    _take_up(store, run_date, config.execution, waiting, plan)
     # The rows decided from the sheet end as every row does (recorded, logged), before the
     # manifest is marked ready. Rows dated outside the window are counted, not recorded one by
     # one (docs/decisions.md).
-    RowRecorder(store, run_date, config.execution).record([RowResult(o) for o in plan.decided])
+    recorder = RowRecorder(store, run_date, config.execution, nik_key=nik_key)
+    recorder.record([RowResult(o, place=_place(plan, o.row, read_at)) for o in plan.decided])
     outside = {Status.OTHER_DATE.value: len(plan.other_rows)} if plan.other_rows else {}
     store.write_manifest(run_date, config.execution, shards, len(plan.decided), outside)
     written = time.perf_counter()
@@ -421,17 +445,63 @@ def _write_manifest(config: Settings, store: StateStore, run_date: str) -> None:
         "manifest_written",
         f"{len(plan.candidates)} rows to sync, {len(plan.decided)} decided from the sheet"
         f" ({len(rejected)} rejected by the sheet rules), {len(plan.other_rows)} outside"
-        " the window",
+        " the window"
+        + (f"; caught up {', '.join(caught_up)}" if caught_up else "")
+        + (f"; not synced: {', '.join(unsynced)}" if unsynced else ""),
+        severity=logging.WARNING if unsynced else logging.INFO,
         candidates=len(plan.candidates),
         decided=len(plan.decided),
         outside_window=len(plan.other_rows),
         rejected=summarize(rejected),
         shard_sizes=[len(s) for s in shards.values()],
-        window=[window.first.isoformat() if window.first else None, run_date],
-        rows_expected=rows_expected(first, day, config.quiet_weekdays),
+        window=[night.first.isoformat(), run_date],
+        rows_expected=rows_expected(night.first, day, config.quiet_weekdays),
+        caught_up=caught_up,
+        unsynced=unsynced,
+        waiting_taken_up=len(plan.taken_up),
         read_plan_seconds=round(planned - started, 3),
         manifest_seconds=round(written - planned, 3),
     )
+
+
+def _in_reach(waiting: WaitingRow, horizon: date) -> bool:
+    """Dated within ACTION_DAYS, or an unreadable date (bounded by its ``since`` instead)."""
+    return not waiting.sheet_date or waiting.sheet_date >= horizon.isoformat()
+
+
+def _place(plan: Plan, row: int, read_at: str) -> Place | None:
+    where = plan.places.get(row)
+    return Place(where[0], where[1], read_at) if where is not None else None
+
+
+def _take_up(
+    store: StateStore, run_date: str, execution: str, waiting: Sequence[WaitingRow], plan: Plan
+) -> None:
+    """The rows that waited on a field officer (``waiting``: those this night takes up) move to
+    this run: each one's outcome in the run that held it becomes ``superseded`` (moving that
+    run's counts: a run whose waiting rows all moved on ``succeeds``) and the store forgets it;
+    the recorder keeps again those this run records still waiting. One taken up that goes on
+    to the registry stays kept until its shard records it, so that a night dying in between
+    loses none."""
+    found = {w.key: row for row, w in plan.taken_up.items()}
+    moved: dict[tuple[str, str], list[RowResult]] = {}
+    for w in waiting:
+        if (w.run_date, w.execution) == (run_date, execution):
+            continue  # a retried task 0: already this run's
+        if w.key in found:
+            reason = f"taken up again by the run of {run_date} (row {found[w.key]})"
+        else:
+            reason = f"not found as it was by the run of {run_date} (edited, moved or deleted)"
+        outcome = RowOutcome.of(w.row, Status.SUPERSEDED, reason, nik=w.nik_masked)
+        moved.setdefault((w.run_date, w.execution), []).append(RowResult(outcome))
+    for (earlier_date, earlier_execution), results in moved.items():
+        RowRecorder(store, earlier_date, earlier_execution, earlier_run=True).record(results)
+    kept = [
+        replace(plan.taken_up[c.row], sheet_date=c.date.isoformat(), row=c.row)
+        for c in plan.candidates
+        if c.row in plan.taken_up
+    ]
+    store.update_waiting(put=kept, drop=[w.key for w in waiting])
 
 
 async def _wait_for_manifest(
@@ -527,9 +597,11 @@ def _publisher(config: Settings) -> Publish | None:
 
 
 def _log_run_finished(run: RunState) -> None:
-    """The run's summary line: its status, counts by status, and the rows needing an officer
+    """The run's summary line: its status, counts by status, the rows needing an officer
     (``rejected``: by the sheet rules, by status; ``needs_officer``: those plus not_found and
-    ambiguous)."""
+    ambiguous), and the dates it covered: ``window`` (first, last), ``caught_up`` (missed
+    nights it took in), ``unsynced`` (dates no finished run covers; ``unsynced_count``, which
+    the missed-night alert reads)."""
     duration = (run.finished_at or time.time()) - run.started_at
     severity = logging.INFO if run.status is RunStatus.SUCCEEDED else logging.WARNING
     rejected = {
@@ -546,4 +618,8 @@ def _log_run_finished(run: RunState) -> None:
         rejected=rejected,
         needs_officer=sum(run.counts.get(s.value, 0) for s in NEEDS_OFFICER),
         duration_seconds=round(duration, 1),
+        window=[run.window_first or run.run_date, run.run_date],
+        caught_up=run.caught_up,
+        unsynced=run.unsynced,
+        unsynced_count=len(run.unsynced),
     )

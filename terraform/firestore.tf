@@ -9,10 +9,10 @@ resource "google_firestore_database" "main" {
 }
 
 # The app writes expire_at = now + retention_days on every document; these policies delete them.
-# Collection groups: runs, executions, ledger, sheet_reads and reconciles at the top,
+# Collection groups: runs, executions, ledger, sheet_reads, waiting and reconciles at the top,
 # rows/tasks/manifest under runs/{date}, tasks/drift under reconciles/{id}.
 resource "google_firestore_field" "ttl" {
-  for_each   = toset(["runs", "executions", "rows", "tasks", "manifest", "ledger", "sheet_reads", "reconciles", "drift"])
+  for_each   = toset(["runs", "executions", "rows", "tasks", "manifest", "ledger", "sheet_reads", "waiting", "reconciles", "drift"])
   database   = google_firestore_database.main.name
   collection = each.key
   field      = "expire_at"

@@ -22,6 +22,8 @@ locals {
     FHIR_DEADLINE_SECONDS     = tostring(var.fhir_deadline_seconds)
     LOOKBACK_DAYS             = tostring(var.lookback_days)
     QUIET_WEEKDAYS            = join(",", var.quiet_weekdays)
+    CATCH_UP_DAYS             = tostring(var.catch_up_days)
+    ACTION_DAYS               = tostring(var.action_days)
     RETENTION_DAYS            = tostring(var.retention_days)
   }
 }

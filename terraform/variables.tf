@@ -208,6 +208,28 @@ variable "lookback_days" {
   }
 }
 
+variable "catch_up_days" {
+  description = "A night also syncs the dates no finished run covered (missed nights), at most this many days back; older ones are reported unsynced until backfilled."
+  type        = number
+  default     = 7
+
+  validation {
+    condition     = var.catch_up_days >= 0 && var.catch_up_days <= 14 && floor(var.catch_up_days) == var.catch_up_days
+    error_message = "catch_up_days must be a whole number from 0 to 14 (each date's rows are that night's work: memory and FHIR calls)."
+  }
+}
+
+variable "action_days" {
+  description = "A row waiting on a field officer is checked again every night until this many days after its date; unsynced dates are reported for as long."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.action_days >= 1 && var.action_days <= 90 && floor(var.action_days) == var.action_days
+    error_message = "action_days must be a whole number from 1 to 90."
+  }
+}
+
 variable "retention_days" {
   description = "Days Firestore keeps run, row, manifest and ledger documents (expire_at + TTL policy)."
   type        = number

@@ -559,14 +559,14 @@ def test_report_of_a_run_on_a_messy_sheet(
         assert f"row     {row}  " in status
     assert main(["report", "--date", DATE, "--state", str(tmp_path / "s.db")]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "row,nik,status,reason,warning,patient_id"
+    assert lines[0] == "row,nik,status,reason,warning,patient_id,waiting_since"
     assert lines[1:] == [
-        "2,3171********0001,superseded,row 3 gives a newer number for this NIK,,",
-        "3,3171********0001,updated,mobile phone added,,patient-001",
-        "4,3.57***E+15,invalid_nik,nik_identifier: was turned into a number by the sheet (format the column as plain text and retype the 16 digits),,",
-        "5,3273********0003,invalid_date,last_updated_date: is not a real calendar date,,",
-        "6,1275********0004,invalid_phone,phone_number: is not a mobile number (Indonesian mobiles start with 08 or +62 8); nothing applied for this NIK,,",
-        "7,9999********9999,not_found,no patient in the registry has this NIK,,",
+        "2,3171********0001,superseded,row 3 gives a newer number for this NIK,,,",
+        "3,3171********0001,updated,mobile phone added,,patient-001,",
+        "4,3.57***E+15,invalid_nik,nik_identifier: was turned into a number by the sheet (format the column as plain text and retype the 16 digits),,,",
+        "5,3273********0003,invalid_date,last_updated_date: is not a real calendar date,,,",
+        "6,1275********0004,invalid_phone,phone_number: is not a mobile number (Indonesian mobiles start with 08 or +62 8); nothing applied for this NIK,,,",
+        "7,9999********9999,not_found,no patient in the registry has this NIK,,,",
     ]
 
 

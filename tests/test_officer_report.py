@@ -8,11 +8,11 @@ import httpx
 import pytest
 
 from common.config import load_settings
-from common.officer_report import GUIDANCE, HEADER, report_values
-from common.outcomes import RowOutcome, Status
+from common.officer_report import GUIDANCE, HEADER, report_values, waiting_rows
+from common.outcomes import NEEDS_OFFICER, RowOutcome, Status
 from common.sheet import SheetRow
 from common.sheets_api import SheetWriteError, read_sheet, replace_tab
-from common.store import SqliteStore
+from common.store import RunState, RunStatus, SqliteStore, WaitingRow
 from jobs.cli import main
 from jobs.task import run_task
 from sim.sheets_tabs import split_range
@@ -84,6 +84,9 @@ def test_a_spreadsheet_not_shared_for_editing_is_a_clear_error() -> None:
             replace_tab("officers", "phonesync", [["x"]], api_url=sim.url, token=TOKEN, sleep=id)
 
 
+RUN = RunState(DATE, "exec-1", RunStatus.NEEDS_ACTION, 1, 0.0, 0.0)
+
+
 def test_report_values_newest_first_in_indonesian_without_full_niks() -> None:
     rows = [
         SheetRow(2, "21-09-2025", "3171044203920001", "DEWI", "0812"),
@@ -98,7 +101,9 @@ def test_report_values_newest_first_in_indonesian_without_full_niks() -> None:
         RowOutcome(5, Status.AMBIGUOUS, "2 patients", nik_masked="9999********9999"),
         RowOutcome(6, Status.UPDATED, "mobile phone added", nik_masked="3174********0006"),
     ]
-    values = report_values(DATE, outcomes, rows, "2025-09-23 23:05:00+07:00")
+    waiting = waiting_rows(RUN, outcomes, [], 30)
+    assert [w.outcome.row for w in waiting] == [2, 3, 4, 5]  # not the updated row
+    values = report_values(DATE, waiting, rows, "2025-09-23 23:05:00+07:00", 30)
     assert values[0][0].startswith("phonesync 2025-09-23: 4 baris perlu tindakan")
     assert values[1] == HEADER
     assert [v[0] for v in values[2:]] == ["3", "2", "5", "4"]  # 23-09, 21-09, unknown, invalid
@@ -113,10 +118,94 @@ def test_report_values_newest_first_in_indonesian_without_full_niks() -> None:
     assert by_row["5"][1:3] == ["", ""]  # not another person's name
     text = json.dumps(values)
     assert "3171044203920001" not in text and "081234567890" not in text
-    empty = report_values(DATE, outcomes[4:], rows, "now")
+    empty = report_values(DATE, waiting_rows(RUN, outcomes[4:], [], 30), rows, "now", 30)
     assert empty == [
         ["phonesync 2025-09-23: tidak ada baris yang perlu tindakan (dibuat now)."],
         HEADER,
+    ]
+
+
+#: What the tab says the job does with its rows (the title), word for word.
+TITLE = (
+    "phonesync 2025-09-23: 1 baris perlu tindakan (dibuat t). Setiap malam phonesync memeriksa"
+    " lagi setiap baris di bawah ini, sampai 30 hari sesudah tanggal barisnya (baris yang"
+    " tanggalnya tidak valid: sesudah pertama kali dilaporkan). Perbaiki sel yang salah di"
+    " baris itu sendiri (tanggalnya boleh tetap), atau ketik data yang benar sebagai baris baru"
+    " dengan tanggal hari ini: sinkronisasi malam berikutnya memprosesnya dan baris itu hilang"
+    " dari daftar ini. Pada malam terakhir baris mendapat pemberitahuan terakhir, lalu tidak"
+    " diperiksa lagi."
+)
+#: Per status, the problem and what to do, as the tab says them.
+ACTIONS = {
+    Status.INVALID_DATE: (
+        "Tanggal tidak valid",
+        "Perbaiki kolom last_updated_date: tanggal dengan format HH-BB-TTTT (contoh 23-09-2025).",
+    ),
+    Status.INVALID_NIK: (
+        "NIK tidak valid",
+        "Perbaiki kolom nik_identifier: 16 angka tanpa spasi atau tanda lain. Jika NIK tampil"
+        " seperti 3.17104E+15, ubah format kolom menjadi teks biasa lalu ketik ulang NIK.",
+    ),
+    Status.INVALID_PHONE: (
+        "Nomor HP tidak valid",
+        "Perbaiki kolom phone_number: nomor HP Indonesia yang diawali 08 atau +62 8, tanpa huruf"
+        " atau nomor tambahan. Nomor lama pasien tidak diubah sampai baris ini diperbaiki.",
+    ),
+    Status.NOT_FOUND: (
+        "NIK tidak ditemukan di registri",
+        "Cocokkan NIK dengan KTP atau KK pasien dan perbaiki bila salah. Jika NIK sudah benar,"
+        " laporkan ke tim registri agar pasien didaftarkan: NIK ini dicari lagi setiap malam.",
+    ),
+    Status.AMBIGUOUS: (
+        "NIK tercatat pada lebih dari satu pasien",
+        "Laporkan ke tim registri (sebutkan nomor baris): nomor HP tidak diperbarui sampai data"
+        " ganda dibereskan. NIK ini dicari lagi setiap malam.",
+    ),
+}
+LAST = (
+    "PEMBERITAHUAN TERAKHIR: setelah malam ini baris ini tidak diperiksa lagi dan hilang dari"
+    " daftar ini. Jika nomornya masih perlu diperbarui, ketik data yang benar sebagai baris"
+    " baru dengan tanggal hari ini. "
+)
+
+
+@pytest.mark.parametrize("status", sorted(NEEDS_OFFICER))
+@pytest.mark.parametrize(
+    ("typed", "since", "until", "last"),
+    [
+        ("23-09-2025", "", "23-10-2025", False),  # found tonight: waits from tonight
+        ("20-09-2025", "2025-09-21", "20-10-2025", False),  # waiting since an earlier night
+        ("24-08-2025", "2025-08-25", "23-09-2025", True),  # 30 days after its date: last night
+        ("31-02-2025", "2025-08-24", "23-09-2025", True),  # no date: 30 days after first reported
+    ],
+)
+def test_the_tab_says_for_each_case_what_the_job_does(
+    status: Status, typed: str, since: str, until: str, last: bool
+) -> None:
+    """The tab's text, cell by cell, for each problem and each point of a row's wait."""
+    sheet_date = "" if typed.startswith("31-02") else "-".join(reversed(typed.split("-")))
+    outcome = RowOutcome(7, status, "why, in English", nik_masked="3171********0001", since=since)
+    stored = WaitingRow(
+        sheet_date, 7, "k", "3171********0001", status.value, since or DATE, DATE, "exec-1", "r"
+    )
+    waiting = waiting_rows(RUN, [outcome], [stored], 30)
+    sheet = [SheetRow(7, typed, "3171044203920001", "DEWI", "0812")]
+    values = report_values(DATE, waiting, sheet, "t", 30)
+    problem, action = ACTIONS[status]
+    assert values == [
+        [TITLE],
+        HEADER,
+        [
+            "7",
+            typed,
+            "DEWI",
+            "3171********0001",
+            problem,
+            (LAST if last else "") + action,
+            "-".join(reversed((since or DATE).split("-"))),
+            until,
+            "why, in English",
+        ],
     ]
 
 

@@ -174,6 +174,7 @@ def test_report_json_to_a_file_without_full_niks(state: Path, tmp_path: Path) ->
         "reason": "mobile phone added",
         "warning": "",
         "patient_id": "patient-001",
+        "waiting_since": "",
     }
     assert "3171044203920001" not in out.read_text()
 

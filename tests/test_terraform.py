@@ -347,6 +347,7 @@ def test_firestore_has_pitr_and_ttl_on_every_collection_the_app_writes() -> None
         "sheet_reads",
         "reconciles",
         "drift",
+        "waiting",
     }
 
 
@@ -510,6 +511,8 @@ def test_variable_validations_accept_the_example_and_reject_values_google_or_ale
         "reconcile_days=0",
         "reconcile_drift_threshold=-1",
         "task_count=0",
+        "catch_up_days=15",  # a night's window would outgrow its memory and FHIR budget
+        "action_days=0",
     ):
         done = plan_variables(terraform, tmp_path, bad)
         assert done.returncode != 0, bad
