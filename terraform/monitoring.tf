@@ -26,6 +26,8 @@ locals {
     runs_unsettled      = "phonesync-runs-left-partial"
     scheduler_failed    = "phonesync-scheduler-could-not-start-the-job"
     reconcile_drift     = "phonesync-reconcile-found-drift"
+    missed_night        = "phonesync-missed-night"
+    officer_wait        = "phonesync-rows-waiting-on-an-officer-too-long"
   }
 
   # How long an incident stays open without data. A night's page closes before the next night,
@@ -177,6 +179,56 @@ resource "google_logging_metric" "report_failures" {
   }
 }
 
+# A run that finished leaving no date unsynced: its window took in every date no earlier run
+# covered (missed nights, within CATCH_UP_DAYS; docs/decisions.md, record 99). The missed-night
+# alert waits for one.
+resource "google_logging_metric" "nights_synced" {
+  name   = "phonesync_nights_synced"
+  filter = "${local.job_logs} AND jsonPayload.event=\"run_finished\" AND jsonPayload.unsynced_count=0"
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "INT64"
+  }
+}
+
+# The finishing task's `officer_rows` line, one per finished run: how many rows wait on a field
+# officer, and since how many days the oldest of them waits.
+resource "google_logging_metric" "officer_rows_waiting" {
+  name            = "phonesync_officer_rows_waiting"
+  filter          = "${local.job_logs} AND jsonPayload.event=\"officer_rows\""
+  value_extractor = "EXTRACT(jsonPayload.waiting)"
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "DISTRIBUTION"
+    unit        = "1"
+  }
+  bucket_options {
+    exponential_buckets {
+      num_finite_buckets = 20
+      growth_factor      = 2
+      scale              = 1
+    }
+  }
+}
+
+resource "google_logging_metric" "officer_oldest_wait" {
+  name            = "phonesync_officer_oldest_wait"
+  filter          = "${local.job_logs} AND jsonPayload.event=\"officer_rows\""
+  value_extractor = "EXTRACT(jsonPayload.oldest_wait_days)"
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "DISTRIBUTION"
+    unit        = "d"
+  }
+  bucket_options {
+    linear_buckets {
+      num_finite_buckets = 91
+      width              = 1
+      offset             = 0
+    }
+  }
+}
+
 resource "google_monitoring_dashboard" "phonesync" {
   dashboard_json = templatefile("${path.module}/dashboards/phonesync.json", {
     job_name               = var.job_name
@@ -191,6 +243,8 @@ resource "google_monitoring_dashboard" "phonesync" {
     empty_windows_metric   = google_logging_metric.empty_windows.name
     unsettled_metric       = google_logging_metric.runs_unsettled.name
     scheduler_metric       = google_logging_metric.scheduler_failures.name
+    officer_rows_metric    = google_logging_metric.officer_rows_waiting.name
+    officer_wait_metric    = google_logging_metric.officer_oldest_wait.name
   })
 }
 
@@ -648,6 +702,82 @@ resource "google_monitoring_alert_policy" "reconcile_drift" {
       query               = "sum(increase(${local.drift_metric}{class=~\"missing|different|registry_newer\"}[1h])) > ${var.reconcile_drift_threshold}"
       duration            = "0s"
       evaluation_interval = "60s"
+    }
+  }
+}
+
+# A date stays unsynced (its night never ran, failed, or is older than the catch-up reaches)
+# until a run covering it finishes: every finished run takes in the dates none covered, so the
+# alert waits for a run that left none (`unsynced_count` 0 on its run_finished line). 24 h 45 min:
+# a night's run ends by 23:45 (max_run_minutes < 45), so a normal night never opens it; it
+# opens 24 h 45 min after the last such run and stays open, across midnights, until the next.
+resource "google_monitoring_alert_policy" "missed_night" {
+  display_name          = "phonesync: missed night"
+  combiner              = "OR"
+  severity              = "ERROR"
+  notification_channels = var.notification_channels
+  # A standing gap, like a backlog: open while any date stays unsynced, however many nights.
+  alert_strategy {
+    auto_close = local.backlog_auto_close
+  }
+  documentation {
+    mime_type = "text/markdown"
+    content   = "No run that left every date synced has finished for 24 h 45 min: some date's rows are not in the registry (a night that never ran, failed, or a date older than CATCH_UP_DAYS). [Runbook: what it means, what to do, when it is over](${var.runbook_url}#${local.runbook_anchor.missed_night})"
+    links {
+      display_name = "Runbook"
+      url          = "${var.runbook_url}#${local.runbook_anchor.missed_night}"
+    }
+  }
+  conditions {
+    display_name = "no run leaving every date synced has finished for 24 h 45 min"
+    condition_prometheus_query_language {
+      query               = "vector(1) unless on() (sum(increase(logging_googleapis_com:user_${google_logging_metric.nights_synced.name}[1485m])) > 0)"
+      duration            = "0s"
+      evaluation_interval = "300s"
+    }
+  }
+}
+
+# Rows wait on field officers (the report tab lists them, with since when); this pages when the
+# oldest has waited longer than officer_wait_alert_days. The metric has one point per finished
+# run: missing data keeps the incident as it is, the next night's line closes it (or, like every
+# night's page, auto_close within 12 hours: a row still waiting too long pages again the next
+# night).
+resource "google_monitoring_alert_policy" "officer_wait" {
+  display_name          = "phonesync: rows waiting on an officer too long"
+  combiner              = "OR"
+  severity              = "WARNING"
+  notification_channels = var.notification_channels
+  alert_strategy {
+    auto_close = local.nightly_auto_close
+  }
+  documentation {
+    mime_type = "text/markdown"
+    content   = "A row has waited on a field officer longer than officer_wait_alert_days: the officers' report tab lists it, with since when. [Runbook: what it means, what to do, when it is over](${var.runbook_url}#${local.runbook_anchor.officer_wait})"
+    links {
+      display_name = "Runbook"
+      url          = "${var.runbook_url}#${local.runbook_anchor.officer_wait}"
+    }
+  }
+  conditions {
+    display_name = "the oldest row waiting on a field officer, in days"
+    condition_threshold {
+      filter                  = "resource.type=\"cloud_run_job\" AND metric.type=\"logging.googleapis.com/user/${google_logging_metric.officer_oldest_wait.name}\""
+      comparison              = "COMPARISON_GT"
+      threshold_value         = var.officer_wait_alert_days
+      duration                = "0s"
+      evaluation_missing_data = "EVALUATION_MISSING_DATA_NO_OP"
+      aggregations {
+        alignment_period     = "300s"
+        per_series_aligner   = "ALIGN_MEAN"
+        cross_series_reducer = "REDUCE_MAX"
+      }
+    }
+  }
+  lifecycle {
+    precondition {
+      condition     = var.officer_wait_alert_days < var.action_days
+      error_message = "officer_wait_alert_days must be below action_days: no row waits longer than action_days after its date."
     }
   }
 }

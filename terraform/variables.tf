@@ -230,6 +230,17 @@ variable "action_days" {
   }
 }
 
+variable "officer_wait_alert_days" {
+  description = "Alert when a row has waited on a field officer longer than this many days (below action_days, after which rows leave the officers' tab)."
+  type        = number
+  default     = 14
+
+  validation {
+    condition     = var.officer_wait_alert_days >= 1 && floor(var.officer_wait_alert_days) == var.officer_wait_alert_days
+    error_message = "officer_wait_alert_days must be a whole number ≥ 1."
+  }
+}
+
 variable "retention_days" {
   description = "Days Firestore keeps run, row, manifest and ledger documents (expire_at + TTL policy)."
   type        = number

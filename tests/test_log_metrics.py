@@ -21,6 +21,7 @@ import sqlite3
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -29,16 +30,17 @@ import pytest
 from common import telemetry
 from common.drift import DRIFT, DriftClass, DriftRow
 from common.failures import FailureMessage
-from common.outcomes import RowOutcome, Status
+from common.outcomes import NEEDS_OFFICER, RowOutcome, Status
 from common.store import RunState, RunStatus, SqliteStore
 from common.unsettled import LEFT_AFTER_SECONDS
 from tests.gcp_rules.logging_query import QuerySyntaxError, extractor, log_entry, parse
 from tests.gcp_rules.monitoring import label_values
 from tests.gcp_rules.terraform import Config
 from tests.simulator import API_KEY, SAMPLE_SHEET, RunningSim, run_cli, sample, simulator
+from tests.test_missed_nights import SHEET as NIGHTS_CSV
 from tests.test_officer_report import MESSY_SHEET
 
-# Slow (~27 s): the captures are four whole runs. Not in scripts/test-fast.
+# Slow (~40 s): the captures are seven whole runs. Not in scripts/test-fast.
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,6 +57,8 @@ FUNCTION = {
     "labels": {"service_name": "phonesync-replay", "location": "asia-southeast2"},
 }
 MAX_RUN_SECONDS = SHIPPED.variable("max_run_minutes") * 60
+#: Rows dated 22- to 25-09 (tests/test_missed_nights.py), one with a phone an officer must fix.
+NIGHTS_SHEET = NIGHTS_CSV.replace("081200000024", "0812-x")
 #: Rows decided from the sheet that need nobody: recorded, not logged (docs/decisions.md, record 55).
 UNLOGGED = {Status.SUPERSEDED, Status.OTHER_DATE}
 
@@ -315,6 +319,19 @@ def captures(tmp_path_factory: pytest.TempPathFactory) -> list[Capture]:
         # 2025-09-22 and 2025-09-23 are a Monday and a Tuesday: quiet on weekends only
         empty, _ = _job_run(folder, "empty-window", sim, wrong_year, QUIET_WEEKDAYS="sat,sun")
         out.append(empty)
+    with simulator() as sim:  # missed nights: the 23rd left behind, then caught up
+        nights = folder / "nights.csv"
+        nights.write_text(NIGHTS_SHEET)
+        night_state: Path | None = None
+        for name, run_date, more in (
+            ("night-22", "2025-09-22", {}),
+            ("left-behind", "2025-09-25", {"CATCH_UP_DAYS": "1"}),
+            ("caught-up", "2025-09-26", {}),
+        ):
+            capture, night_state = _job_run(
+                folder, name, sim, nights, run_date=run_date, state_from=night_state, **more
+            )
+            out.append(capture)
     out.append(_reconcile(folder))
     cloud_run = {"CLOUD_RUN_JOB": "phonesync", "CLOUD_RUN_EXECUTION": "bad-config"}
     bad = run_cli("run", env={"STATE_BACKEND": "nowhere", "FHIR_BASE_URL": "", **cloud_run})
@@ -432,6 +449,7 @@ def expected(capture: Capture) -> dict[str, Counter[tuple[tuple[str, Any], ...]]
     in_window = sum(n for s, n in (run.counts if run else {}).items() if s != "other_date")
     empty_window = finished and run is not None and in_window == 0  # on working days
     too_long = finished and run is not None and _duration(run) > MAX_RUN_SECONDS
+    waiting = [o for o in capture.outcomes if o.status in NEEDS_OFFICER]
     return {
         "phonesync_rows": Counter(
             (("source", capture.source), ("status", o.status.value))
@@ -456,7 +474,24 @@ def expected(capture: Capture) -> dict[str, Counter[tuple[tuple[str, Any], ...]]
         "phonesync_runs_unsettled": Counter([()] * len(capture.unsettled)),
         "phonesync_runs_too_long": Counter([()] if too_long else []),
         "phonesync_scheduler_failures": Counter([()] * capture.scheduler_failures),
+        "phonesync_nights_synced": Counter([()] if finished and run and not run.unsynced else []),
+        "phonesync_officer_rows_waiting": Counter(
+            [(("value", float(len(waiting))),)] if finished else []
+        ),
+        "phonesync_officer_oldest_wait": Counter(
+            [(("value", float(_oldest_wait(run, waiting))),)] if finished and run else []
+        ),
     }
+
+
+def _oldest_wait(run: RunState, waiting: list[RowOutcome]) -> int:
+    """Days the run's oldest row waiting on an officer has waited (0: none, or new tonight)."""
+    today = date.fromisoformat(run.run_date)
+    return (
+        max((today - date.fromisoformat(o.since or run.run_date)).days for o in waiting)
+        if waiting
+        else 0
+    )
 
 
 def _duration(run: RunState) -> float:
@@ -491,6 +526,9 @@ def test_the_captures_cover_every_kind_of_line_the_metrics_count(captures: list[
         RunStatus.SUCCEEDED,
         RunStatus.FAILED,
         RunStatus.SUCCEEDED,
+        RunStatus.SUCCEEDED,
+        RunStatus.NEEDS_ACTION,
+        RunStatus.NEEDS_ACTION,
         None,  # the reconcile
         None,
         None,
@@ -498,6 +536,11 @@ def test_the_captures_cover_every_kind_of_line_the_metrics_count(captures: list[
     assert by_name["next-night"].unsettled == [DATE]
     empty = by_name["empty-window"].run
     assert empty is not None and empty.counts == {"other_date": 10}
+    left, caught = by_name["left-behind"].run, by_name["caught-up"].run
+    assert left is not None and (left.caught_up, left.unsynced) == (["2025-09-24"], ["2025-09-23"])
+    assert caught is not None and (caught.caught_up, caught.unsynced) == (["2025-09-23"], [])
+    waited = [o for o in by_name["caught-up"].outcomes if o.status is Status.INVALID_PHONE]
+    assert [o.since for o in waited] == ["2025-09-25"]  # a day's wait: the oldest-wait metric
     assert by_name["succeeded"].fhir_errors == {"503": 2, "429": 1}
     statuses = {o.status for o in by_name["partial"].outcomes}
     assert {
@@ -515,6 +558,7 @@ def test_the_captures_cover_every_kind_of_line_the_metrics_count(captures: list[
         "report_failed",
         "manifest_written",
         "run_unsettled",
+        "officer_rows",
     ):
         assert events[event] >= 1, event
     # task 0 failed the run, and its retry failed it again: one run, one failure to count

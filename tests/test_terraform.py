@@ -242,6 +242,8 @@ def test_every_alert_policy_is_present() -> None:
         "phonesync: replay dropped malformed messages",
         "phonesync: runs left partial",
         "phonesync: scheduler could not start the job",
+        "phonesync: missed night",
+        "phonesync: rows waiting on an officer too long",
     }
     for body in resources("google_monitoring_alert_policy").values():
         assert body["notification_channels"] == "${var.notification_channels}"
@@ -287,7 +289,7 @@ def test_a_nightly_page_closes_before_the_next_night_and_a_backlog_page_does_not
     """An open incident notifies nobody again: a night's page must close before the next
     night so the same fault pages again; a backlog's stays open while the backlog lasts."""
     policies = resources("google_monitoring_alert_policy")
-    backlog = {"dead_letter_backlog", "secret_rotation_due"}
+    backlog = {"dead_letter_backlog", "secret_rotation_due", "missed_night"}
     for name, body in policies.items():
         seconds = int(SHIPPED.resolve(body["alert_strategy"][0]["auto_close"])[:-1])
         if name in backlog:
@@ -513,6 +515,7 @@ def test_variable_validations_accept_the_example_and_reject_values_google_or_ale
         "task_count=0",
         "catch_up_days=15",  # a night's window would outgrow its memory and FHIR budget
         "action_days=0",
+        "officer_wait_alert_days=0",
     ):
         done = plan_variables(terraform, tmp_path, bad)
         assert done.returncode != 0, bad
