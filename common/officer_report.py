@@ -100,7 +100,7 @@ class Waiting:
         return self.until.isoformat() <= run_date
 
 
-def waiting_rows(
+def officer_rows(
     run: RunState,
     outcomes: Sequence[RowOutcome],
     stored: Sequence[WaitingRow],
@@ -189,20 +189,16 @@ def write_officer_report(settings: Settings, store: StateStore, run: RunState) -
     The tab's outcome is logged (``report_written`` / ``report_failed``, counted by a
     log-based metric) and kept with the run for ``phonesync status``.
     """
-    try:
-        outcomes = store.outcomes(run.run_date, NEEDS_OFFICER)
-        stored = store.waiting_rows() if outcomes else []
-        waiting = waiting_rows(run, outcomes, stored, settings.action_days)
-    except Exception as exc:  # the store: nothing to count or show, say so and go on
-        log_event("officer_rows_unknown", str(exc), severity=logging.ERROR)
-        return
-    _log_waiting(run, waiting)
-    if not settings.report_sheet_id:
-        return
     from common.sheets_api import replace_tab, write_token
 
     tab = settings.report_sheet_tab
     try:
+        outcomes = store.outcomes(run.run_date, NEEDS_OFFICER)
+        stored = store.waiting_rows() if outcomes else []
+        waiting = officer_rows(run, outcomes, stored, settings.action_days)
+        _log_waiting(run, waiting)
+        if not settings.report_sheet_id:
+            return
         rows = read_rows(settings) if waiting else []  # the date and name as typed
         written_at = jakarta_time(time.time())
         values = report_values(run.run_date, waiting, rows, written_at, settings.action_days)

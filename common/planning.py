@@ -43,8 +43,6 @@ class Candidate:
     date: date
     nik: str
     phone: Phone
-    #: It was waiting on a field officer since this date (ISO): the night took it up again.
-    since: str = ""
 
 
 class Recheck:
@@ -65,14 +63,14 @@ class Recheck:
         self._by_nik: dict[tuple[int, str], WaitingRow] = {}
         self._suffixes: set[str] = set()  # a NIK's last four digits, before any HMAC is made
         self.dates: set[int] = set()  # ordinals of the waiting rows' dates
-        self._undated_rows: set[int] = set()
+        self.undated_rows: set[int] = set()  # row numbers of those whose date was unreadable
         for row in waiting:
             day = date.fromisoformat(row.sheet_date).toordinal() if row.sheet_date else 0
             self._by_row[(day, row.row)] = row
             if day:
                 self.dates.add(day)
             else:
-                self._undated_rows.add(row.row)
+                self.undated_rows.add(row.row)
             if row.nik_key:
                 self._by_nik[(day, row.nik_key)] = row
                 self._suffixes.add(row.nik_masked[-4:])
@@ -83,7 +81,7 @@ class Recheck:
     @property
     def oldest(self) -> date | None:
         """The oldest date a row taken up again can have (an unreadable date's fix: any)."""
-        if self._undated_rows:
+        if self.undated_rows:
             return date.fromisoformat(self.checked_since)
         return date.fromordinal(min(self.dates)) if self.dates else None
 
@@ -97,7 +95,7 @@ class Recheck:
             found = self._by_row.get((ordinal, number)) or self._by_nik_of(sheet_row, ordinal)
             if found is not None:
                 return found
-        if number in self._undated_rows and day.isoformat() >= self.checked_since:
+        if number in self.undated_rows and day.isoformat() >= self.checked_since:
             return self._by_row[(0, number)]  # an unreadable date, fixed in place
         return None
 
@@ -129,6 +127,11 @@ class Plan:
     #: The waiting rows (:class:`Recheck`) found in the sheet again, by the row found.
     taken_up: dict[int, WaitingRow] = field(default_factory=dict)
 
+    def since(self, row: int) -> str:
+        """Since when ``row`` was waiting on a field officer, if the night took it up again."""
+        waiting = self.taken_up.get(row)
+        return waiting.since if waiting is not None else ""
+
     def other_date_outcomes(self) -> Iterator[RowOutcome]:
         """An ``other_date`` outcome for each row outside the window (for a full report)."""
         for row, day in zip(self.other_rows, self.other_days, strict=True):
@@ -137,8 +140,8 @@ class Plan:
             )
 
 
-#: The row that wins for a NIK so far: its date, row number, phone cell and waiting ``since``.
-_Winner = tuple[date, int, str, str]
+#: The row that wins for a NIK so far: its date, row number and phone cell.
+_Winner = tuple[date, int, str]
 
 
 def plan_rows(
@@ -163,6 +166,7 @@ def plan_rows(
     winners: dict[str, _Winner] = {}
     later: dict[str, tuple[date, int]] = {}  # NIK → its latest row dated after the window
     tracked = _Tracked.since(recheck, window)
+    before = window.first.toordinal() if window.first is not None else 0
     for sheet_row in rows:
         try:
             day = parse_date(sheet_row.date)
@@ -171,48 +175,52 @@ def plan_rows(
             continue
         waiting = None
         if day not in window:
-            if recheck and window.first is not None and day < window.first:
+            ordinal = day.toordinal()
+            if (
+                recheck is not None
+                and ordinal < before
+                and (ordinal in recheck.dates or sheet_row.row in recheck.undated_rows)
+            ):
                 waiting = recheck.find(sheet_row, day)
             if waiting is None:
                 plan.other_rows.append(sheet_row.row)
-                plan.other_days.append(day.toordinal())
+                plan.other_days.append(ordinal)
                 if window.last is not None and day > window.last:
                     _note_later(later, sheet_row, day)
-                elif tracked is not None:
-                    tracked.note(sheet_row, day)
+                elif tracked is not None and ordinal >= tracked.start:
+                    tracked.note(sheet_row.nik, ordinal, sheet_row.row)
                 continue
         elif recheck:
             waiting = recheck.find(sheet_row, day)
-        since = ""
         if waiting is not None:
             plan.taken_up[sheet_row.row] = waiting
-            since = waiting.since
         try:
             nik = parse_nik(sheet_row.nik)
         except InvalidCell as exc:
+            since = plan.since(sheet_row.row)
             plan.decided.append(_rejected(sheet_row, Status.INVALID_NIK, str(exc), since))
             plan.places[sheet_row.row] = (day.isoformat(), "")
             continue
         previous = winners.get(nik)
         if previous is None:
-            winners[nik] = (day, sheet_row.row, sheet_row.phone, since)
+            winners[nik] = (day, sheet_row.row, sheet_row.phone)
             continue
         if day >= previous[0]:
-            winner, loser, lost_since = sheet_row.row, previous[1], previous[3]
-            winners[nik] = (day, sheet_row.row, sheet_row.phone, since)
+            winner, loser = sheet_row.row, previous[1]
+            winners[nik] = (day, sheet_row.row, sheet_row.phone)
         else:
-            winner, loser, lost_since = previous[1], sheet_row.row, since
+            winner, loser = previous[1], sheet_row.row
         plan.decided.append(
             RowOutcome.of(
                 loser,
                 Status.SUPERSEDED,
                 f"row {winner} gives a newer number for this NIK",
                 nik=nik,
-                since=lost_since,
+                since=plan.since(loser),
             )
         )
     newer = tracked.newer(winners, window) if tracked is not None else {}
-    for nik, (day, row, phone_cell, since) in sorted(winners.items(), key=lambda i: i[1][1]):
+    for nik, (day, row, phone_cell) in sorted(winners.items(), key=lambda i: i[1][1]):
         if nik in later or nik in newer:
             later_day, later_row = later[nik] if nik in later else newer[nik]
             after = "after this run" if nik in later else "not in this run"
@@ -223,7 +231,7 @@ def plan_rows(
                     f"row {later_row} (dated {later_day}, {after}) gives a newer number"
                     " for this NIK",
                     nik=nik,
-                    since=since,
+                    since=plan.since(row),
                 )
             )
             continue
@@ -236,12 +244,12 @@ def plan_rows(
                     Status.INVALID_PHONE,
                     f"{PHONE_COLUMN}: {exc}; nothing applied for this NIK",
                     nik=nik,
-                    since=since,
+                    since=plan.since(row),
                 )
             )
             plan.places[row] = (day.isoformat(), nik)
             continue
-        plan.candidates.append(Candidate(row, day, nik, phone, since))
+        plan.candidates.append(Candidate(row, day, nik, phone))
     plan.decided.sort(key=lambda o: o.row)
     return plan
 
@@ -280,8 +288,8 @@ class _Tracked:
 
     start: int
     niks: array[int] = field(default_factory=lambda: array("q"))
-    days: array[int] = field(default_factory=lambda: array("l"))
-    rows: array[int] = field(default_factory=lambda: array("l"))
+    #: Date ordinal and row number, as ``ordinal << 32 | row`` (they order as the pair does).
+    places: array[int] = field(default_factory=lambda: array("q"))
 
     @classmethod
     def since(cls, recheck: Recheck | None, window: DateWindow) -> _Tracked | None:
@@ -290,32 +298,32 @@ class _Tracked:
             return None
         return cls(oldest.toordinal())
 
-    def note(self, sheet_row: SheetRow, day: date) -> None:
-        ordinal = day.toordinal()
-        if ordinal < self.start:
-            return
-        try:
-            nik = parse_nik(sheet_row.nik)
-        except InvalidCell:
-            return
-        self.niks.append(int(nik))
-        self.days.append(ordinal)
-        self.rows.append(sheet_row.row)
+    def note(self, nik_cell: str, ordinal: int, row: int) -> None:
+        if not (len(nik_cell) == 16 and nik_cell.isascii() and nik_cell.isdigit()):
+            try:  # as parse_nik's own first check: most cells are 16 digits as they stand
+                nik_cell = parse_nik(nik_cell)
+            except InvalidCell:
+                return
+        self.niks.append(int(nik_cell))
+        self.places.append(ordinal << 32 | row)
 
     def newer(self, winners: dict[str, _Winner], window: DateWindow) -> dict[str, tuple[date, int]]:
         """Per NIK of a winner taken up again, its latest row that is later than the winner."""
         first = window.first.toordinal() if window.first else 0
         wanted = {
-            int(nik): (w[0].toordinal(), w[1])
+            int(nik): w[0].toordinal() << 32 | w[1]
             for nik, w in winners.items()
             if w[0].toordinal() < first
         }
-        found: dict[int, tuple[int, int]] = {}
-        for nik, day, row in zip(self.niks, self.days, self.rows, strict=True):
+        found: dict[int, int] = {}
+        for nik, place in zip(self.niks, self.places, strict=True):
             mine = wanted.get(nik)
-            if mine is not None and (day, row) > mine and (day, row) > found.get(nik, (0, 0)):
-                found[nik] = (day, row)
-        return {f"{nik:016d}": (date.fromordinal(d), r) for nik, (d, r) in found.items()}
+            if mine is not None and place > mine and place > found.get(nik, 0):
+                found[nik] = place
+        return {
+            f"{nik:016d}": (date.fromordinal(place >> 32), place & 0xFFFFFFFF)
+            for nik, place in found.items()
+        }
 
 
 def _note_later(later: dict[str, tuple[date, int]], sheet_row: SheetRow, day: date) -> None:

@@ -26,7 +26,7 @@ import logging
 import time
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -35,7 +35,7 @@ from common.errors import InputError
 from common.fhir import FhirClient, FhirServerUnfit
 from common.night_window import night_window
 from common.officer_report import write_officer_report
-from common.outcomes import NEEDS_OFFICER, SHEET_REJECTED, RowOutcome, Status, summarize
+from common.outcomes import NEEDS_OFFICER, SHEET_REJECTED, Status, summarize
 from common.planning import DateWindow, Plan, Recheck, plan_rows, shard_of
 from common.privacy import redact
 from common.quiet_days import rows_expected
@@ -49,18 +49,21 @@ from common.store import (
     RunStatus,
     ShardState,
     StateStore,
-    WaitingRow,
     WorkItem,
     read_stamp,
 )
 from common.sync import Ledger, ShardProgress, sync_shard
 from common.telemetry import bind, log_event
 from common.unsettled import log_unsettled_runs
+from common.waiting import take_up, waiting_in_reach
 
 EXIT_OK = 0
 EXIT_RETRY = 1
 #: How often a task with nothing to claim looks again for a shard whose holder's lease expired.
 SHARD_POLL_SECONDS = 5.0
+#: Rows decided from the sheet are recorded this many at a time: the results, their places
+#: and the rows waiting on an officer of one batch are in memory at once, not a whole night's.
+_DECIDED_BATCH = 5_000
 
 
 @dataclass(slots=True)
@@ -407,11 +410,7 @@ def _write_manifest(config: Settings, store: StateStore, run_date: str) -> None:
     window = DateWindow(night.first, day)
     nik_key = Ledger(ledger_key(config)).nik_key
     read_at = read_stamp()  # taken before the read: a later read sees at least this sheet
-    # Rows waiting on an officer as earlier reads left them (a later read's are its own): those
-    # dated up to this run within ACTION_DAYS are taken up again, older ones forgotten.
-    earlier = [w for w in store.waiting_rows() if w.read_at < read_at]
-    waiting = [w for w in earlier if w.sheet_date <= run_date and _in_reach(w, horizon)]
-    store.update_waiting(drop=[w.key for w in earlier if not _in_reach(w, horizon)])
+    waiting = waiting_in_reach(store, run_date, read_at, horizon)
     started = time.perf_counter()
     plan = plan_rows(read_rows(config), window, Recheck(waiting, nik_key, horizon))
     planned = time.perf_counter()
@@ -424,19 +423,21 @@ def _write_manifest(config: Settings, store: StateStore, run_date: str) -> None:
             phone=c.phone.e164,
             assigned=c.phone.assigned,
             read_at=read_at,
-            since=c.since,
+            since=plan.since(c.row),
         )
         shards[shard_of(c.nik, config.task_count)].append(item)
     # This read re-decides every row of its window: replays of older reads' rows become stale.
     # Noted before the manifest, so no run of this read can exist without it (a crash in
     # between only makes older reads' replays stale a little early: this run redoes them).
     store.note_read(read_at, [d.isoformat() for d in night.dates()])
-    _take_up(store, run_date, config.execution, waiting, plan)
+    take_up(store, run_date, config.execution, waiting, plan)
     # The rows decided from the sheet end as every row does (recorded, logged), before the
     # manifest is marked ready. Rows dated outside the window are counted, not recorded one by
     # one (docs/decisions.md).
     recorder = RowRecorder(store, run_date, config.execution, nik_key=nik_key)
-    recorder.record([RowResult(o, place=_place(plan, o.row, read_at)) for o in plan.decided])
+    for start in range(0, len(plan.decided), _DECIDED_BATCH):  # a batch's records at a time
+        batch = plan.decided[start : start + _DECIDED_BATCH]
+        recorder.record([RowResult(o, place=_place(plan, o.row, read_at)) for o in batch])
     outside = {Status.OTHER_DATE.value: len(plan.other_rows)} if plan.other_rows else {}
     store.write_manifest(run_date, config.execution, shards, len(plan.decided), outside)
     written = time.perf_counter()
@@ -464,44 +465,9 @@ def _write_manifest(config: Settings, store: StateStore, run_date: str) -> None:
     )
 
 
-def _in_reach(waiting: WaitingRow, horizon: date) -> bool:
-    """Dated within ACTION_DAYS, or an unreadable date (bounded by its ``since`` instead)."""
-    return not waiting.sheet_date or waiting.sheet_date >= horizon.isoformat()
-
-
 def _place(plan: Plan, row: int, read_at: str) -> Place | None:
     where = plan.places.get(row)
     return Place(where[0], where[1], read_at) if where is not None else None
-
-
-def _take_up(
-    store: StateStore, run_date: str, execution: str, waiting: Sequence[WaitingRow], plan: Plan
-) -> None:
-    """The rows that waited on a field officer (``waiting``: those this night takes up) move to
-    this run: each one's outcome in the run that held it becomes ``superseded`` (moving that
-    run's counts: a run whose waiting rows all moved on ``succeeds``) and the store forgets it;
-    the recorder keeps again those this run records still waiting. One taken up that goes on
-    to the registry stays kept until its shard records it, so that a night dying in between
-    loses none."""
-    found = {w.key: row for row, w in plan.taken_up.items()}
-    moved: dict[tuple[str, str], list[RowResult]] = {}
-    for w in waiting:
-        if (w.run_date, w.execution) == (run_date, execution):
-            continue  # a retried task 0: already this run's
-        if w.key in found:
-            reason = f"taken up again by the run of {run_date} (row {found[w.key]})"
-        else:
-            reason = f"not found as it was by the run of {run_date} (edited, moved or deleted)"
-        outcome = RowOutcome.of(w.row, Status.SUPERSEDED, reason, nik=w.nik_masked)
-        moved.setdefault((w.run_date, w.execution), []).append(RowResult(outcome))
-    for (earlier_date, earlier_execution), results in moved.items():
-        RowRecorder(store, earlier_date, earlier_execution, earlier_run=True).record(results)
-    kept = [
-        replace(plan.taken_up[c.row], sheet_date=c.date.isoformat(), row=c.row)
-        for c in plan.candidates
-        if c.row in plan.taken_up
-    ]
-    store.update_waiting(put=kept, drop=[w.key for w in waiting])
 
 
 async def _wait_for_manifest(

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from common.config import load_settings
-from common.officer_report import GUIDANCE, HEADER, report_values, waiting_rows
+from common.officer_report import GUIDANCE, HEADER, officer_rows, report_values
 from common.outcomes import NEEDS_OFFICER, RowOutcome, Status
 from common.sheet import SheetRow
 from common.sheets_api import SheetWriteError, read_sheet, replace_tab
@@ -101,7 +101,7 @@ def test_report_values_newest_first_in_indonesian_without_full_niks() -> None:
         RowOutcome(5, Status.AMBIGUOUS, "2 patients", nik_masked="9999********9999"),
         RowOutcome(6, Status.UPDATED, "mobile phone added", nik_masked="3174********0006"),
     ]
-    waiting = waiting_rows(RUN, outcomes, [], 30)
+    waiting = officer_rows(RUN, outcomes, [], 30)
     assert [w.outcome.row for w in waiting] == [2, 3, 4, 5]  # not the updated row
     values = report_values(DATE, waiting, rows, "2025-09-23 23:05:00+07:00", 30)
     assert values[0][0].startswith("phonesync 2025-09-23: 4 baris perlu tindakan")
@@ -118,7 +118,7 @@ def test_report_values_newest_first_in_indonesian_without_full_niks() -> None:
     assert by_row["5"][1:3] == ["", ""]  # not another person's name
     text = json.dumps(values)
     assert "3171044203920001" not in text and "081234567890" not in text
-    empty = report_values(DATE, waiting_rows(RUN, outcomes[4:], [], 30), rows, "now", 30)
+    empty = report_values(DATE, officer_rows(RUN, outcomes[4:], [], 30), rows, "now", 30)
     assert empty == [
         ["phonesync 2025-09-23: tidak ada baris yang perlu tindakan (dibuat now)."],
         HEADER,
@@ -188,7 +188,7 @@ def test_the_tab_says_for_each_case_what_the_job_does(
     stored = WaitingRow(
         sheet_date, 7, "k", "3171********0001", status.value, since or DATE, DATE, "exec-1", "r"
     )
-    waiting = waiting_rows(RUN, [outcome], [stored], 30)
+    waiting = officer_rows(RUN, [outcome], [stored], 30)
     sheet = [SheetRow(7, typed, "3171044203920001", "DEWI", "0812")]
     values = report_values(DATE, waiting, sheet, "t", 30)
     problem, action = ACTIONS[status]

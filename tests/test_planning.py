@@ -181,7 +181,7 @@ def test_a_fixed_row_is_found_by_its_number_or_its_nik_and_goes_to_the_registry(
         row(9, "20-09-2025", "3171044203920009", "084444444444"),  # another row now at 9
     ]
     plan = plan_rows(rows, NIGHT, recheck(*waiting))
-    taken = {c.row: (c.nik, c.since) for c in plan.candidates}
+    taken = {c.row: (c.nik, plan.since(c.row)) for c in plan.candidates}
     assert taken == {
         2: (NIK_A, "2025-09-20"),
         3: (NIK_B, "2025-09-20"),
@@ -230,7 +230,7 @@ def test_an_unreadable_date_waits_from_its_first_report_then_is_counted() -> Non
     assert (by_row[5].status, by_row[5].since) == (Status.INVALID_DATE, "")
     # its date fixed, even to one outside the night's window: it goes to the registry
     fixed = plan_rows([row(2, "21-09-2025", NIK_A, "081111111111")], NIGHT, recheck(fresh))
-    assert [(c.row, c.since) for c in fixed.candidates] == [(2, "2025-09-01")]
+    assert [(c.row, fixed.since(c.row)) for c in fixed.candidates] == [(2, "2025-09-01")]
 
 
 def test_without_waiting_rows_nothing_outside_the_window_is_parsed_further() -> None:

@@ -75,6 +75,14 @@ _RUN_COLUMNS = (
 )
 
 
+def _item(item: WorkItem) -> dict[str, Any]:
+    """A manifest item as stored: ``since`` only where a row waited (most do not)."""
+    data = asdict(item)
+    if not item.since:
+        del data["since"]
+    return data
+
+
 def _run_state(row: Sequence[Any]) -> RunState:
     window = json.loads(row[12])
     return RunState(
@@ -262,7 +270,7 @@ class SqliteStore(SqliteReconciles):
                 "INSERT OR REPLACE INTO shards (run_date, execution, task_index, items)"
                 " VALUES (?, ?, ?, ?)",
                 [
-                    (run_date, execution, index, json.dumps([asdict(i) for i in items]))
+                    (run_date, execution, index, json.dumps([_item(i) for i in items]))
                     for index, items in shards.items()
                 ],
             )
