@@ -69,3 +69,22 @@ def test_reconcile_bench_reads_in_batches_and_finds_what_it_planted() -> None:
     # 2,000 searches in Bundles of 50, and the one GET metadata: within the goal of 1/40
     assert 41 <= int(requests[1].replace(",", "")) <= 2000 / 40, out
     assert "at most 1/40 request per NIK: met" in out
+
+
+def test_task0_bench_takes_up_rows_waiting_on_an_officer() -> None:
+    """A sheet of 5 nights, 20 rows of the earlier nights waiting: task 0 takes each up again
+    (their rows are valid now: each one is a candidate) and records only the window's rows."""
+    out = bench(
+        "bench.task0_bench",
+        "--rows",
+        "2000",
+        "--nights",
+        "5",
+        "--no-full-run",
+        "--waiting",
+        "20",
+    )
+    assert "2,000 rows over 5 night(s), 400 in the window, 20 rows waiting on an officer" in out
+    assert re.search(r"task 0: wall [\d.]+ s .* peak RSS [\d,]+ MiB \| outcome records \d+", out)
+    found = re.search(r"([\d,]+) rows to sync, ([\d,]+) of them taken up again", out)
+    assert found and int(found[2]) >= 20, out  # a waiting row's date's rows of its NIK too
