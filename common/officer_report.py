@@ -181,24 +181,44 @@ def _newest_first(outcome: RowOutcome, typed_date: str) -> tuple[int, int, int]:
     return (0, -day.toordinal(), -outcome.row)
 
 
-def write_officer_report(settings: Settings, store: StateStore, run: RunState) -> None:
-    """Log the run's rows waiting on a field officer (``officer_rows``: how many, the oldest
-    wait, the last notices), and replace the officers' report tab with them (when configured).
+def waiting_of(settings: Settings, store: StateStore, run: RunState) -> list[Waiting] | None:
+    """The finished run's rows waiting on a field officer, logged as one ``officer_rows`` line
+    (how many, the oldest wait, the last notices); None when the store cannot say (logged).
+    Never raises: a finished run stays as it finished."""
+    try:
+        outcomes = store.outcomes(run.run_date, NEEDS_OFFICER)
+        stored = store.waiting_rows() if outcomes else []
+    except Exception as exc:
+        log_event(
+            "officer_rows_unknown",
+            f"the rows waiting on an officer could not be read: {exc}",
+            severity=logging.ERROR,
+            reason=str(exc),
+        )
+        return None
+    waiting = officer_rows(run, outcomes, stored, settings.action_days)
+    _log_waiting(run, waiting)
+    return waiting
+
+
+def write_officer_report(
+    settings: Settings, store: StateStore, run: RunState, waiting: Sequence[Waiting] | None
+) -> None:
+    """Replace the officers' report tab with the run's rows waiting on a field officer
+    (``waiting``, from :func:`waiting_of`), when a tab is configured.
 
     Never raises: a report that cannot be written must not fail (and so retry) a finished run.
     The tab's outcome is logged (``report_written`` / ``report_failed``, counted by a
     log-based metric) and kept with the run for ``phonesync status``.
     """
+    if not settings.report_sheet_id:
+        return
     from common.sheets_api import replace_tab, write_token
 
     tab = settings.report_sheet_tab
     try:
-        outcomes = store.outcomes(run.run_date, NEEDS_OFFICER)
-        stored = store.waiting_rows() if outcomes else []
-        waiting = officer_rows(run, outcomes, stored, settings.action_days)
-        _log_waiting(run, waiting)
-        if not settings.report_sheet_id:
-            return
+        if waiting is None:
+            raise RuntimeError("the rows waiting on an officer could not be read")
         rows = read_rows(settings) if waiting else []  # the date and name as typed
         written_at = jakarta_time(time.time())
         values = report_values(run.run_date, waiting, rows, written_at, settings.action_days)

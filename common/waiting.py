@@ -1,5 +1,5 @@
 """Rows waiting on a field officer, from one night to the next: which rows a night takes up
-again, and how their outcomes move to it (docs/decisions.md, records 88-90).
+again, and how their outcomes move to it (docs/decisions.md, records 100-102).
 
 The store keeps them (:class:`~common.store.WaitingRow`); :mod:`common.recording` keeps and
 forgets them with the rows it records; :class:`common.planning.Recheck` finds them in the sheet.

@@ -34,7 +34,7 @@ from common.config import Settings, jakarta_today
 from common.errors import InputError
 from common.fhir import FhirClient, FhirServerUnfit
 from common.night_window import night_window
-from common.officer_report import write_officer_report
+from common.officer_report import waiting_of, write_officer_report
 from common.outcomes import NEEDS_OFFICER, SHEET_REJECTED, Status, summarize
 from common.planning import DateWindow, Plan, Recheck, plan_rows, shard_of
 from common.privacy import redact
@@ -153,8 +153,9 @@ async def _run_task(config: Settings, store: StateStore, started: float) -> int:
         fhir_concurrency_limit=registry.client.concurrency_limit,  # at the end
     )
     if work.final is not None:
+        waiting = await asyncio.to_thread(waiting_of, config, store, work.final)
         _log_run_finished(work.final)
-        await asyncio.to_thread(write_officer_report, config, store, work.final)
+        await asyncio.to_thread(write_officer_report, config, store, work.final, waiting)
         await asyncio.to_thread(log_unsettled_runs, store, run_date, time.time())
     return EXIT_OK
 
