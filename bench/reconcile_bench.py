@@ -8,7 +8,7 @@ another number, 0.5 % no mobile entry, 0.5 % the number spelt +62…, 0.1 % NIKs
 lacks). The simulator runs in its own process (150 ms median latency, 200 requests/s); the
 reconcile is the real command in a child process (read-only, one task, SQLite state), for each
 ``--batch-size`` (``FHIR_BATCH_SIZE``: ``auto`` takes the server's ``batch``, 50 a Bundle; ``0``
-one search per NIK). It prints the figures the README quotes and the goals: at most 1/40 of a
+one search per NIK). It prints the figures docs/performance.md quotes and the goals: at most 1/40 of a
 request per NIK and 60 s for 100,000 NIKs in batch mode.
 """
 

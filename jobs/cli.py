@@ -480,7 +480,7 @@ def cmd_transform(args: argparse.Namespace) -> int:
     refuse_overwriting(
         outputs,
         {"--sheet": args.sheet, "--bundle": args.bundle},
-        allowed={("--out", "--bundle")},  # read whole before it is renamed over: README
+        allowed={("--out", "--bundle")},  # read whole before it is renamed over: docs/guide.md
     )
     with collector_paused(), reading(args.bundle, str(args.bundle)) as bundle:
         rows = read_csv(args.sheet)  # while the bundle is indexed

@@ -28,8 +28,8 @@ HEADER = f"""\
 jobs/help_texts.py, sim/server.py): change those, then run it again; a test fails while
 this file differs. -->
 
-Every command's help, as `phonesync COMMAND -h` prints it. README.md tells the story around
-them; the environment variables are in README.md, Configuration.
+Every command's help, as `phonesync COMMAND -h` prints it. [guide.md](guide.md) tells the story
+around them; the environment variables are in [configuration.md](configuration.md).
 """
 
 

@@ -44,7 +44,7 @@ start here:
   ./scripts/demo           the nightly job end to end against the simulator
 
 `phonesync COMMAND -h` describes a command; docs/cli.md has every command's help,
-README.md the whole picture.""",
+docs/guide.md the whole picture.""",
 )
 
 TRANSFORM = CommandHelp(
@@ -84,7 +84,7 @@ example (from a checkout), against the simulator:
   phonesync run --date 2025-09-23 --sheet examples/whatsapp-sheet.csv \\
     --fhir-url http://127.0.0.1:8080/fhir --tasks 2
 
-environment (README.md, Configuration, lists every variable):
+environment (docs/configuration.md lists every variable):
   FHIR_BASE_URL           the FHIR R4 base URL (--fhir-url)
   FHIR_AUTH               how to authenticate to FHIR: api-key (default), oauth2 or google
   FHIR_API_KEY            api-key: the x-api-key, for local use

@@ -16,7 +16,7 @@ from common.store import RunState, RunStatus, ShardState, StateStore, WorkItem
 
 REPORT_COLUMNS = ("row", "nik", "status", "reason", "warning", "patient_id", "waiting_since")
 
-#: ``phonesync status`` exit codes: 0 only for a plainly succeeded run (docs: README, runbook).
+#: ``phonesync status`` exit codes: 0 only for a plainly succeeded run (docs: guide.md, runbook).
 STATUS_EXIT = {
     RunStatus.SUCCEEDED: 0,
     RunStatus.FAILED: 1,
@@ -115,7 +115,7 @@ def _rows_needing_action(outcomes: Sequence[RowOutcome], run_date: str) -> list[
     rows = [o for o in outcomes if o.status in _ACTION]
     if not rows:
         return []
-    lines = [f"  rows needing action ({len(rows)}; who acts: README, Outcomes)"]
+    lines = [f"  rows needing action ({len(rows)}; who acts: docs/sheet-rules.md, Outcomes)"]
     lines += [
         f"    row {o.row:>5}  {o.status.value:<14} {o.nik_masked or '-':<16}  {o.reason}"
         + (f" (waiting since {o.since})" if o.since and o.status in NEEDS_OFFICER else "")

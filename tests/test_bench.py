@@ -1,6 +1,6 @@
-"""The benchmarks still run: the README's figures come from them, so a broken one would rot them.
+"""The benchmarks still run: docs/performance.md's figures come from them, so a broken one would rot them.
 
-Tiny sizes only; the figures themselves are measured by hand (README, Performance).
+Tiny sizes only; the figures themselves are measured by hand (docs/performance.md).
 """
 
 import re

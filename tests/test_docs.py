@@ -152,3 +152,37 @@ def test_decisions_are_numbered_dated_records_with_status_and_what_would_change_
     assert sorted(numbers) == list(range(1, len(numbers) + 1)), (
         "record numbers: 1, 2, 3, … once each"
     )
+
+
+def github_anchor(heading: str) -> str:
+    """The id GitHub gives a heading: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def anchors(doc: Path) -> set[str]:
+    text = re.sub(r"```.*?```", "", doc.read_text(), flags=re.S)
+    return {github_anchor(h) for h in re.findall(r"^#+ (.+)$", text, re.M)}
+
+
+def relative_links() -> list[tuple[Path, str]]:
+    found = []
+    for doc in DOCS:
+        text = re.sub(r"```.*?```", "", doc.read_text(), flags=re.S)
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if not re.match(r"[a-z]+:", target):
+                found.append((doc, target))
+    return found
+
+
+def test_the_docs_link_to_pages_and_sections_that_exist() -> None:
+    links = relative_links()
+    assert len(links) > 20, "the docs link to each other: the pattern found too few links"
+    broken = []
+    for doc, target in links:
+        path, _, anchor = target.partition("#")
+        page = (doc.parent / path).resolve() if path else doc
+        if not page.exists():
+            broken.append(f"{doc.name}: {target} (no such file)")
+        elif anchor and page.suffix == ".md" and anchor not in anchors(page):
+            broken.append(f"{doc.name}: {target} (no heading #{anchor} in {page.name})")
+    assert not broken, "broken links:\n" + "\n".join(broken)

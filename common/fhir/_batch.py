@@ -47,7 +47,7 @@ from common.fhir._errors import (
 from common.retry import retryable_status
 
 #: Entries per Bundle when ``FHIR_BATCH_SIZE`` is not set and the server lists ``batch``
-#: (the best of bench.sync_bench's runs; see README, Performance).
+#: (the best of bench.sync_bench's runs; see docs/performance.md).
 DEFAULT_BATCH_SIZE = 50
 #: How long a partly filled Bundle waits for more entries.
 DEFAULT_LINGER_SECONDS = 0.005

@@ -15,7 +15,7 @@ AuthMode = Literal["api-key", "oauth2", "google"]
 Transport = Literal["aiohttp", "httpx"]
 AUTH_MODES: tuple[str, ...] = get_args(AuthMode)
 TRANSPORTS: tuple[str, ...] = get_args(Transport)
-#: Servers cap Bundles (HAPI's default is 1,000 entries); past ~100 nothing is gained (README).
+#: Servers cap Bundles (HAPI's default is 1,000 entries); past ~100 nothing is gained (docs/performance.md).
 MAX_BATCH_SIZE = 1000
 
 
