@@ -54,20 +54,32 @@ variable "parallelism" {
 }
 
 variable "task_timeout" {
-  description = "Per-task timeout (a task that hits it is retried; the run lock's lease lets the retry take over)."
+  description = "Per-task timeout of one attempt. A task that hits it is retried; meanwhile any live task of the run takes its shard over once its lease lapses (docs/decisions.md, 80-83). Within the night's budget: task_timeout × (max_retries + 1) ≤ max_run_minutes, and room after fhir_deadline_seconds to defer rows (docs/decisions.md, 106)."
   type        = string
-  default     = "3000s"
+  default     = "750s"
 
   validation {
     condition     = can(regex("^[0-9]+s$", var.task_timeout)) && try(tonumber(trimsuffix(var.task_timeout, "s")) >= 60 && tonumber(trimsuffix(var.task_timeout, "s")) <= 604800, false)
-    error_message = "task_timeout: seconds with an s suffix, from 60s to 604800s (7 days), e.g. \"3000s\"."
+    error_message = "task_timeout: seconds with an s suffix, from 60s to 604800s (7 days), e.g. \"750s\"."
+  }
+
+  # Cross-variable conditions (Terraform >= 1.9, versions.tf). try(…, true): a malformed value is
+  # the rule above's to report, once.
+  validation {
+    condition     = try(tonumber(trimsuffix(var.task_timeout, "s")) * (var.max_retries + 1) <= var.max_run_minutes * 60, true)
+    error_message = "task_timeout × (max_retries + 1) must fit in max_run_minutes (default 25 × 60 = 1500 s): a task stuck through every attempt would otherwise outlast the night's budget (e.g. 750s with max_retries = 1)."
+  }
+
+  validation {
+    condition     = try(tonumber(trimsuffix(var.task_timeout, "s")) >= var.fhir_deadline_seconds + 120, true)
+    error_message = "task_timeout must be at least fhir_deadline_seconds + 120 s: a task waiting out a down registry needs the time to defer its remaining rows before it is killed."
   }
 }
 
 variable "max_retries" {
-  description = "Retries of a failed task (a task exits non-zero only when it should be retried)."
+  description = "Retries of a failed task (a task exits non-zero only when it should be retried). One is enough: a dead task's shard is taken over by any live task of the run (its lease lapses), so a retry is for a task 0 that could not write the manifest, or a run whose every task died."
   type        = number
-  default     = 3
+  default     = 1
 
   validation {
     condition     = var.max_retries >= 0 && var.max_retries <= 10 && floor(var.max_retries) == var.max_retries

@@ -1,5 +1,6 @@
 terraform {
-  required_version = ">= 1.5"
+  # 1.9: a variable's validation may name other variables (task_timeout's budget, variables.tf).
+  required_version = ">= 1.9"
 
   # Shared state in a GCS bucket (partial configuration: the bucket is given at init time,
   # `terraform init -backend-config="bucket=BUCKET"`, see docs/deploy.md). Without this block

@@ -275,7 +275,7 @@ def test_task_0_revived_after_the_others_gave_up_syncs_every_shard(
     cloud: dict[str, str], gcp_project: str
 ) -> None:
     """The Sheet is not shared with the job yet (403) for task 0's first two attempts. The
-    other tasks stop at once each time and use up their retries (terraform's max_retries: 3);
+    other tasks stop at once each time and use up their retries (max_retries 3 here; terraform's default is 1);
     task 0's third attempt reads the sheet, syncs every shard and closes the run."""
     logs = io.StringIO()
     telemetry.configure_logging(stream=logs)

@@ -498,6 +498,9 @@ def test_variable_validations_accept_the_example_and_reject_values_google_or_ale
         "notification_channels=[]",  # alerts, the rotation reminder too, would reach no one
         "job_name=phonesync-production-sync",  # service account ids would exceed 30 characters
         "task_timeout=3000",
+        "task_timeout=1500s",  # × 2 attempts: 50 minutes against a 25-minute night
+        "max_retries=2",  # 750 s × 3 attempts
+        "task_timeout=700s",  # no room after the 600 s FHIR deadline to defer rows
         "max_retries=11",
         "max_delivery_attempts=4",
         "secret_rotation_period=60s",
@@ -520,6 +523,36 @@ def test_variable_validations_accept_the_example_and_reject_values_google_or_ale
         done = plan_variables(terraform, tmp_path, bad)
         assert done.returncode != 0, bad
         assert "Invalid value for variable" in done.stderr, (bad, done.stderr)
+
+
+def test_the_budget_validations_accept_what_fits_and_name_the_budget(
+    terraform: str, tmp_path: Path
+) -> None:
+    """task_timeout × (max_retries + 1) within max_run_minutes, and after the FHIR deadline:
+    raising one knob takes lowering or raising another."""
+    for fits in (
+        ("task_timeout=1500s", "max_retries=0"),
+        ("task_timeout=1320s", "max_retries=1", "max_run_minutes=44"),
+        ("task_timeout=300s", "fhir_deadline_seconds=180", "max_retries=4"),
+    ):
+        done = plan_variables(terraform, tmp_path, *fits)
+        assert done.returncode == 0, (fits, done.stderr)
+    done = plan_variables(terraform, tmp_path, "task_timeout=1500s")
+    assert "must fit in max_run_minutes" in done.stderr
+    done = plan_variables(terraform, tmp_path, "fhir_deadline_seconds=700")
+    assert "at least fhir_deadline_seconds + 120 s" in done.stderr
+
+
+def test_a_task_stuck_through_every_attempt_ends_within_the_nights_budget() -> None:
+    """The defaults: 750 s × 2 attempts = 25 minutes = max_run_minutes, and 150 s after the
+    FHIR deadline (600 s) for a task to defer its rows. A dead task's shard needs no retry: any
+    live task takes it over once its lease lapses (docs/decisions.md, 80-83)."""
+    timeout = int(SHIPPED.resolve("${var.task_timeout}").removesuffix("s"))
+    attempts = int(SHIPPED.resolve("${var.max_retries}")) + 1
+    budget = int(SHIPPED.resolve("${var.max_run_minutes}")) * 60
+    assert timeout * attempts <= budget
+    assert timeout >= int(SHIPPED.resolve("${var.fhir_deadline_seconds}")) + 120
+    assert attempts == 2
 
 
 def test_the_alert_window_and_the_max_run_minutes_validation_agree() -> None:
