@@ -498,8 +498,8 @@ def test_variable_validations_accept_the_example_and_reject_values_google_or_ale
         "notification_channels=[]",  # alerts, the rotation reminder too, would reach no one
         "job_name=phonesync-production-sync",  # service account ids would exceed 30 characters
         "task_timeout=3000",
-        "task_timeout=1500s",  # × 2 attempts: 50 minutes against a 25-minute night
-        "max_retries=2",  # 750 s × 3 attempts
+        "task_timeout=1500s",  # times 2 attempts: 50 minutes against a 25-minute night
+        "max_retries=2",  # 750 s times 3 attempts
         "task_timeout=700s",  # no room after the 600 s FHIR deadline to defer rows
         "max_retries=11",
         "max_delivery_attempts=4",
@@ -528,7 +528,7 @@ def test_variable_validations_accept_the_example_and_reject_values_google_or_ale
 def test_the_budget_validations_accept_what_fits_and_name_the_budget(
     terraform: str, tmp_path: Path
 ) -> None:
-    """task_timeout × (max_retries + 1) within max_run_minutes, and after the FHIR deadline:
+    """task_timeout times (max_retries + 1) within max_run_minutes, and after the FHIR deadline:
     raising one knob takes lowering or raising another."""
     for fits in (
         ("task_timeout=1500s", "max_retries=0"),
@@ -544,7 +544,7 @@ def test_the_budget_validations_accept_what_fits_and_name_the_budget(
 
 
 def test_a_task_stuck_through_every_attempt_ends_within_the_nights_budget() -> None:
-    """The defaults: 750 s × 2 attempts = 25 minutes = max_run_minutes, and 150 s after the
+    """The defaults: 750 s times 2 attempts = 25 minutes = max_run_minutes, and 150 s after the
     FHIR deadline (600 s) for a task to defer its rows. A dead task's shard needs no retry: any
     live task takes it over once its lease lapses (docs/decisions.md, 80-83)."""
     timeout = int(SHIPPED.resolve("${var.task_timeout}").removesuffix("s"))
