@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import time
 from collections.abc import Sequence
-
-import orjson
 
 from common.errors import InputError
 from common.jakarta import jakarta_time
 from common.outcomes import NEEDS_OFFICER, NOT_YET_APPLIED, RowOutcome, Status
 from common.store import RunState, RunStatus, ShardState, StateStore, WorkItem
+from jobs.outputs import render_table
 
 REPORT_COLUMNS = ("row", "nik", "status", "reason", "warning", "patient_id", "waiting_since")
 
@@ -150,13 +147,7 @@ def render_report(outcomes: Sequence[RowOutcome], fmt: str) -> bytes:
         }
         for o in outcomes
     ]
-    if fmt == "json":
-        return orjson.dumps(rows, option=orjson.OPT_INDENT_2) + b"\n"
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=REPORT_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue().encode()
+    return render_table(rows, REPORT_COLUMNS, fmt)
 
 
 def replay_candidates(

@@ -3,12 +3,16 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import sys
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from itertools import combinations
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import Any, BinaryIO, TypeVar
+
+import orjson
 
 from common.errors import InputError
 
@@ -89,3 +93,15 @@ def write_output(path: Path | None, write: Callable[[BinaryIO], T]) -> T:
     except OSError as exc:
         raise InputError(f"cannot write {path}: {exc}") from None
     return value
+
+
+def render_table(records: Sequence[Mapping[str, Any]], columns: Sequence[str], fmt: str) -> bytes:
+    """``report`` and ``drift`` output: CSV with a header row (``fmt`` ``csv``) or an indented
+    JSON array of the same records (``json``)."""
+    if fmt == "json":
+        return orjson.dumps(list(records), option=orjson.OPT_INDENT_2) + b"\n"
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(records)
+    return buffer.getvalue().encode()

@@ -3,8 +3,6 @@ rows with masked NIKs only."""
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Sequence
 
 import orjson
@@ -12,6 +10,7 @@ import orjson
 from common.drift import DriftClass, DriftRow, ReconcileRun, drift_total
 from common.jakarta import jakarta_time
 from common.reconcile import ShardResult
+from jobs.outputs import render_table
 from jobs.wording import count
 
 DRIFT_COLUMNS = ("row", "nik", "class", "sheet_date", "patient_id", "reason", "repair")
@@ -70,10 +69,4 @@ def describe(run: ReconcileRun, rows: int) -> str:
 def render_drift(rows: Sequence[DriftRow], fmt: str) -> bytes:
     """One line per drift row: what an operator needs to look at the patient (no full NIK)."""
     records = [{k: ("" if v is None else v) for k, v in r.as_report_row().items()} for r in rows]
-    if fmt == "json":
-        return orjson.dumps(records, option=orjson.OPT_INDENT_2) + b"\n"
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=DRIFT_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(records)
-    return buffer.getvalue().encode()
+    return render_table(records, DRIFT_COLUMNS, fmt)
