@@ -24,13 +24,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bench.data import nik, patients, write_bundle, write_sheet
-from bench.sync_bench import free_port
+from bench.simulator import simulator
+from bench.simulator import stats as simulator_stats
 
 DAY = "2025-09-21"
 GOAL_REQUESTS_PER_NIK = 1 / 40
@@ -98,38 +98,12 @@ class Figures:
 
 
 def run_mode(work: Path, args: argparse.Namespace, batch_size: str) -> Figures:
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "jobs.cli",
-            "fhir-sim",
-            "--bundle",
-            str(work / "bundle.json"),
-            "--port",
-            str(port),
-            "--latency-ms",
-            str(args.latency_ms),
-            "--error-rate",
-            str(args.error_rate),
-            "--rate-limit",
-            str(args.rate_limit),
-            "--seed",
-            "1",
-            "--api-key",
-            "bench",
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(600):
-            try:
-                urllib.request.urlopen(f"{base}/_sim/stats")
-                break
-            except OSError:
-                time.sleep(0.1)
+    options = [
+        *("--bundle", str(work / "bundle.json")),
+        *("--latency-ms", str(args.latency_ms), "--error-rate", str(args.error_rate)),
+        *("--rate-limit", str(args.rate_limit), "--seed", "1", "--api-key", "bench"),
+    ]
+    with simulator(*options, wait_seconds=60) as base:
         env = {
             **os.environ,
             "FHIR_API_KEY": "bench",
@@ -165,10 +139,7 @@ def run_mode(work: Path, args: argparse.Namespace, batch_size: str) -> Figures:
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if done.returncode not in (0, 3):
             raise SystemExit(f"reconcile failed ({done.returncode}): {done.stderr.strip()}")
-        stats = json.loads(urllib.request.urlopen(f"{base}/_sim/stats").read())
-    finally:
-        server.terminate()
-        server.wait()
+        stats = simulator_stats(base)
     counts = json.loads(done.stdout)["counts"]
     cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     requests = sum(stats["requests"].values())  # every HTTP request, GET metadata included

@@ -17,19 +17,16 @@ import argparse
 import asyncio
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from bench.data import patients, sheet_rows, write_bundle, write_sheet
+from bench.simulator import simulator
+from bench.simulator import stats as simulator_stats
 from common.fhir import BatchingRegistry, FhirClient, FhirSettings
 from common.planning import plan_rows
 from common.privacy import DEVELOPMENT_LEDGER_KEY
@@ -55,12 +52,6 @@ class BenchHooks:
         await asyncio.to_thread(self.store.ledger_put, entries)
         self.ledger_seconds += time.perf_counter() - started
         self.ledger_writes += len(entries) + len(rows)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def open_bench_store(kind: str, work: Path, name: str) -> StateStore:
@@ -100,47 +91,19 @@ def _write_inputs(work: Path, rows: int) -> None:
     )
 
 
-def _start_simulator(work: Path, args: argparse.Namespace) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "jobs.cli",
-        "fhir-sim",
-        "--bundle",
-        str(work / "bundle.json"),
-        "--port",
-        str(port),
-        "--latency-ms",
-        str(args.latency_ms),
-        "--error-rate",
-        str(args.error_rate),
-        "--rate-limit",
-        str(args.rate_limit),
-        "--entry-cost-ms",
-        str(args.entry_cost_ms),
-        "--seed",
-        "1",
-        "--api-key",
-        "bench",
+def _simulator_options(work: Path, args: argparse.Namespace) -> list[str]:
+    options = [
+        *("--bundle", str(work / "bundle.json")),
+        *("--latency-ms", str(args.latency_ms), "--error-rate", str(args.error_rate)),
+        *("--rate-limit", str(args.rate_limit), "--entry-cost-ms", str(args.entry_cost_ms)),
+        *("--seed", "1", "--api-key", "bench"),
     ]
-    if args.rate_limit_entries:
-        command.append("--rate-limit-entries")
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            urllib.request.urlopen(f"{base}/_sim/stats")
-            break
-        except OSError:
-            time.sleep(0.1)
-    return server, base
+    return [*options, "--rate-limit-entries"] if args.rate_limit_entries else options
 
 
 def run_mode(work: Path, args: argparse.Namespace, batch_size: int) -> Figures:
     """Sync every row once in one mode against a fresh simulator and state; print its figures."""
-    server, base = _start_simulator(work, args)
-    try:
+    with simulator(*_simulator_options(work, args)) as base:
         plan = plan_rows(read_csv(work / "sheet.csv"))
         items = [
             WorkItem(c.row, c.date.isoformat(), c.nik, c.phone.e164, c.phone.assigned)
@@ -174,10 +137,7 @@ def run_mode(work: Path, args: argparse.Namespace, batch_size: int) -> Figures:
         progress, stats = asyncio.run(go())
         wall = time.perf_counter() - started
         cpu = time.process_time() - cpu_before
-        server_stats = orjson.loads(urllib.request.urlopen(f"{base}/_sim/stats").read())
-    finally:
-        server.terminate()
-        server.wait()
+        server_stats = simulator_stats(base)
     requests = sum(stats.requests.values())
     entries = sum(server_stats.get("entries", {}).values())
     updated = progress.counts.get("updated", 0)

@@ -19,20 +19,16 @@ import argparse
 import json
 import logging
 import os
-import socket
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from bench.data import accumulated_rows, patients, write_bundle, write_sheet
 from bench.measure import measured
+from bench.simulator import simulator
 from common.store import StateStore, WaitingRow
 
 RUN_DATE = date(2025, 9, 23)
@@ -71,7 +67,7 @@ def bench(rows: int, nights: int, work: Path, *, full_run: bool, waiting: int = 
     del grown
     # The simulator holds the window's patients (for the full run); a task 0 alone needs none.
     write_bundle(bundle, patients(window if full_run else 1, first=rows - window))
-    with simulator(sheet, bundle) as url:
+    with simulator("--bundle", str(bundle), "--sheet", str(sheet), wait_seconds=300) as url:
         env = {
             **os.environ,
             "SHEET_ID": "bench",
@@ -185,29 +181,6 @@ def task0() -> None:
     _write_manifest(config, store, run_date)
     store.close()
     print(json.dumps(times.times))
-
-
-@contextmanager
-def simulator(sheet: Path, bundle: Path) -> Iterator[str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    command = [sys.executable, "-m", "jobs.cli", "fhir-sim", "--port", str(port)]
-    server = subprocess.Popen(
-        [*command, "--bundle", str(bundle), "--sheet", str(sheet)], stdout=subprocess.DEVNULL
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(1200):  # a million-row sheet takes the simulator a while to load
-            try:
-                urllib.request.urlopen(f"{url}/_sim/stats")
-                break
-            except OSError:
-                time.sleep(0.1)
-        yield url
-    finally:
-        server.terminate()
-        server.wait()
 
 
 if __name__ == "__main__":
