@@ -168,7 +168,7 @@ def task0() -> None:
     from common.config import load_settings
     from common.runtime import open_store
     from common.telemetry import LOGGER_NAME
-    from jobs.task import _write_manifest
+    from jobs.night_plan import plan_night
 
     times = _ManifestTimes()
     logging.getLogger(LOGGER_NAME).addHandler(times)
@@ -178,7 +178,7 @@ def task0() -> None:
     seed_waiting(store, Path(os.environ["BENCH_WAITING"]))
     run_date = RUN_DATE.isoformat()
     store.acquire_run(run_date, config.execution, 1, 600.0, time.time())
-    _write_manifest(config, store, run_date)
+    plan_night(config, store, run_date)
     store.close()
     print(json.dumps(times.times))
 
