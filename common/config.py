@@ -94,6 +94,10 @@ class Settings(BaseSettings):
     state_path: Path = Path(".phonesync") / "state.sqlite3"
     #: Firestore documents carry expire_at = now + this (TTL policy).
     retention_days: int = Field(default=400, ge=1)
+    #: The manifest (each row's full NIK and number, for the tasks and replays of its run) is
+    #: deleted this many days after it is written: its own TTL, far shorter than the hashed
+    #: ledger's; a replay after that is a rerun of the date.
+    manifest_retention_days: int = Field(default=3, ge=1, le=31)
     failure_topic: str | None = None
     phone_format: PhoneFormat = PhoneFormat.NATIONAL
     cloud_run_task_index: int = Field(default=0, ge=0)
@@ -285,6 +289,11 @@ def _role_problems(s: Settings, role: Role) -> list[str]:
     problems: list[str] = []
     fhir = s.fhir
     firestore = s.state_backend == "firestore"
+    if s.manifest_retention_days > s.retention_days:
+        problems.append(
+            f"MANIFEST_RETENTION_DAYS: must not exceed RETENTION_DAYS ({s.retention_days}):"
+            " the run records that name the manifest outlive it, never the other way round"
+        )
     calls_fhir = role in ("task", "replay", "reconcile")
     if firestore and not s.google_cloud_project:
         problems.append("GOOGLE_CLOUD_PROJECT: required with STATE_BACKEND=firestore")

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from common.config import Settings
+from common.jakarta import jakarta_time
 from common.outcomes import Status
 from common.phones import InvalidPhone, PhoneFormat, normalize_phone
 from common.planning import shard_of
@@ -135,8 +136,18 @@ async def _planned(item: WorkItem, run: RunState, store: StateStore) -> WorkItem
 async def _manifest_row(store: StateStore, run: RunState, shard: int, row: int) -> WorkItem | None:
     items = await asyncio.to_thread(store.read_shard, run.run_date, run.execution, shard)
     if items is None:
-        raise MalformedReplay(f"the {run.run_date} run ({run.execution}) has no manifest")
+        raise MalformedReplay(no_manifest(run, store.clock()))
     return next((i for i in items if i.row == row), None)
+
+
+def no_manifest(run: RunState, now: float) -> str:
+    """Why a run's manifest cannot be read: not written, or expired (then a rerun replaces a
+    replay: the manifest's full NIKs and numbers are kept MANIFEST_RETENTION_DAYS only)."""
+    message = f"the {run.run_date} run ({run.execution}) has no manifest"
+    if run.manifest_expires is not None and run.manifest_expired(now):
+        expired = jakarta_time(run.manifest_expires)
+        message += f": it expired at {expired} (MANIFEST_RETENTION_DAYS); rerun the date instead"
+    return message
 
 
 async def _settled(item: WorkItem, store: StateStore, ledger: Ledger) -> RowResult | None:

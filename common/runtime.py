@@ -20,9 +20,13 @@ def open_store(settings: Settings) -> StateStore:
         from common.store import firestore_store
 
         return firestore_store(
-            str(settings.google_cloud_project), retention_days=settings.retention_days
+            str(settings.google_cloud_project),
+            retention_days=settings.retention_days,
+            manifest_retention_days=settings.manifest_retention_days,
         )
-    return SqliteStore(settings.state_path)
+    return SqliteStore(
+        settings.state_path, manifest_retention_days=settings.manifest_retention_days
+    )
 
 
 def fhir_settings(settings: Settings) -> FhirSettings:

@@ -54,6 +54,11 @@ def render_status(
         + ("" if run.manifest_ready else " (manifest not written yet)"),
     ]
     lines += _window(run)
+    if run.manifest_expires is not None:
+        lines.append(
+            f"  manifest   {'expired' if run.manifest_expired(now) else 'kept until'}"
+            f" {jakarta_time(run.manifest_expires)} (full NIKs and numbers; replays need it)"
+        )
     if run.manifest_ready:
         lines.append(f"  shards     {sum(s.finished for s in shards)}/{run.task_count} finished")
     if run.report:
@@ -157,6 +162,10 @@ def replay_candidates(
     run = store.get_run(run_date)
     if run is None or not run.manifest_ready:
         raise InputError(f"no run with a manifest for {run_date}")
+    if run.manifest_expired(store.clock()):
+        from common.replay import no_manifest
+
+        raise InputError(no_manifest(run, store.clock()))
     wanted = {o.row for o in store.outcomes(run_date) if o.status is status}
     if rows:
         missing = sorted(set(rows) - wanted)

@@ -8,7 +8,8 @@ resource "google_firestore_database" "main" {
   depends_on                        = [google_project_service.apis]
 }
 
-# The app writes expire_at = now + retention_days on every document; these policies delete them.
+# The app writes expire_at = now + retention_days on every document, and now +
+# manifest_retention_days on the manifest's (full NIKs and numbers); these policies delete them.
 # Collection groups: runs, executions, ledger, sheet_reads, waiting and reconciles at the top,
 # rows/tasks/manifest under runs/{date}, tasks/drift under reconciles/{id}.
 resource "google_firestore_field" "ttl" {

@@ -25,6 +25,7 @@ locals {
     CATCH_UP_DAYS             = tostring(var.catch_up_days)
     ACTION_DAYS               = tostring(var.action_days)
     RETENTION_DAYS            = tostring(var.retention_days)
+    MANIFEST_RETENTION_DAYS   = tostring(var.manifest_retention_days)
   }
 }
 

@@ -1,7 +1,13 @@
+# Failure messages carry full NIKs and numbers, like the manifest a replay checks them against:
+# kept no longer than it (manifest_retention_days, within Pub/Sub's 7-day maximum).
+locals {
+  pii_message_retention = "${min(var.manifest_retention_days, 7) * 86400}s"
+}
+
 resource "google_pubsub_topic" "failures" {
   #checkov:skip=CKV_GCP_83:Google-managed encryption is accepted for this project; a CMEK would need a KMS key ring the brief does not provide.
   name                       = "${var.job_name}-failures"
-  message_retention_duration = "604800s"
+  message_retention_duration = local.pii_message_retention
   depends_on                 = [google_project_service.apis]
 }
 
@@ -16,9 +22,10 @@ resource "google_pubsub_topic" "dead_letter" {
 # then the dead-letter topic after max_delivery_attempts. functions-framework turns the push
 # envelope into the CloudEvent the function expects (tested in tests/test_replay_function.py).
 resource "google_pubsub_subscription" "replay" {
-  name                 = "${var.job_name}-replay"
-  topic                = google_pubsub_topic.failures.id
-  ack_deadline_seconds = 300
+  name                       = "${var.job_name}-replay"
+  topic                      = google_pubsub_topic.failures.id
+  ack_deadline_seconds       = 300
+  message_retention_duration = local.pii_message_retention
 
   push_config {
     push_endpoint = google_cloudfunctions2_function.replay.service_config[0].uri
@@ -46,7 +53,7 @@ resource "google_pubsub_subscription" "replay" {
 resource "google_pubsub_subscription" "dead_letter" {
   name                       = "${var.job_name}-dead-letter-inspect"
   topic                      = google_pubsub_topic.dead_letter.id
-  message_retention_duration = "604800s"
+  message_retention_duration = local.pii_message_retention
   retain_acked_messages      = true
   ack_deadline_seconds       = 60
 

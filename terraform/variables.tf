@@ -254,13 +254,29 @@ variable "officer_wait_alert_days" {
 }
 
 variable "retention_days" {
-  description = "Days Firestore keeps run, row, manifest and ledger documents (expire_at + TTL policy)."
+  description = "Days Firestore keeps run, row, ledger and the other documents (expire_at + TTL policy); the manifest, with full NIKs and numbers, has manifest_retention_days."
   type        = number
   default     = 400
 
   validation {
     condition     = var.retention_days >= 1 && floor(var.retention_days) == var.retention_days
     error_message = "retention_days must be a whole number ≥ 1."
+  }
+}
+
+variable "manifest_retention_days" {
+  description = "Days the manifest (each row's full NIK and number) is kept after it is written (MANIFEST_RETENTION_DAYS): replays of a run need it; after it, rerun the date. The failure topic and dead letters keep messages (full NIKs too) no longer (at most Pub/Sub's 7 days)."
+  type        = number
+  default     = 3
+
+  validation {
+    condition     = var.manifest_retention_days >= 1 && var.manifest_retention_days <= 31 && floor(var.manifest_retention_days) == var.manifest_retention_days
+    error_message = "manifest_retention_days must be a whole number from 1 to 31."
+  }
+
+  validation {
+    condition     = var.manifest_retention_days <= var.retention_days
+    error_message = "manifest_retention_days must not exceed retention_days: the run records that name the manifest outlive it."
   }
 }
 

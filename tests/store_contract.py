@@ -6,6 +6,7 @@ own fixture: tests/test_store_sqlite.py, tests/test_store_firestore.py.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 
 from common.drift import DriftClass, DriftRow, ReconcileRun
@@ -104,6 +105,33 @@ def check_manifest_is_invisible_until_ready_then_sharded(store: StateStore) -> N
     assert store.outcomes(DATE) == decided
     run = store.get_run(DATE)
     assert run is not None and run.manifest_ready and run.total_rows == 4
+
+
+def check_the_manifest_expires_on_its_own_short_retention(store: StateStore) -> None:
+    """Full NIKs and numbers are kept manifest_retention_days (3 by default), not the run's
+    retention: then the manifest reads as absent, and a new run of the date has its own."""
+    days = store.manifest_retention_days
+    assert days == 3
+    store.acquire_run(DATE, "exec-a", 1, LEASE, T0)
+    assert store.get_run(DATE).manifest_expires is None  # type: ignore[union-attr]
+    written = time.time()
+    write_manifest(store, DATE, "exec-a", {0: [item(2)]}, [])
+    run = store.get_run(DATE)
+    assert run is not None and run.manifest_expires is not None
+    assert abs(run.manifest_expires - (written + days * 86400)) < 60
+    assert not run.manifest_expired(time.time()) and run.manifest_expired(run.manifest_expires)
+    assert store.read_shard(DATE, "exec-a", 0) == [item(2)]
+    expires = run.manifest_expires
+    store.clock = lambda: expires - 1
+    assert store.read_shard(DATE, "exec-a", 0) == [item(2)]
+    store.clock = lambda: expires
+    assert store.read_shard(DATE, "exec-a", 0) is None
+    later = store.get_run(DATE)
+    assert later is not None and later.manifest_ready and later.status is RunStatus.RUNNING
+    assert store.acquire_run(DATE, "exec-b", 1, LEASE, T0 + 200) is LockResult.ACQUIRED
+    assert store.get_run(DATE).manifest_expires is None  # type: ignore[union-attr]
+    write_manifest(store, DATE, "exec-b", {0: [item(3)]}, [])
+    assert store.read_shard(DATE, "exec-b", 0) == [item(3)]  # its own, days from its clock
 
 
 def check_rows_outside_the_window_are_counted_without_records(store: StateStore) -> None:

@@ -320,3 +320,15 @@ def test_a_real_process_shows_no_traceback(tasks: list[str], tmp_path: Path) -> 
     assert done.returncode == EXIT_INPUT
     assert "Traceback" not in done.stdout + done.stderr
     assert "FHIR_MAX_ATTEMPTS: must be at least 1, got '0'" in done.stdout + done.stderr
+
+
+def test_the_manifest_is_kept_no_longer_than_the_records_that_name_it() -> None:
+    settings = load_settings({**LOCAL, "MANIFEST_RETENTION_DAYS": "5", "RETENTION_DAYS": "5"})
+    assert (settings.manifest_retention_days, settings.retention_days) == (5, 5)
+    assert load_settings(LOCAL).manifest_retention_days == 3
+    with pytest.raises(ConfigError) as exc:
+        load_settings({**LOCAL, "MANIFEST_RETENTION_DAYS": "10", "RETENTION_DAYS": "5"})
+    assert exc.value.problems == [
+        "MANIFEST_RETENTION_DAYS: must not exceed RETENTION_DAYS (5): the run records that name"
+        " the manifest outlive it, never the other way round"
+    ]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from common.jakarta import jakarta_time
 from common.outcomes import RowOutcome, Status
 from common.store import ShardState, SqliteStore, WorkItem
 from jobs.cli import main
@@ -75,7 +76,7 @@ def test_status_shows_who_holds_each_shard(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     now = time.time()
-    store = SqliteStore(tmp_path / "state.sqlite3")
+    store = SqliteStore(tmp_path / "state.sqlite3", clock=lambda: now - 300)
     store.acquire_run(DATE, "exec-s", 4, 60, now - 300)
     items = [WorkItem(2 + i, DATE, f"317104420392000{i}", "+6281234567890") for i in range(4)]
     write_manifest(store, DATE, "exec-s", {i: [items[i]] for i in range(4)}, [])
@@ -89,15 +90,17 @@ def test_status_shows_who_holds_each_shard(
     store.close()
     assert main(["status", "--date", DATE, "--state", str(tmp_path / "state.sqlite3")]) == 5
     lines = capsys.readouterr().out.splitlines()
-    assert lines[3:8] == [
+    kept = jakarta_time(now - 300 + 3 * 86400)
+    assert lines[3:9] == [
         "  rows       4",
+        f"  manifest   kept until {kept} (full NIKs and numbers; replays need it)",
         "  shards     1/4 finished",
         "  shard   0  1/1 (100%) done by task 0",
         "  shard   1  0/1 (0%) task 1 gone (lease expired 40 s ago):"
         " the next task to look takes it over",
         "  shard   2  0/1 (0%) task 0, updated 5 s ago",
     ]
-    assert lines[8] == "  shard   3  not claimed yet"
+    assert lines[9] == "  shard   3  not claimed yet"
 
 
 def test_status_after_the_last_task_shows_the_final_status(
@@ -199,3 +202,22 @@ def test_bare_phonesync_lists_the_commands_and_version_works(
         main(["--version"])
     assert exited.value.code == 0
     assert capsys.readouterr().out.startswith("phonesync ")
+
+
+def test_a_replay_after_the_manifest_expired_says_to_rerun_the_date(tmp_path: Path) -> None:
+    from common.errors import InputError
+    from jobs.operator import replay_candidates
+
+    store = SqliteStore(tmp_path / "state.sqlite3")
+    store.acquire_run(DATE, "exec-s", 1, 60, time.time())
+    write_manifest(
+        store, DATE, "exec-s", {0: [WorkItem(2, DATE, "3171044203920001", "+62812")]}, []
+    )
+    store.record_outcomes(DATE, [RowOutcome(2, Status.DEFERRED, "503")])
+    assert [i.row for i in replay_candidates(store, DATE, Status.DEFERRED, [])] == [2]
+    expires = store.get_run(DATE).manifest_expires  # type: ignore[union-attr]
+    assert expires is not None
+    store.clock = lambda: expires
+    with pytest.raises(InputError, match=r"expired at .* rerun the date instead"):
+        replay_candidates(store, DATE, Status.DEFERRED, [])
+    store.close()

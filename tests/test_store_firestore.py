@@ -1,6 +1,7 @@
 """The Firestore store fulfils the state-store contract, on the real emulator."""
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -124,6 +125,23 @@ def test_documents_carry_expire_at_for_the_ttl_policy(store: FirestoreStore) -> 
     store.record_outcomes(DATE, [RowOutcome(2, Status.UPDATED)])
     assert store._run(DATE).get().get("expire_at") is not None
     assert store._sub(DATE, "rows").document("0000002").get().get("expire_at") is not None
+
+
+def test_the_manifest_expires_in_days_and_the_run_in_its_retention(store: FirestoreStore) -> None:
+    """The TTL policy deletes each manifest chunk at its expire_at: the manifest's (full NIKs and
+    numbers, 3 days), not the run's (400 days) nor the ledger's."""
+    store.acquire_run(DATE, "exec-a", 2, LEASE, T0)
+    items = [item(r) for r in range(2, 2 + CHUNK + 1)]
+    write_manifest(store, DATE, "exec-a", {0: items, 1: [item(9000)]}, [])
+    run = store.get_run(DATE)
+    assert run is not None and run.manifest_expires is not None
+    chunks = list(store._sub(DATE, "manifest").stream())
+    assert len(chunks) == 3
+    assert {c.get("expire_at").timestamp() for c in chunks} == {run.manifest_expires}
+    days = (run.manifest_expires - time.time()) / 86400
+    assert 2.99 < days <= 3
+    run_days = (store._run(DATE).get().get("expire_at").timestamp() - time.time()) / 86400
+    assert 399.99 < run_days <= 400
 
 
 def test_a_retried_task_0_clears_what_an_interrupted_takeover_left(store: FirestoreStore) -> None:

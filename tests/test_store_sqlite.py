@@ -56,3 +56,21 @@ def test_a_state_file_of_the_previous_version_opens_with_its_progress_as_shards(
     store.acquire_run("2025-09-23", "exec-new", 1, 60, 10)
     assert store.fail_run("2025-09-23", "exec-new", "sheet unreadable", 11) == 1
     store.close()
+
+
+def test_an_expired_manifest_leaves_the_file_when_the_next_is_written(tmp_path: Path) -> None:
+    """Its full NIKs and numbers are deleted, not only hidden; the run's record stays."""
+    from tests.store_contract import LEASE, T0, item, write_manifest
+
+    now = [1_000_000.0]
+    store = SqliteStore(tmp_path / "s.db", manifest_retention_days=2, clock=lambda: now[0])
+    store.acquire_run("2025-09-22", "exec-22", 1, LEASE, T0)
+    write_manifest(store, "2025-09-22", "exec-22", {0: [item(2)]}, [])
+    assert store.get_run("2025-09-22").manifest_expires == now[0] + 2 * 86400  # type: ignore[union-attr]
+    now[0] += 2 * 86400
+    store.acquire_run("2025-09-24", "exec-24", 1, LEASE, T0)
+    write_manifest(store, "2025-09-24", "exec-24", {0: [item(3)]}, [])
+    kept = store._query("SELECT run_date, items FROM shards")
+    assert [(d, "3171044203920002" in items) for d, items in kept] == [("2025-09-24", False)]
+    assert store.get_run("2025-09-22") is not None
+    store.close()

@@ -124,6 +124,23 @@ def test_job_env_names_the_configuration_the_code_reads() -> None:
     assert set(locals_()["replay_env"]) <= set(ENV_VARS)
 
 
+def test_full_niks_are_kept_days_not_the_ledgers_retention() -> None:
+    """The manifest (full NIKs and numbers) expires after manifest_retention_days, passed to
+    the job that writes it; the failure messages a replay checks against it, on the topic and
+    both subscriptions, are kept no longer (within Pub/Sub's 7 days)."""
+    env = locals_()["job_env"]
+    assert env["MANIFEST_RETENTION_DAYS"] == "${tostring(var.manifest_retention_days)}"
+    assert env["RETENTION_DAYS"] == "${tostring(var.retention_days)}"
+    days = int(SHIPPED.resolve("${var.manifest_retention_days}"))
+    assert days < int(SHIPPED.resolve("${var.retention_days}")) and days <= 7
+    assert locals_()["pii_message_retention"] == "${min(var.manifest_retention_days, 7) * 86400}s"
+    kept = "${local.pii_message_retention}"
+    assert resources("google_pubsub_topic")["failures"]["message_retention_duration"] == kept
+    subscriptions = resources("google_pubsub_subscription")
+    for name in ("replay", "dead_letter"):
+        assert subscriptions[name]["message_retention_duration"] == kept, name
+
+
 def test_the_replay_functions_fhir_deadline_ends_before_the_function_is_killed() -> None:
     """429s use up no attempt, so FHIR_DEADLINE_SECONDS alone bounds a replay against a
     registry that only answers 429: it must end before the platform's timeout does."""
@@ -519,6 +536,9 @@ def test_variable_validations_accept_the_example_and_reject_values_google_or_ale
         "catch_up_days=15",  # a night's window would outgrow its memory and FHIR budget
         "action_days=0",
         "officer_wait_alert_days=0",
+        "manifest_retention_days=0",
+        "manifest_retention_days=32",
+        "retention_days=2",  # below the manifest's 3 days: records outlive what they name
     ):
         done = plan_variables(terraform, tmp_path, bad)
         assert done.returncode != 0, bad

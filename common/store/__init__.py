@@ -25,12 +25,20 @@ DEFAULT_SQLITE_PATH = Path(".phonesync") / "state.sqlite3"
 
 
 def firestore_store(
-    project: str, database: str = "(default)", retention_days: int = 400
+    project: str,
+    database: str = "(default)",
+    retention_days: int = 400,
+    manifest_retention_days: int = 3,
 ) -> StateStore:
     """The Firestore backend (imported on demand: local runs need no Google libraries)."""
     from common.store._firestore import FirestoreStore
 
-    return FirestoreStore(project, database, retention_days=retention_days)
+    return FirestoreStore(
+        project,
+        database,
+        retention_days=retention_days,
+        manifest_retention_days=manifest_retention_days,
+    )
 
 
 __all__ = [

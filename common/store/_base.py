@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Protocol
 
 from common.drift import DriftRow, ReconcileRun
@@ -22,7 +22,15 @@ class StateStore(Protocol):
 
     Every method is synchronous and safe to call from several processes at once; callers in
     async code run them in a thread. Writes of many records are batched by the backend.
+
+    The manifest holds each row's full NIK and number: it expires ``manifest_retention_days``
+    after it is written (``RunState.manifest_expires``), by ``clock``; after that it reads as
+    absent and the backend deletes it (Firestore's TTL policy; SQLite at the next manifest).
     """
+
+    manifest_retention_days: int
+    #: Unix time for the manifest's expiry (``time.time``; tests move it).
+    clock: Callable[[], float]
 
     # -- which date an execution works on -------------------------------------------------
     def bind_execution_date(self, execution: str, run_date: str) -> str:
@@ -97,7 +105,8 @@ class StateStore(Protocol):
         ...
 
     def read_shard(self, run_date: str, execution: str, shard: int) -> list[WorkItem] | None:
-        """The shard's work, or None while the manifest of ``execution`` is not ready."""
+        """The shard's work, or None while the manifest of ``execution`` is not ready, or once it
+        has expired."""
         ...
 
     # -- row outcomes ------------------------------------------------------------------------

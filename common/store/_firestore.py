@@ -7,7 +7,10 @@ Layout (every document written by a run carries ``expire_at`` for the TTL policy
 - ``runs/{run_date}/manifest/{execution}-{task:04d}-{chunk:04d}``: a shard's work, in chunks of
   2,000 compact items (well under the 1 MiB document limit). The run document records each
   shard's chunk count and flips ``manifest_ready`` only after every chunk is written, so a
-  reader fetches exact document ids — no query, no composite index.
+  reader fetches exact document ids — no query, no composite index. The items hold full NIKs
+  and numbers: their ``expire_at`` is ``manifest_retention_days`` away (the run document's
+  ``manifest_expires``), not ``retention_days``, and a reader treats them as gone from then on
+  (the TTL deletes within a day or so of it).
 - ``runs/{run_date}/rows/{row:07d}``: one outcome per sheet row, written with a BulkWriter
   (never a round trip per row). Winning the lock (ACQUIRED) clears the date's rows, tasks and
   manifest after the transaction; a retried task 0 (RESUMED, manifest not ready yet) clears
@@ -97,6 +100,10 @@ class StoreWriteError(PhonesyncError):
     """Some Firestore writes did not land (the task should fail and be retried)."""
 
 
+def _timestamp(value: datetime | None) -> float | None:
+    return value.timestamp() if value is not None else None
+
+
 def _data(snapshot: Any) -> dict[str, Any]:
     data: dict[str, Any] = snapshot.to_dict() or {}
     return data
@@ -115,8 +122,10 @@ class FirestoreStore(FirestoreReconciles):
         *,
         client: Any = None,
         retention_days: int = 400,
+        manifest_retention_days: int = 3,
         rng: random.Random | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.db = client or open_google_client(
             "Firestore",
@@ -124,6 +133,8 @@ class FirestoreStore(FirestoreReconciles):
             emulator="FIRESTORE_EMULATOR_HOST",
         )
         self.retention = timedelta(days=retention_days)
+        self.manifest_retention_days = manifest_retention_days
+        self.clock = clock
         self._rng, self._sleep = rng, sleep
 
     # -- helpers ----------------------------------------------------------------------------
@@ -245,6 +256,7 @@ class FirestoreStore(FirestoreReconciles):
             window_first=window.get("first", ""),
             caught_up=list(window.get("caught_up", [])),
             unsynced=list(window.get("unsynced", [])),
+            manifest_expires=_timestamp(data.get("manifest_expires")),
         )
 
     # -- execution date ---------------------------------------------------------------------
@@ -287,6 +299,7 @@ class FirestoreStore(FirestoreReconciles):
                     "lease_until": now + lease_seconds,
                     "finished_at": None,
                     "manifest_ready": False,
+                    "manifest_expires": None,
                     "counts": {},
                     "total_rows": 0,
                     "reason": "",
@@ -395,7 +408,10 @@ class FirestoreStore(FirestoreReconciles):
         counted: Mapping[str, int] | None = None,
     ) -> None:
         counted = dict(counted or {})
-        expire = self._expire()
+        # Full NIKs and numbers: the manifest's own, short retention (not the run's).
+        expire = datetime.fromtimestamp(self.clock(), UTC) + timedelta(
+            days=self.manifest_retention_days
+        )
         chunks: dict[str, int] = {}
         ops: list[tuple[Any, dict[str, Any] | None]] = []
         for index, items in shards.items():
@@ -431,6 +447,7 @@ class FirestoreStore(FirestoreReconciles):
                     ref,
                     {
                         "manifest_ready": True,
+                        "manifest_expires": expire,
                         "total_rows": total,
                         "shard_chunks": chunks,
                         "counted": counted,
@@ -446,6 +463,9 @@ class FirestoreStore(FirestoreReconciles):
         data = _data(snap)
         if data["execution"] != execution or not data.get("manifest_ready"):
             return None
+        expires = _timestamp(data.get("manifest_expires"))
+        if expires is not None and expires <= self.clock():
+            return None  # expired: the TTL policy deletes its chunks
         count = int((data.get("shard_chunks") or {}).get(str(shard), 0))
         refs = [
             self._sub(run_date, "manifest").document(f"{execution}-{shard:04d}-{n:04d}")

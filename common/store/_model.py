@@ -98,6 +98,12 @@ class RunState:
     caught_up: list[str] = field(default_factory=list)
     #: Dates no finished run covers even with this one (past CATCH_UP_DAYS): backfill them.
     unsynced: list[str] = field(default_factory=list)
+    #: When the manifest (full NIKs and numbers) expires (Unix time; None until it is written):
+    #: after it the manifest reads as absent and the store deletes it (MANIFEST_RETENTION_DAYS).
+    manifest_expires: float | None = None
+
+    def manifest_expired(self, now: float) -> bool:
+        return self.manifest_expires is not None and self.manifest_expires <= now
 
     @property
     def finished(self) -> bool:

@@ -1,11 +1,18 @@
-"""The embedded state store for local runs: one SQLite file shared by the worker processes."""
+"""The embedded state store for local runs: one SQLite file shared by the worker processes.
+
+The manifest (``shards``: full NIKs and numbers) expires ``manifest_retention_days`` after it is
+written (``runs.manifest_expires``): it reads as absent from then on, and each new manifest
+deletes the expired ones from the file. Nothing else expires here (a local state file is the
+operator's to delete).
+"""
 
 from __future__ import annotations
 
 import json
 import sqlite3
 import threading
-from collections.abc import Collection, Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -68,10 +75,11 @@ _ADDED_COLUMNS = (
     ("ledger", "registry_updated", "TEXT NOT NULL DEFAULT ''"),
     ("runs", "window", "TEXT NOT NULL DEFAULT '{}'"),  # the dates it covers (set_window)
     ("outcomes", "since", "TEXT NOT NULL DEFAULT ''"),
+    ("runs", "manifest_expires", "REAL"),  # NULL: no manifest yet (or one written before)
 )
 _RUN_COLUMNS = (
     "run_date, execution, status, task_count, started_at, lease_until, finished_at,"
-    " manifest_ready, counts, total_rows, reason, report, window"
+    " manifest_ready, counts, total_rows, reason, report, window, manifest_expires"
 )
 
 
@@ -101,6 +109,7 @@ def _run_state(row: Sequence[Any]) -> RunState:
         window_first=window.get("first", ""),
         caught_up=window.get("caught_up", []),
         unsynced=window.get("unsynced", []),
+        manifest_expires=row[13],
     )
 
 
@@ -126,8 +135,16 @@ def _outcome_row(run_date: str, o: RowOutcome) -> tuple[object, ...]:
 class SqliteStore(SqliteReconciles):
     """:class:`~common.store.StateStore` on one SQLite file (WAL; safe across processes)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        manifest_retention_days: int = 3,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.path = Path(path)
+        self.manifest_retention_days = manifest_retention_days
+        self.clock = clock
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # Async callers use the store from worker threads; one lock serialises the connection.
         self._lock = threading.RLock()
@@ -265,7 +282,14 @@ class SqliteStore(SqliteReconciles):
     ) -> None:
         counted = dict(counted or {})
         total = decided + sum(len(items) for items in shards.values()) + sum(counted.values())
+        now = self.clock()
         with self._write() as db:
+            # Manifests past their retention leave the file (full NIKs and numbers).
+            db.execute(
+                "DELETE FROM shards WHERE (run_date, execution) IN (SELECT run_date, execution"
+                " FROM runs WHERE manifest_expires <= ?)",
+                (now,),
+            )
             db.executemany(
                 "INSERT OR REPLACE INTO shards (run_date, execution, task_index, items)"
                 " VALUES (?, ?, ?, ?)",
@@ -275,18 +299,26 @@ class SqliteStore(SqliteReconciles):
                 ],
             )
             db.execute(
-                "UPDATE runs SET manifest_ready = 1, total_rows = ?, counted = ?"
-                " WHERE run_date = ? AND execution = ?",
-                (total, json.dumps(counted), run_date, execution),
+                "UPDATE runs SET manifest_ready = 1, total_rows = ?, counted = ?,"
+                " manifest_expires = ? WHERE run_date = ? AND execution = ?",
+                (
+                    total,
+                    json.dumps(counted),
+                    now + self.manifest_retention_days * 86400,
+                    run_date,
+                    execution,
+                ),
             )
 
     def read_shard(self, run_date: str, execution: str, shard: int) -> list[WorkItem] | None:
         ready = self._query(
-            "SELECT manifest_ready FROM runs WHERE run_date = ? AND execution = ?",
+            "SELECT manifest_ready, manifest_expires FROM runs WHERE run_date = ? AND execution = ?",
             (run_date, execution),
         )
         if not ready or not ready[0][0]:
             return None
+        if ready[0][1] is not None and ready[0][1] <= self.clock():
+            return None  # expired (deleted by the next manifest written)
         rows = self._query(
             "SELECT items FROM shards WHERE run_date = ? AND execution = ? AND task_index = ?",
             (run_date, execution, shard),
