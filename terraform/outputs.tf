@@ -43,6 +43,11 @@ output "functions_source_bucket" {
   value       = google_storage_bucket.functions_source.name
 }
 
+output "log_bucket" {
+  description = "Where the job's and the function's logs and the Data Access audit logs are kept, in the region (gcloud logging read --bucket … --location … --view _AllLogs)."
+  value       = google_logging_project_bucket_config.regional.id
+}
+
 output "dashboard_id" {
   description = "Cloud Monitoring dashboard."
   value       = google_monitoring_dashboard.phonesync.id

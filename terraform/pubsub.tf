@@ -8,12 +8,24 @@ resource "google_pubsub_topic" "failures" {
   #checkov:skip=CKV_GCP_83:Google-managed encryption is accepted for this project; a CMEK would need a KMS key ring the brief does not provide.
   name                       = "${var.job_name}-failures"
   message_retention_duration = local.pii_message_retention
-  depends_on                 = [google_project_service.apis]
+
+  # Messages carry full NIKs and numbers: stored only in the region (UU 27/2022 PDP, design.md).
+  message_storage_policy {
+    allowed_persistence_regions = [var.region]
+  }
+
+  depends_on = [google_project_service.apis]
 }
 
 resource "google_pubsub_topic" "dead_letter" {
   #checkov:skip=CKV_GCP_83:Google-managed encryption is accepted for this project (see failures topic).
-  name       = "${var.job_name}-failures-dead-letter"
+  name = "${var.job_name}-failures-dead-letter"
+
+  # Messages carry full NIKs and numbers: stored only in the region (UU 27/2022 PDP, design.md).
+  message_storage_policy {
+    allowed_persistence_regions = [var.region]
+  }
+
   depends_on = [google_project_service.apis]
 }
 
@@ -64,7 +76,13 @@ resource "google_pubsub_subscription" "dead_letter" {
 
 resource "google_pubsub_topic" "secret_rotation" {
   #checkov:skip=CKV_GCP_83:Rotation notices carry no secret material.
-  name       = "${var.job_name}-secret-rotation"
+  name = "${var.job_name}-secret-rotation"
+
+  # Messages carry full NIKs and numbers: stored only in the region (UU 27/2022 PDP, design.md).
+  message_storage_policy {
+    allowed_persistence_regions = [var.region]
+  }
+
   depends_on = [google_project_service.apis]
 }
 

@@ -4,7 +4,11 @@ resource "google_secret_manager_secret" "fhir_api_key" {
   secret_id = "fhir-api-key"
 
   replication {
-    auto {}
+    user_managed {
+      replicas {
+        location = var.region # stored in the region only (automatic replication is global)
+      }
+    }
   }
 
   # Secret Manager announces on the topic when the key is due; the job reads `latest` at each
@@ -28,7 +32,11 @@ resource "google_secret_manager_secret" "fhir_client_secret" {
   secret_id = "fhir-client-secret"
 
   replication {
-    auto {}
+    user_managed {
+      replicas {
+        location = var.region # stored in the region only (automatic replication is global)
+      }
+    }
   }
 }
 
@@ -38,6 +46,10 @@ resource "google_secret_manager_secret" "ledger_hmac_key" {
   secret_id = "ledger-hmac-key"
 
   replication {
-    auto {}
+    user_managed {
+      replicas {
+        location = var.region # stored in the region only (automatic replication is global)
+      }
+    }
   }
 }

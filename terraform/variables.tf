@@ -280,6 +280,17 @@ variable "manifest_retention_days" {
   }
 }
 
+variable "log_retention_days" {
+  description = "Days the regional log bucket keeps the job's and the function's logs and the Data Access audit logs of Firestore and Secret Manager (logging.tf): who read the manifest or a secret stays answerable for as long."
+  type        = number
+  default     = 400
+
+  validation {
+    condition     = var.log_retention_days >= 1 && var.log_retention_days <= 3650 && floor(var.log_retention_days) == var.log_retention_days
+    error_message = "log_retention_days must be a whole number from 1 to 3650 (Cloud Logging's limits)."
+  }
+}
+
 variable "max_delivery_attempts" {
   description = "Replay attempts per failure message before it goes to the dead-letter topic."
   type        = number

@@ -646,6 +646,29 @@ def test_a_run_pages_for_its_duration_by_its_own_line(captures: list[Capture]) -
     assert len(evaluate(longer, [entry])["phonesync_runs_too_long"]) == 1
 
 
+def test_the_regional_log_bucket_takes_every_line_of_the_job_and_the_function(
+    captures: list[Capture],
+) -> None:
+    """The sink to the bucket in the region and the _Default sink's exclusion share one filter:
+    it must select every line the job and the function write (else a line would be stored in
+    the global _Default bucket), the Data Access audit logs of Firestore and Secret Manager, and
+    nothing of the scheduler's (which stays in _Default)."""
+    regional = parse(SHIPPED.resolve("${local.regional_logs}"))
+    for capture in captures:
+        for entry in capture.entries:
+            assert regional(entry) is (capture.name != "scheduler"), (capture.name, entry)
+    audit = {
+        "logName": "projects/p/logs/cloudaudit.googleapis.com%2Fdata_access",
+        "resource": {"type": "audited_resource"},
+        "protoPayload": {"serviceName": "firestore.googleapis.com"},
+    }
+    assert regional(audit)
+    assert regional({**audit, "protoPayload": {"serviceName": "secretmanager.googleapis.com"}})
+    assert not regional({**audit, "protoPayload": {"serviceName": "storage.googleapis.com"}})
+    activity = "projects/p/logs/cloudaudit.googleapis.com%2Factivity"
+    assert not regional({**audit, "logName": activity})
+
+
 def test_a_metric_that_miscounts_fails_the_check(captures: list[Capture]) -> None:
     """The fixture's runs metric forgets run_failed (the bug [2.3] fixed): the run that could
     not start goes uncounted, so the 'run not finished' alert would page after it anyway."""

@@ -141,6 +141,50 @@ def test_full_niks_are_kept_days_not_the_ledgers_retention() -> None:
         assert subscriptions[name]["message_retention_duration"] == kept, name
 
 
+def test_messages_secrets_and_logs_are_stored_in_the_region_only() -> None:
+    """Failure messages carry full NIKs: every topic persists in var.region only; every secret
+    is replicated there only (automatic replication is global); the job's, the function's and
+    the audit logs go to a log bucket there, and the _Default sink (global) excludes them."""
+    topics = resources("google_pubsub_topic")
+    assert len(topics) == 3
+    for name, body in topics.items():
+        (policy,) = body["message_storage_policy"]
+        assert policy["allowed_persistence_regions"] == ["${var.region}"], name
+    secrets = resources("google_secret_manager_secret")
+    assert len(secrets) == 3
+    for name, body in secrets.items():
+        (replication,) = body["replication"]
+        assert set(replication) == {"user_managed"}, name
+        (managed,) = replication["user_managed"]
+        assert [r["location"] for r in managed["replicas"]] == ["${var.region}"], name
+    (bucket,) = resources("google_logging_project_bucket_config").values()
+    assert (bucket["location"], bucket["retention_days"]) == (
+        "${var.region}",
+        "${var.log_retention_days}",
+    )
+    (sink,) = resources("google_logging_project_sink").values()
+    assert sink["destination"] == (
+        "logging.googleapis.com/${google_logging_project_bucket_config.regional.id}"
+    )
+    (exclusion,) = resources("google_logging_project_exclusion").values()
+    assert sink["filter"] == exclusion["filter"] == "${local.regional_logs}"
+
+
+def test_reads_of_firestore_and_of_secrets_are_audited() -> None:
+    """Data Access audit logs: who read the manifest (Firestore; datastore.googleapis.com
+    configures firestore.googleapis.com too) and who read a secret's value."""
+    configs = {
+        body["service"]: {c["log_type"] for c in body["audit_log_config"]}
+        for body in resources("google_project_iam_audit_config").values()
+    }
+    assert configs == {
+        "datastore.googleapis.com": {"ADMIN_READ", "DATA_READ", "DATA_WRITE"},
+        "secretmanager.googleapis.com": {"ADMIN_READ", "DATA_READ"},
+    }
+    for body in resources("google_project_iam_audit_config").values():
+        assert all("exempted_members" not in c for c in body["audit_log_config"])
+
+
 def test_the_replay_functions_fhir_deadline_ends_before_the_function_is_killed() -> None:
     """429s use up no attempt, so FHIR_DEADLINE_SECONDS alone bounds a replay against a
     registry that only answers 429: it must end before the platform's timeout does."""
@@ -536,6 +580,7 @@ def test_variable_validations_accept_the_example_and_reject_values_google_or_ale
         "catch_up_days=15",  # a night's window would outgrow its memory and FHIR budget
         "action_days=0",
         "officer_wait_alert_days=0",
+        "log_retention_days=0",
         "manifest_retention_days=0",
         "manifest_retention_days=32",
         "retention_days=2",  # below the manifest's 3 days: records outlive what they name
