@@ -27,6 +27,10 @@ resource "google_cloudfunctions2_function" "replay" {
   build_config {
     runtime     = "python311"
     entry_point = "replay"
+    # Built as the build account (build.tf: it reads the source bucket, writes the repository and
+    # logs) into the job's repository, not Google's gcf-artifacts (which no grant here reaches).
+    service_account   = google_service_account.build.id
+    docker_repository = google_artifact_registry_repository.images.id
     source {
       storage_source {
         bucket = google_storage_bucket.functions_source.name
@@ -52,5 +56,10 @@ resource "google_cloudfunctions2_function" "replay" {
     ignore_changes = [build_config[0].source]
   }
 
-  depends_on = [google_project_service.apis]
+  depends_on = [
+    google_project_service.apis,
+    google_project_iam_member.build,
+    google_artifact_registry_repository_iam_member.build_pushes_images,
+    google_storage_bucket_iam_member.build_uploads_function_source,
+  ]
 }

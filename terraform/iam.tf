@@ -12,6 +12,13 @@ locals {
       "roles/datastore.user",
       "roles/logging.logWriter",
     ]
+    # Everything else the builds do is granted on its resource (build.tf).
+    build = [
+      "roles/logging.logWriter", # build logs (options.logging: CLOUD_LOGGING_ONLY); no per-log write grant exists
+      # `gcloud functions deploy` waits on a long-running operation, a project-level resource
+      # (cloudfunctions.operations.get) no grant on the function reaches; read-only.
+      "roles/cloudfunctions.viewer",
+    ]
   }
 }
 
@@ -35,6 +42,13 @@ resource "google_project_iam_member" "job" {
   project  = var.project_id
   role     = each.key
   member   = "serviceAccount:${google_service_account.job.email}"
+}
+
+resource "google_project_iam_member" "build" {
+  for_each = toset(local.project_roles.build)
+  project  = var.project_id
+  role     = each.key
+  member   = "serviceAccount:${google_service_account.build.email}"
 }
 
 resource "google_project_iam_member" "replay" {

@@ -13,6 +13,11 @@ output "scheduler_service_account_email" {
   value       = google_service_account.scheduler.email
 }
 
+output "build_service_account_email" {
+  description = "Identity of every build (cloudbuild.yaml serviceAccount) and of the function's build."
+  value       = google_service_account.build.email
+}
+
 output "replay_service_account_email" {
   description = "Identity of the replay function."
   value       = google_service_account.replay.email

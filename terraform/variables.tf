@@ -457,6 +457,23 @@ variable "runbook_url" {
   }
 }
 
+variable "oncall_group" {
+  description = "The on-call engineers' group, e.g. \"group:oncall@example.org\" (empty: none): read logs, metrics and Firestore, run the job with overrides (backfills), pause and resume the schedule, replay rows and drain dead letters (oncall.tf)."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.oncall_group == "" || can(regex("^group:[^@\\s]+@[^@\\s]+$", var.oncall_group))
+    error_message = "oncall_group must be empty or \"group:NAME@DOMAIN\" (a Google group: people come and go, the grants stay)."
+  }
+}
+
+variable "tf_state_bucket" {
+  description = "The state bucket of docs/deploy.md step 1 (e.g. \"PROJECT-tfstate\"); the build account may read it for the build's terraform plan (-refresh=false). Empty: no grant, the build only validates."
+  type        = string
+  default     = ""
+}
+
 variable "schedule_paused" {
   description = "Whether the nightly schedule is paused. A new project starts with true and sets false after its first checked run (docs/deploy.md); on-call may pause it for longer than the next apply here (docs/runbook.md)."
   type        = bool

@@ -12,6 +12,7 @@ from typing import Any
 
 import hcl2
 import pytest
+import yaml
 
 from tests.gcp_rules.terraform import Config, clean
 from tests.gcp_rules.terraform import load as load_hcl
@@ -245,7 +246,18 @@ def grants() -> dict[str, set[tuple[str, str]]]:
                 target = next(
                     v
                     for k, v in body.items()
-                    if k in ("secret_id", "topic", "name", "service", "subscription")
+                    if k
+                    in (
+                        "secret_id",
+                        "topic",
+                        "name",
+                        "service",
+                        "subscription",
+                        "repository",
+                        "bucket",
+                        "service_account_id",
+                        "cloud_function",
+                    )
                 )
                 found[account].add((body["role"], target))
     return found
@@ -283,6 +295,125 @@ def test_each_service_account_has_exactly_its_roles() -> None:
                 "${google_cloudfunctions2_function.replay.service_config[0].service}",
             ),
         },
+        "build": {
+            ("roles/logging.logWriter", "project"),
+            ("roles/cloudfunctions.viewer", "project"),
+            (
+                "roles/artifactregistry.writer",
+                "${google_artifact_registry_repository.images.name}",
+            ),
+            ("roles/storage.objectAdmin", "${google_storage_bucket.functions_source.name}"),
+            ("roles/storage.objectViewer", "${var.tf_state_bucket}"),
+            ("roles/run.developer", "${google_cloud_run_v2_job.phonesync.name}"),
+            ("roles/cloudfunctions.developer", "${google_cloudfunctions2_function.replay.name}"),
+            ("roles/iam.serviceAccountUser", "${google_service_account.job.name}"),
+            ("roles/iam.serviceAccountUser", "${google_service_account.replay.name}"),
+            ("roles/iam.serviceAccountUser", "${google_service_account.build.name}"),
+        },
+    }
+
+
+#: Roles Google grants on a single resource too (a repository, a bucket, a job, a function, a
+#: secret, a topic, a subscription, a service account, a log view): never at the project.
+RESOURCE_SCOPED = {
+    "roles/artifactregistry.reader",
+    "roles/artifactregistry.writer",
+    "roles/storage.objectViewer",
+    "roles/storage.objectCreator",
+    "roles/storage.objectAdmin",
+    "roles/run.invoker",
+    "roles/run.developer",
+    "roles/cloudfunctions.developer",
+    "roles/cloudfunctions.invoker",
+    "roles/secretmanager.secretAccessor",
+    "roles/pubsub.publisher",
+    "roles/pubsub.subscriber",
+    "roles/iam.serviceAccountUser",
+    "roles/iam.serviceAccountTokenCreator",
+    "roles/logging.viewAccessor",
+}
+
+
+def test_no_project_level_role_where_a_resource_scoped_grant_exists() -> None:
+    """Project-level roles are listed in two places (iam.tf's project_roles, oncall.tf's
+    oncall_project_roles); none of them may be one Google also grants on the resource."""
+    project = [role for roles in locals_()["project_roles"].values() for role in roles]
+    oncall = re.findall(r'"(roles/[\w.]+)"', locals_()["oncall_project_roles"])
+    assert project and oncall
+    assert not (set(project) | set(oncall)) & RESOURCE_SCOPED
+    members = [
+        body
+        for kind, bodies in ((k, v) for b in HCL["resource"] for k, v in b.items())
+        if kind == "google_project_iam_member"
+        for body in bodies.values()
+    ]
+    assert {body["for_each"] for body in members} == {
+        "${toset(local.project_roles.job)}",
+        "${toset(local.project_roles.replay)}",
+        "${toset(local.project_roles.build)}",
+        "${toset(local.oncall_project_roles)}",
+    }
+
+
+def test_every_build_runs_as_the_build_account() -> None:
+    """cloudbuild.yaml names it (with the logging option a user-specified account requires),
+    the function's build in terraform and the build's own deploy name it too, and the function
+    is built into the job's repository, where the account may write."""
+    build = yaml.safe_load((TERRAFORM.parent / "cloudbuild.yaml").read_text())
+    account = "${_JOB}-build@$PROJECT_ID.iam.gserviceaccount.com"
+    assert build["serviceAccount"] == f"projects/$PROJECT_ID/serviceAccounts/{account}"
+    assert build["options"]["logging"] == "CLOUD_LOGGING_ONLY"
+    assert resources("google_service_account")["build"]["account_id"] == "${var.job_name}-build"
+    (config,) = resources("google_cloudfunctions2_function")["replay"]["build_config"]
+    assert config["service_account"] == "${google_service_account.build.id}"
+    assert config["docker_repository"] == "${google_artifact_registry_repository.images.id}"
+    (deploy,) = (s for s in build["steps"] if s["id"] == "deploy-function")
+    script = deploy["args"][-1]
+    assert f'--build-service-account="projects/$PROJECT_ID/serviceAccounts/{account}"' in script
+    assert (
+        '--docker-repository="projects/$PROJECT_ID/locations/${_REGION}/repositories/${_REPO}"'
+        in script
+    )
+    (plan,) = (s for s in build["steps"] if s["id"] == "terraform-plan")
+    assert "terraform plan -input=false -lock=false -refresh=false" in plan["args"][-1]
+
+
+def test_on_call_gets_what_the_runbook_asks_and_nothing_when_no_group_is_given() -> None:
+    oncall = locals_()
+    assert oncall["oncall"] == '${var.oncall_group == "" ? {} : {group = var.oncall_group}}'
+    roles = oncall["oncall_project_roles"]
+    assert roles.startswith('${var.oncall_group == "" ? [] : [')
+    assert set(re.findall(r'"(roles/[\w.]+)"', roles)) == {
+        "roles/logging.viewer",
+        "roles/monitoring.viewer",
+        "roles/datastore.viewer",
+        "roles/run.viewer",
+    }
+    assert "google_project_iam_custom_role.scheduler_pause.name" in roles
+    pause = resources("google_project_iam_custom_role")["scheduler_pause"]
+    assert set(pause["permissions"]) == {
+        "cloudscheduler.jobs.get",
+        "cloudscheduler.jobs.list",
+        "cloudscheduler.jobs.pause",
+        "cloudscheduler.jobs.enable",
+        "cloudscheduler.locations.list",
+    }
+    scoped = {
+        (kind, body["role"])
+        for block in HCL["resource"]
+        for kind, bodies in block.items()
+        for body in bodies.values()
+        if body.get("member") == "${each.value}" and body.get("for_each") == "${local.oncall}"
+    }
+    assert scoped == {
+        (
+            "google_cloud_run_v2_job_iam_member",
+            "${google_project_iam_custom_role.run_with_overrides.name}",
+        ),
+        ("google_logging_log_view_iam_member", "roles/logging.viewAccessor"),
+        ("google_pubsub_topic_iam_member", "roles/pubsub.publisher"),
+        ("google_pubsub_subscription_iam_member", "roles/pubsub.subscriber"),
+        ("google_cloudfunctions2_function_iam_member", "roles/cloudfunctions.viewer"),
     }
 
 
@@ -581,6 +712,8 @@ def test_variable_validations_accept_the_example_and_reject_values_google_or_ale
         "action_days=0",
         "officer_wait_alert_days=0",
         "log_retention_days=0",
+        "oncall_group=oncall@example.org",  # a group, named as IAM names it
+        "oncall_group=user:someone@example.org",
         "manifest_retention_days=0",
         "manifest_retention_days=32",
         "retention_days=2",  # below the manifest's 3 days: records outlive what they name
