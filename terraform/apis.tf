@@ -16,6 +16,13 @@ locals {
   ]
 }
 
+# static_egress only (network.tf): the network, the NAT and its address, the function's connector.
+resource "google_project_service" "egress_apis" {
+  for_each           = var.static_egress ? toset(["compute.googleapis.com", "vpcaccess.googleapis.com"]) : toset([])
+  service            = each.key
+  disable_on_destroy = false
+}
+
 resource "google_project_service" "apis" {
   for_each           = toset(local.services)
   service            = each.key

@@ -49,6 +49,9 @@ resource "google_cloudfunctions2_function" "replay" {
     ingress_settings               = "ALLOW_INTERNAL_ONLY"
     all_traffic_on_latest_revision = true
     environment_variables          = local.replay_env
+    # static_egress: every call leaves through the NAT's reserved address (network.tf).
+    vpc_connector                 = var.static_egress ? google_vpc_access_connector.egress[0].id : null
+    vpc_connector_egress_settings = var.static_egress ? "ALL_TRAFFIC" : null
   }
 
   # cloudbuild.yaml deploys new sources; terraform owns settings, identity and environment.

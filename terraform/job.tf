@@ -43,6 +43,18 @@ resource "google_cloud_run_v2_job" "phonesync" {
       timeout         = var.task_timeout
       max_retries     = var.max_retries
 
+      # static_egress: every call leaves through the NAT's reserved address (network.tf).
+      dynamic "vpc_access" {
+        for_each = var.static_egress ? [1] : []
+        content {
+          egress = "ALL_TRAFFIC"
+          network_interfaces {
+            network    = google_compute_network.egress[0].id
+            subnetwork = google_compute_subnetwork.egress[0].id
+          }
+        }
+      }
+
       containers {
         image = var.image
         # The nightly job is `phonesync run`; an execution with overrides replaces only the

@@ -53,6 +53,11 @@ output "log_bucket" {
   value       = google_logging_project_bucket_config.regional.id
 }
 
+output "egress_ip" {
+  description = "static_egress: the one address the job and the replay function call the registry from (give it to the registry team to allow-list); null otherwise."
+  value       = var.static_egress ? google_compute_address.egress[0].address : null
+}
+
 output "dashboard_id" {
   description = "Cloud Monitoring dashboard."
   value       = google_monitoring_dashboard.phonesync.id

@@ -474,6 +474,34 @@ variable "tf_state_bucket" {
   default     = ""
 }
 
+variable "static_egress" {
+  description = "Whether the job and the replay function call out from one reserved static address (output egress_ip) through a VPC and Cloud NAT, for a registry that allow-lists callers (network.tf)."
+  type        = bool
+  default     = false
+}
+
+variable "egress_cidrs" {
+  description = "static_egress only: the private ranges of the job's subnet (/26 or larger: Direct VPC egress takes two addresses a task) and of the function's connector (exactly /28)."
+  type = object({
+    job       = string
+    connector = string
+  })
+  default = {
+    job       = "10.8.0.0/26"
+    connector = "10.8.1.0/28"
+  }
+
+  validation {
+    condition     = can(cidrhost(var.egress_cidrs.job, 0)) && try(tonumber(split("/", var.egress_cidrs.job)[1]) <= 26, false)
+    error_message = "egress_cidrs.job must be an IPv4 range of /26 or larger, e.g. \"10.8.0.0/26\"."
+  }
+
+  validation {
+    condition     = can(cidrhost(var.egress_cidrs.connector, 0)) && try(split("/", var.egress_cidrs.connector)[1] == "28", false)
+    error_message = "egress_cidrs.connector must be an IPv4 /28 (Serverless VPC Access), e.g. \"10.8.1.0/28\"."
+  }
+}
+
 variable "schedule_paused" {
   description = "Whether the nightly schedule is paused. A new project starts with true and sets false after its first checked run (docs/deploy.md); on-call may pause it for longer than the next apply here (docs/runbook.md)."
   type        = bool

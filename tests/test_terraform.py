@@ -44,6 +44,15 @@ def locals_() -> dict[str, Any]:
     return merged
 
 
+def hcl_of(name: str) -> dict[str, dict[str, Any]]:
+    """The resources of one file, by type."""
+    out: dict[str, dict[str, Any]] = defaultdict(dict)
+    for block in load_hcl([TERRAFORM / name]).get("resource", []):
+        for kind, bodies in block.items():
+            out[kind].update(bodies)
+    return dict(out)
+
+
 def all_text() -> str:
     return "\n".join(p.read_text() for p in sorted(TERRAFORM.glob("*.tf")))
 
@@ -184,6 +193,60 @@ def test_reads_of_firestore_and_of_secrets_are_audited() -> None:
     }
     for body in resources("google_project_iam_audit_config").values():
         assert all("exempted_members" not in c for c in body["audit_log_config"])
+
+
+def test_a_static_egress_address_exists_only_when_asked_for_and_carries_all_traffic() -> None:
+    """static_egress: the job (Direct VPC egress) and the function (a connector) send all their
+    traffic through a VPC whose NAT uses only the reserved address given to the registry."""
+    network = hcl_of("network.tf")
+    assert network and all(
+        body["count"] == "${var.static_egress ? 1 : 0}"
+        for bodies in network.values()
+        for body in bodies.values()
+    )
+    assert set(network) >= {
+        "google_compute_network",
+        "google_compute_subnetwork",
+        "google_compute_address",
+        "google_compute_router",
+        "google_compute_router_nat",
+        "google_vpc_access_connector",
+    }
+    (nat,) = resources("google_compute_router_nat").values()
+    assert nat["nat_ip_allocate_option"] == "MANUAL_ONLY"
+    assert nat["nat_ips"] == ["${google_compute_address.egress[0].self_link}"]
+    assert nat["source_subnetwork_ip_ranges_to_nat"] == "LIST_OF_SUBNETWORKS"
+    assert {(s["name"], tuple(s["source_ip_ranges_to_nat"])) for s in nat["subnetwork"]} == {
+        ("${google_compute_subnetwork.egress[0].id}", ("ALL_IP_RANGES",)),
+        ("${google_compute_subnetwork.connector[0].id}", ("ALL_IP_RANGES",)),
+    }
+    for subnet in resources("google_compute_subnetwork").values():
+        assert subnet["region"] == "${var.region}" and subnet["private_ip_google_access"] is True
+    inner = resources("google_cloud_run_v2_job")["phonesync"]["template"][0]["template"][0]
+    ((name, dynamic),) = (item for block in inner["dynamic"] for item in block.items())
+    assert name == "vpc_access" and dynamic["for_each"] == "${var.static_egress ? [1] : []}"
+    (content,) = dynamic["content"]
+    assert content["egress"] == "ALL_TRAFFIC"
+    assert content["network_interfaces"] == [
+        {
+            "network": "${google_compute_network.egress[0].id}",
+            "subnetwork": "${google_compute_subnetwork.egress[0].id}",
+        }
+    ]
+    (service,) = resources("google_cloudfunctions2_function")["replay"]["service_config"]
+    assert service["vpc_connector"] == (
+        "${var.static_egress ? google_vpc_access_connector.egress[0].id : null}"
+    )
+    assert service["vpc_connector_egress_settings"] == '${var.static_egress ? "ALL_TRAFFIC" : null}'
+    egress_apis = resources("google_project_service")["egress_apis"]["for_each"]
+    assert egress_apis == (
+        '${var.static_egress ? toset(["compute.googleapis.com", "vpcaccess.googleapis.com"])'
+        " : toset([])}"
+    )
+    (output,) = (b["egress_ip"] for b in HCL["output"] if "egress_ip" in b)
+    assert (
+        output["value"] == "${var.static_egress ? google_compute_address.egress[0].address : null}"
+    )
 
 
 def test_the_replay_functions_fhir_deadline_ends_before_the_function_is_killed() -> None:
@@ -712,6 +775,9 @@ def test_variable_validations_accept_the_example_and_reject_values_google_or_ale
         "action_days=0",
         "officer_wait_alert_days=0",
         "log_retention_days=0",
+        'egress_cidrs={job="10.8.0.0/27",connector="10.8.1.0/28"}',
+        'egress_cidrs={job="10.8.0.0/26",connector="10.8.1.0/27"}',
+        'egress_cidrs={job="ten",connector="10.8.1.0/28"}',
         "oncall_group=oncall@example.org",  # a group, named as IAM names it
         "oncall_group=user:someone@example.org",
         "manifest_retention_days=0",
