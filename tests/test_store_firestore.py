@@ -195,3 +195,17 @@ def test_a_write_that_does_not_land_is_an_error(store: FirestoreStore) -> None:
                 (store.db.collection("probe").document("small"), {"v": 1}),
             ]
         )
+
+
+def test_the_retention_settings_reach_the_store(project: str) -> None:
+    """MANIFEST_RETENTION_DAYS and RETENTION_DAYS, as terraform sets them on the job."""
+    from common.config import load_settings
+    from common.runtime import open_store
+
+    env = {"STATE_BACKEND": "firestore", "GOOGLE_CLOUD_PROJECT": project}
+    retentions = {"MANIFEST_RETENTION_DAYS": "5", "RETENTION_DAYS": "30"}
+    settings = load_settings({**env, **retentions}, role="store")
+    store = open_store(settings)
+    assert isinstance(store, FirestoreStore)
+    assert (store.manifest_retention_days, store.retention.days) == (5, 30)
+    store.close()

@@ -74,3 +74,13 @@ def test_an_expired_manifest_leaves_the_file_when_the_next_is_written(tmp_path: 
     assert [(d, "3171044203920002" in items) for d, items in kept] == [("2025-09-24", False)]
     assert store.get_run("2025-09-22") is not None
     store.close()
+
+
+def test_the_manifest_retention_setting_reaches_the_store(tmp_path: Path) -> None:
+    from common.config import load_settings
+    from common.runtime import open_store
+
+    env = {"STATE_PATH": str(tmp_path / "s.db"), "MANIFEST_RETENTION_DAYS": "5"}
+    store = open_store(load_settings(env, role="store"))
+    assert isinstance(store, SqliteStore) and store.manifest_retention_days == 5
+    store.close()
