@@ -134,7 +134,7 @@ def test_an_unexpected_error_in_task_0_fails_the_run_and_says_why(
     def broken(config: object) -> list[object]:
         raise RuntimeError("sheet parser fell over at NIK 3171044203920001")
 
-    monkeypatch.setattr("jobs.task.read_rows", broken)
+    monkeypatch.setattr("jobs.night_plan.read_rows", broken)
     (tmp_path / "sheet.csv").write_text(HEADER + GOOD)
     logs = io.StringIO()
     telemetry.configure_logging(stream=logs)
