@@ -117,6 +117,7 @@ def run_mode(work: Path, args: argparse.Namespace, batch_size: int) -> Figures:
             concurrency=args.concurrency,
             rate_limit=args.client_rate or args.rate_limit,
             transport=args.transport,
+            write="update",  # measured: PUT (auto would first ask the CapabilityStatement)
         )
 
         async def go() -> tuple[ShardProgress, Any]:

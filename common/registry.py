@@ -51,7 +51,8 @@ async def open_registry(settings: Settings) -> AsyncIterator[Registry]:
 
 async def check_server(client: FhirClient, *, outage_is_fatal: bool = False) -> None:
     """Fail fast on a wrong base URL: ``FhirServerUnfit`` unless ``GET [base]/metadata`` shows
-    FHIR R4 with Patient search and update.
+    FHIR R4 with Patient search and the write ``FHIR_WRITE`` asks for (``auto``: update or
+    patch).
 
     Only an answer is a verdict on the URL. Refused credentials, and a server that does not
     answer through the client's retries, are left to the rows with a warning: the rows meet
@@ -71,11 +72,13 @@ async def check_server(client: FhirClient, *, outage_is_fatal: bool = False) -> 
             reason=str(exc),
         )
     else:
+        write = capabilities.write_interaction(client.settings.write)
         log_event(
             "fhir_checked",
-            f"{client.shown_base_url}: FHIR {capabilities.fhir_version}, Patient search and update",
+            f"{client.shown_base_url}: FHIR {capabilities.fhir_version}, Patient search and {write}",
             fhir_version=capabilities.fhir_version,
             batch=capabilities.batch,
+            write=write,
         )
 
 

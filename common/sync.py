@@ -1,8 +1,9 @@
 """Applying winning rows to the FHIR registry: one row's path, and a shard's worth at a time.
 
-A row goes: ledger check → search by NIK → decide → PUT with If-Match. On a version conflict
-the patient is re-read and the decision made again (bounded), so another writer's changes
-survive. The same :func:`sync_row` serves the nightly job and the replay function.
+A row goes: ledger check → search by NIK → decide → write with If-Match (a PUT, or a JSON
+Patch of the telecom change guarded by ``test`` ops too: ``FHIR_WRITE``). On a version conflict
+(412/409, or a patch whose ``test`` no longer holds on a fresh read) the patient is re-read and
+the decision made again (bounded), so another writer's changes survive. The same :func:`sync_row` serves the nightly job and the replay function.
 
 Crash safety does not rest on the ledger alone: a row whose PUT landed but whose outcome was
 not yet recorded is, on rerun, found already holding the number (``unchanged``, no PUT).
@@ -21,8 +22,11 @@ from typing import Any, Protocol
 from common.fhir import (
     FhirAuthError,
     FhirConflict,
+    FhirPatchRefused,
+    FhirPatchUnexpressible,
     FhirPermanentError,
     FhirTransientError,
+    patch_raced,
 )
 from common.outcomes import RowOutcome, Status
 from common.patient import Resource, decide
@@ -41,7 +45,9 @@ class PatientRegistry(Protocol):
 
     async def read(self, patient_id: str) -> Resource: ...
 
-    async def update(self, resource: Resource, *, version_id: str | None) -> Resource: ...
+    async def write(
+        self, before: Resource, after: Resource, *, version_id: str | None
+    ) -> Resource: ...
 
 
 @dataclass(slots=True)
@@ -134,11 +140,20 @@ async def sync_row(
                 )
             version = (matches[0].get("meta") or {}).get("versionId")
             try:
-                stored = await registry.update(decision.resource, version_id=version)
+                stored = await registry.write(matches[0], decision.resource, version_id=version)
             except FhirConflict:
                 # Another writer changed the patient since we read it: re-read and decide again.
                 matches = [await registry.read(str(decision.patient_id))]
                 continue
+            except FhirPatchRefused as exc:
+                # A failed test op is a lost race too; any other refusal is the row's error.
+                fresh = await registry.read(str(decision.patient_id))
+                if not patch_raced(exc.document, fresh):
+                    raise
+                matches = [fresh]
+                continue
+            except FhirPatchUnexpressible as exc:
+                return row_result(item, Status.ERROR, str(exc), decision.patient_id)
             return row_result(
                 item,
                 Status.UPDATED,

@@ -4,16 +4,21 @@ What is Medplum's (``@medplum/fhir-router`` ``batch.ts``), and followed here:
 - each entry is processed on its own; its answer is ``response.status`` as a bare code
   (``"200"``, ``"412"``), ``response.outcome`` (an OperationOutcome, also on success),
   ``response.location`` on success, the resource in ``entry.resource``, and no ``etag``;
-- entries are processed updates first, then searches, then reads; the answers keep the
-  request order;
+- entries are processed updates (and patches) first, then searches, then reads; the answers
+  keep the request order;
+- a PATCH entry carries its JSON Patch as a ``Binary`` (``contentType``
+  application/json-patch+json, base64 ``data``) and gets its own status;
 - a Bundle with no entries, of another type, or modifying one resource twice is refused whole
   with 400.
 """
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 from urllib.parse import parse_qs
+
+import orjson
 
 from sim import _interactions as fhir
 from sim._state import SimState
@@ -24,7 +29,7 @@ _ALL_OK = {
     "issue": [{"severity": "information", "code": "informational", "details": {"text": "All OK"}}],
 }
 # Medplum's processing order by interaction (updates before searches before reads).
-_ORDER = {"update": 0, "search": 1, "read": 2, "other": 3}
+_ORDER = {"update": 0, "patch": 0, "search": 1, "read": 2, "other": 3}
 
 
 def _interaction(entry: Any) -> str:
@@ -35,6 +40,8 @@ def _interaction(entry: Any) -> str:
     method = request.get("method")
     if method == "PUT" and path.startswith("Patient/"):
         return "update"
+    if method == "PATCH" and path.startswith("Patient/"):
+        return "patch"
     if method == "GET" and path == "Patient":
         return "search"
     if method == "GET" and path.startswith("Patient/"):
@@ -92,6 +99,20 @@ def _answer(sim: SimState, entry: Any, kind: str, base: str) -> fhir.Answer:
     if kind == "read":
         return fhir.read(sim, pid)
     if_match = request.get("ifMatch")
-    return fhir.update(
-        sim, pid, entry.get("resource"), if_match if isinstance(if_match, str) else None
-    )
+    condition = if_match if isinstance(if_match, str) else None
+    if kind == "patch":
+        return fhir.patch(sim, pid, _binary_patch(entry.get("resource")), condition)
+    return fhir.update(sim, pid, entry.get("resource"), condition)
+
+
+def _binary_patch(resource: object) -> object:
+    """The JSON Patch a PATCH entry carries: a ``Binary`` of application/json-patch+json, its
+    ``data`` base64 (as Medplum's router reads it); None when it carries none."""
+    if not isinstance(resource, dict) or resource.get("resourceType") != "Binary":
+        return None
+    if resource.get("contentType") != "application/json-patch+json":
+        return None
+    try:
+        return orjson.loads(base64.b64decode(str(resource.get("data", "")), validate=True))
+    except (ValueError, orjson.JSONDecodeError):
+        return None

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
+from sim._patch import PatchError, apply_patch
 from sim._state import Resource, SimState
 
 
@@ -67,7 +68,10 @@ def read(sim: SimState, pid: str) -> Answer:
 
 
 def update(sim: SimState, pid: str, body: object, if_match: str | None) -> Answer:
-    """A conditional update: 400 for a bad body, 404 for an unknown id, 412 for a stale version."""
+    """A conditional update: 400 for a bad body, 404 for an unknown id, 412 for a stale version
+    (unless ``sim.ignore_if_match``); 405 on a patch-only server."""
+    if not sim.writes_update:
+        return outcome(405, "not-supported", "Method not allowed: this server only patches")
     if not isinstance(body, dict) or body.get("resourceType") != "Patient" or body.get("id") != pid:
         return outcome(400, "invalid", "body must be a Patient whose id matches the URL")
     sim.put_bodies.append(body)
@@ -79,8 +83,37 @@ def update(sim: SimState, pid: str, body: object, if_match: str | None) -> Answe
     current = sim.patient(pid)
     if current is None:
         return outcome(404, "not-found", "no such Patient (this server does not create on PUT)")
-    if if_match is not None and if_match != etag(current):
+    if if_match is not None and not sim.ignore_if_match and if_match != etag(current):
         return outcome(412, "conflict", f"version conflict: current is {etag(current)}")
     stored = sim.store(pid, body)
     sim.puts_by_patient[pid] += 1
+    return Answer(200, stored, etag(stored))
+
+
+def patch(sim: SimState, pid: str, document: object, if_match: str | None) -> Answer:
+    """A JSON Patch, as Medplum answers it: 404 for an unknown id, 400 with the reason for a
+    patch that does not apply (a failed ``test`` among them), then 412 for a stale version
+    (unless ``sim.ignore_if_match``): Medplum runs the patch before it checks If-Match."""
+    if not sim.writes_patch:
+        return outcome(405, "not-supported", "this server does not patch")
+    refused = sim.refused_puts.get(pid)
+    if refused is not None:
+        return outcome(refused, "invalid", "the server refused this Patient")
+    if sim.before_put is not None:
+        sim.before_put(pid, sim)
+    current = sim.patient(pid)
+    if current is None:
+        return outcome(404, "not-found", "Not found")
+    try:  # Medplum applies the patch (its test ops) before it checks If-Match
+        patched = apply_patch(current, document, replace_only=sim.patch_replace_only)
+    except PatchError as exc:
+        return outcome(400, "invalid", str(exc))
+    if if_match is not None and not sim.ignore_if_match and if_match != etag(current):
+        return outcome(412, "processing", "Precondition Failed")
+    if not isinstance(patched, dict) or patched.get("resourceType") != "Patient":
+        return outcome(400, "invalid", "the patch must leave a Patient")
+    if patched.get("id") != pid:
+        return outcome(400, "invalid", "the patch must not change the id")
+    stored = sim.store(pid, patched)
+    sim.patches_by_patient[pid] += 1
     return Answer(200, stored, etag(stored))

@@ -64,6 +64,8 @@ class SimState:
         page_size: int = 20,
         oauth_client: tuple[str, str] | None = None,
         token_ttl: float = 3600.0,
+        write: str = "update-and-patch",
+        patch_ops: str = "add-replace",
     ) -> None:
         self.order: list[str] = []
         self.patients: dict[str, Resource] = {}
@@ -85,6 +87,14 @@ class SimState:
         self.entry_cost_ms = entry_cost_ms
         #: The rate limit counts a batch Bundle's entries (a FHIR-aware limit), not the request.
         self.rate_limit_entries = rate_limit_entries
+        #: Patient writes served (and listed in the CapabilityStatement): ``update-and-patch``,
+        #: ``patch-only`` (PUT answers 405, as the registry of the issue) or ``update-only``.
+        self.writes_update = write != "patch-only"
+        self.writes_patch = write != "update-only"
+        #: JSON Patch ops taken: ``replace-only`` answers 400 to any op but replace and test.
+        self.patch_replace_only = patch_ops == "replace-only"
+        #: Apply writes whatever ``If-Match`` says (a registry that ignores it).
+        self.ignore_if_match = False
         #: Search results per page when the request names no ``_count``.
         self.page_size = page_size
         #: Served at ``/metadata`` instead of the simulator's own CapabilityStatement (tests: a
@@ -100,7 +110,7 @@ class SimState:
         self.sheet_reads: list[str] = []
         self.delay_queue: list[float] = []
         self.entry_fail_queue: list[int] = []
-        #: Patients whose every PUT (request or batch entry) is refused with this status.
+        #: Patients whose every PUT or PATCH (request or batch entry) is refused with this status.
         self.refused_puts: dict[str, int] = {}
         self.before_put: Callable[[str, SimState], None] | None = None
         #: The body of every PUT received, as sent (what the client wrote, meta included).
@@ -109,6 +119,8 @@ class SimState:
         #: Batch entries by ``"METHOD status"``, as ``requests`` counts HTTP requests.
         self.entries: Counter[str] = Counter()
         self.puts_by_patient: Counter[str] = Counter()
+        #: Successful JSON Patches by patient (requests or batch entries).
+        self.patches_by_patient: Counter[str] = Counter()
         self.lock = threading.Lock()
 
     # -- data -------------------------------------------------------------------------------
@@ -209,21 +221,27 @@ class SimState:
         self.delay_queue.extend([seconds] * count)
 
     def on_before_put(self, hook: Callable[[str, SimState], None] | None) -> None:
-        """Called with (patient id, state) before each PUT is checked: a concurrent writer."""
+        """Called with (patient id, state) before each PUT or PATCH is checked: a concurrent
+        writer."""
         self.before_put = hook
 
     def reset_stats(self) -> None:
         self.requests.clear()
         self.entries.clear()
         self.puts_by_patient.clear()
+        self.patches_by_patient.clear()
         self.put_bodies.clear()
 
     def stats(self) -> dict[str, Any]:
-        return {
+        """Requests, batch entries and writes by patient (``patches_by_patient`` once any)."""
+        stats: dict[str, Any] = {
             "requests": dict(self.requests),
             "entries": dict(self.entries),
             "puts_by_patient": dict(self.puts_by_patient),
         }
+        if self.patches_by_patient:
+            stats["patches_by_patient"] = dict(self.patches_by_patient)
+        return stats
 
     # -- per-request faults -----------------------------------------------------------------
     def latency(self) -> float:

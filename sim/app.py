@@ -1,9 +1,11 @@
-"""A FHIR R4 server (Patient search/read/update, batch) and the Sheets API's reads, simulated.
+"""A FHIR R4 server (Patient search/read/update/patch, batch) and the Sheets API's reads,
+simulated.
 
 Faithful where phonesync depends on it: searchset Bundles, paged like production servers
 (``_count``, 20 per page by default, ``next`` links), ``versionId`` and ``ETag``, ``If-Match`` →
 412, batch Bundles with Medplum's per-entry answers (``sim/_batch.py``), a CapabilityStatement,
-``x-api-key`` → 401, a token bucket → 429 with ``Retry-After``, injected 500/503, log-normal
+JSON Patch as Medplum applies it (``sim/_patch.py``; ``write="patch-only"``: PUT answers 405 and
+the CapabilityStatement lists only ``patch``), ``x-api-key`` → 401, a token bucket → 429 with ``Retry-After``, injected 500/503, log-normal
 latency (plus a cost per batch entry). Where it and a real server could differ, it follows
 Medplum's FHIR server (tests/medplum): OperationOutcome text in ``details.text``, no ``fullUrl``
 on search entries, no ``entry`` key in an empty searchset, case-insensitive identifier matching,
@@ -35,6 +37,7 @@ from sim._state import Resource, SimState
 from sim.sheets_tabs import split_range, tab_routes, trim_empty_ends
 
 FHIR_JSON = "application/fhir+json"
+JSON_PATCH = "application/json-patch+json"
 #: Medplum's and HAPI's default page size.
 DEFAULT_PAGE_SIZE = 20
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -62,11 +65,12 @@ def _answer(answer: fhir.Answer) -> Response:
     return _json(answer.body, answer.status, {"ETag": answer.etag} if answer.etag else None)
 
 
-def capability_statement(batch: bool) -> dict[str, Any]:
+def capability_statement(batch: bool, *, update: bool = True, patch: bool = True) -> dict[str, Any]:
     """What the simulator serves, as a FHIR R4 CapabilityStatement (``GET [base]/metadata``)."""
+    codes = ["read", *(["update"] if update else []), *(["patch"] if patch else []), "search-type"]
     patient = {
         "type": "Patient",
-        "interaction": [{"code": c} for c in ("read", "update", "search-type")],
+        "interaction": [{"code": c} for c in codes],
         "versioning": "versioned",
         "conditionalUpdate": False,
         "searchParam": [{"name": "identifier", "type": "token"}],
@@ -111,6 +115,8 @@ def create_app(
     page_size: int = DEFAULT_PAGE_SIZE,
     oauth_client: tuple[str, str] | None = None,
     token_ttl: float = 3600.0,
+    write: str = "update-and-patch",
+    patch_ops: str = "add-replace",
 ) -> Starlette:
     """The simulator as an ASGI app; its controls are ``app.state.sim`` (a :class:`SimState`).
 
@@ -133,6 +139,8 @@ def create_app(
         page_size=page_size,
         oauth_client=oauth_client,
         token_ttl=token_ttl,
+        write=write,
+        patch_ops=patch_ops,
     )
 
     async def gate(request: Request, method: str, cost: float = 1.0) -> Response | None:
@@ -197,6 +205,22 @@ def create_app(
         sim.requests[f"PUT {answer.status}"] += 1
         return _answer(answer)
 
+    async def patch(request: Request) -> Response:
+        refused = await gate(request, "PATCH")
+        if refused:
+            return refused
+        if request.headers.get("content-type", "").split(";")[0].strip() != JSON_PATCH:
+            sim.requests["PATCH 415"] += 1
+            return _outcome(415, "not-supported", f"Content-Type must be {JSON_PATCH}")
+        try:
+            document = orjson.loads(await request.body())
+        except orjson.JSONDecodeError:
+            document = None
+        if_match = request.headers.get("if-match")
+        answer = fhir.patch(sim, request.path_params["id"], document, if_match)
+        sim.requests[f"PATCH {answer.status}"] += 1
+        return _answer(answer)
+
     async def batch_bundle(request: Request) -> Response:
         if not sim.batch:  # as a server without the interaction: no such endpoint
             sim.requests["POST 404"] += 1
@@ -221,7 +245,10 @@ def create_app(
     async def metadata(request: Request) -> Response:
         # Served without the API key (FHIR expects clients to read it first); counted apart.
         sim.requests["GET metadata"] += 1
-        return _json(sim.capability_statement or capability_statement(sim.batch))
+        return _json(
+            sim.capability_statement
+            or capability_statement(sim.batch, update=sim.writes_update, patch=sim.writes_patch)
+        )
 
     async def token(request: Request) -> Response:
         """OAuth 2.0 token endpoint: client credentials (form fields or HTTP Basic), as SATUSEHAT
@@ -298,6 +325,7 @@ def create_app(
             Route("/fhir/Patient", search, methods=["GET"]),
             Route("/fhir/Patient/{id}", read, methods=["GET"]),
             Route("/fhir/Patient/{id}", update, methods=["PUT"]),
+            Route("/fhir/Patient/{id}", patch, methods=["PATCH"]),
             Route("/oauth2/token", token, methods=["POST"]),
             Route("/v4/spreadsheets/{sheet_id}/values/{range:path}", sheet_values, methods=["GET"]),
             *tab_routes(sim),

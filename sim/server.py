@@ -49,7 +49,7 @@ def run_in_thread(app: Starlette, host: str = "127.0.0.1", port: int = 0) -> Ite
 
 DESCRIPTION = """\
 A FHIR R4 server for tests, the demo and benchmarks (not part of the job): Patient search,
-read and update (If-Match), batch Bundles, a CapabilityStatement; faults on demand
+read, update and JSON Patch (If-Match), batch Bundles, a CapabilityStatement; faults on demand
 (latency, 5xx, 429 rate limits, outages, an API key or OAuth2 bearer tokens). With --sheet
 it also serves the Sheets API reads of that CSV, and the writes the report tab needs.
 It serves until stopped."""
@@ -137,6 +137,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="token lifetime in seconds",
     )
     p.add_argument(
+        "--write",
+        choices=("update-and-patch", "patch-only", "update-only"),
+        default="update-and-patch",
+        help="Patient writes served and listed in /metadata; patch-only: PUT answers 405",
+    )
+    p.add_argument(
+        "--patch-ops",
+        choices=("add-replace", "replace-only"),
+        default="add-replace",
+        help="JSON Patch ops taken; replace-only: any op but replace and test answers 400",
+    )
+    p.add_argument(
         "--page-size",
         metavar="N",
         type=int,
@@ -168,6 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         rate_limit_entries=args.rate_limit_entries,
         oauth_client=tuple(args.oauth_client) if args.oauth_client else None,
         token_ttl=args.token_ttl,
+        write=args.write,
+        patch_ops=args.patch_ops,
     )
     print(f"phonesync fhir-sim: FHIR base http://{args.host}:{args.port}/fhir", flush=True)
     uvicorn.Server(_config(app, args.host, args.port)).run()

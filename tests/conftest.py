@@ -12,7 +12,7 @@ from tests.emulators import (
     pubsub_emulator,
     pytest_runtest_makereport,
 )
-from tests.medplum_server import medplum, medplum_server
+from tests.medplum_server import medplum, medplum_patch_only, medplum_server
 
 ROOT = Path(__file__).resolve().parent.parent
 #: What a command run in the checkout with default paths would leave there.
@@ -24,6 +24,7 @@ WRITTEN_BY_DEFAULT = (".phonesync", "out")
 NEEDS = {
     "medplum_server": "npm",  # Node.js and Medplum's npm packages
     "medplum": "npm",
+    "medplum_patch_only": "npm",
     "provider_schema": "npm",  # extracted from npm packages by scripts/install-test-servers
     "emulators": "emulators",  # gcloud's Firestore and Pub/Sub emulators, on Java
     "firestore_emulator": "emulators",
@@ -70,6 +71,7 @@ __all__ = [
     "firestore_emulator",
     "gcp_project",
     "medplum",
+    "medplum_patch_only",
     "medplum_server",
     "phonesync_logging_restored",
     "pubsub_emulator",

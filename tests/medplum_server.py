@@ -21,7 +21,12 @@ Fixtures (registered in ``tests/conftest.py``):
     and batch Bundle entries by ``"METHOD status"``, successful PUTs (requests or entries) by
     ``"Patient/id"``; ``medplum.reset_stats()``;
   - ``medplum.interpose({"Patient/id": {field: value}})``: another writer sets those fields
-    just before our next PUT of that patient, a request or a batch entry (the 412 path).
+    just before our next PUT or PATCH of that patient, a request or a batch entry (the 412
+    path); ``medplum.patches()``, ``medplum.writes()``: successful PATCHes, and PUTs + PATCHes;
+  - ``medplum.set_mode(write="patch-only", ignore_if_match=True)``: the deployment around
+    Medplum answers PUT with 405 and lists only patch; drops If-Match (until the next load).
+
+- ``medplum_patch_only`` (function): ``medplum`` in patch-only mode (the registry of issue 3.2).
 """
 
 from __future__ import annotations
@@ -87,6 +92,26 @@ class MedplumServer:
 
     def puts(self) -> dict[str, int]:
         return dict(self._call("GET", "stats")["puts"])
+
+    def patches(self) -> dict[str, int]:
+        return dict(self._call("GET", "stats")["patches"])
+
+    def writes(self) -> dict[str, int]:
+        """Successful PUTs and PATCHes (requests or batch entries) by ``"Patient/id"``."""
+        writes = self.puts()
+        for target, count in self.patches().items():
+            writes[target] = writes.get(target, 0) + count
+        return writes
+
+    def set_mode(self, *, write: str | None = None, ignore_if_match: bool | None = None) -> None:
+        """The deployment around Medplum (reset by :meth:`load`): ``write="patch-only"`` answers
+        PUT with 405 and lists only patch; ``ignore_if_match`` drops If-Match before Medplum."""
+        wanted: dict[str, Any] = {}
+        if write is not None:
+            wanted["write"] = write
+        if ignore_if_match is not None:
+            wanted["ignoreIfMatch"] = ignore_if_match
+        self._call("POST", "mode", wanted)
 
     def reset_stats(self) -> None:
         self._call("POST", "reset-stats", {})
@@ -185,3 +210,10 @@ def medplum(medplum_server: MedplumServer) -> Iterator[MedplumServer]:
         text = log.read().decode(errors="replace").strip()
         if text:
             print(f"--- Medplum FHIR server log ---\n{text[-5000:]}", file=sys.stderr)
+
+
+@pytest.fixture
+def medplum_patch_only(medplum: MedplumServer) -> MedplumServer:
+    """``medplum`` answering PUT with 405 and listing only ``patch`` (reset by the next load)."""
+    medplum.set_mode(write="patch-only")
+    return medplum

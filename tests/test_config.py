@@ -256,6 +256,7 @@ INVALID = _invalid_settings()
 def test_the_table_covers_every_numeric_and_enumerated_setting() -> None:
     covered = {name for name, _ in INVALID}
     assert {"FHIR_MAX_ATTEMPTS", "FHIR_AUTH", "FHIR_TRANSPORT", "PHONE_FORMAT"} <= covered
+    assert {"FHIR_WRITE", "FHIR_PATCH_OPS"} <= covered
     assert {"STATE_BACKEND", "LOOKBACK_DAYS", "CLOUD_RUN_TASK_COUNT", "LEASE_SECONDS"} <= covered
     assert len(covered) >= 20
 

@@ -148,7 +148,7 @@ def assert_failed_before_any_row(
     ("served", "cause"),
     [
         (stu3, "GET metadata: 200: fhirVersion is 3.0.2, not R4 (4.0.x)"),
-        (without_patient_update, "GET metadata: 200: Patient lacks update"),
+        (without_patient_update, "GET metadata: 200: Patient lacks update and patch"),
     ],
     ids=["stu3", "no-patient-update"],
 )

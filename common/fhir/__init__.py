@@ -1,4 +1,4 @@
-"""An async FHIR R4 client for Patient search, read and conditional update.
+"""An async FHIR R4 client for Patient search, read and conditional update or JSON Patch.
 
 ``FhirClient`` wraps one pooled ``httpx.AsyncClient`` (on httpx-aiohttp's transport by default)
 with a shared token bucket, a circuit breaker and jittered retries; ``FhirSettings`` says how
@@ -21,16 +21,22 @@ from common.fhir._errors import (
     FhirBatchRefused,
     FhirConflict,
     FhirError,
+    FhirPatchRefused,
+    FhirPatchUnexpressible,
     FhirPermanentError,
     FhirServerUnfit,
     FhirTransientError,
     FhirUnavailable,
 )
-from common.fhir._settings import AUTH_MODES, FhirSettings
+from common.fhir._patch import JSON_PATCH, as_binary, patch_raced, telecom_patch
+from common.fhir._settings import AUTH_MODES, PATCH_OPS, WRITE_MODES, FhirSettings
 
 __all__ = [
     "AUTH_MODES",
     "DEFAULT_BATCH_SIZE",
+    "JSON_PATCH",
+    "PATCH_OPS",
+    "WRITE_MODES",
     "ApiKeyAuth",
     "BatchAnswer",
     "BatchingRegistry",
@@ -40,6 +46,8 @@ __all__ = [
     "FhirClient",
     "FhirConflict",
     "FhirError",
+    "FhirPatchRefused",
+    "FhirPatchUnexpressible",
     "FhirPermanentError",
     "FhirServerUnfit",
     "FhirSettings",
@@ -50,5 +58,8 @@ __all__ = [
     "RequestStats",
     "RetryHook",
     "ServerCapabilities",
+    "as_binary",
     "parse_capability_statement",
+    "patch_raced",
+    "telecom_patch",
 ]

@@ -9,15 +9,19 @@ What a row sees is what per-row mode would have given it:
 
 - the Bundle is one request to the client: a 429, 5xx or timeout retries it whole with the
   same backoff, breaker and deadline; if that gives up, every row in it gets that error;
-- an entry's 2xx is the call's answer; 409/412 on an update is ``FhirConflict`` (the row
-  re-reads and decides again); 401/403 ``FhirAuthError``; other 4xx ``FhirPermanentError``;
+- an entry's 2xx is the call's answer; 409/412 on an update or patch is ``FhirConflict`` (the
+  row re-reads and decides again); 400/422 on a patch ``FhirPatchRefused``; 401/403
+  ``FhirAuthError``; other 4xx ``FhirPermanentError``;
 - an entry's 408/5xx is retried in a later Bundle, with backoff, up to ``max_attempts``;
 - an entry's 429 slows the client down (see ``FhirClient.batch``) and is resent in a later
   Bundle without using up an attempt, until it has met 429s for ``deadline_seconds``;
 - a server that refuses batch switches this registry to one request per call, with one
   warning, and the waiting calls are sent that way.
 
-Two updates of one patient never share a Bundle: Medplum refuses such a Bundle whole.
+A patch travels as FHIR R4 says a batch carries one: ``request.method`` PATCH and the JSON Patch
+as a ``Binary`` resource (``contentType`` application/json-patch+json, base64 ``data``); what
+Medplum's router reads. Two writes of one patient never share a Bundle: Medplum refuses such
+a Bundle whole.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from urllib.parse import urlencode
 
 from common.fhir._client import (
     NIK_SYSTEM,
+    PATCH_REFUSALS,
     BatchAnswer,
     FhirClient,
     Resource,
@@ -41,9 +46,11 @@ from common.fhir._errors import (
     FhirBatchRefused,
     FhirConflict,
     FhirError,
+    FhirPatchRefused,
     FhirPermanentError,
     FhirTransientError,
 )
+from common.fhir._patch import as_binary, telecom_patch
 from common.retry import retryable_status
 
 #: Entries per Bundle when ``FHIR_BATCH_SIZE`` is not set and the server lists ``batch``
@@ -140,6 +147,33 @@ class BatchingRegistry:
         if answer.resource is not None:
             return answer.resource
         return stored_as(resource, answer.etag)
+
+    async def write(self, before: Resource, after: Resource, *, version_id: str | None) -> Resource:
+        """``FhirClient.write`` in a batch entry: a PUT of ``after`` or a PATCH ``Binary``."""
+        if await self._client.write_interaction() == "update":
+            return await self.update(after, version_id=version_id)
+        what = "PATCH Patient patch"
+        patient_id = _checked_id(after.get("id"), what)
+        document = telecom_patch(before, after, self._client.settings.patch_ops)
+        url = f"Patient/{patient_id}"
+        request: dict[str, str] = {"method": "PATCH", "url": url}
+        if version_id is not None:
+            request["ifMatch"] = if_match(version_id)
+        try:
+            answer = await self._call(
+                {"resource": as_binary(document), "request": request}, what, url
+            )
+        except _PerRow:
+            return await self._client.patch(
+                patient_id, document, version_id=version_id, result=after
+            )
+        except FhirPermanentError as exc:
+            if isinstance(exc, FhirAuthError) or exc.status not in PATCH_REFUSALS:
+                raise
+            raise FhirPatchRefused(what, exc.status, exc.diagnostics, document) from None
+        if answer.resource is not None:
+            return answer.resource
+        return stored_as(after, answer.etag)
 
     # --- one entry, all its attempts -------------------------------------------------------
 

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Literal
 
-#: What a row needs of the server's Patient: the NIK search and the conditional update.
-NEEDED_PATIENT_INTERACTIONS = ("search-type", "update")
+#: What a row needs of the server's Patient: the NIK search, and a way to write (see
+#: :meth:`ServerCapabilities.write_interaction`).
+NEEDED_PATIENT_INTERACTIONS = ("search-type",)
+#: How a Patient is written: PUT (``update``) or JSON Patch (``patch``).
+Write = Literal["update", "patch"]
 _R4 = re.compile(r"4\.0\.\d+")
 
 
@@ -25,12 +29,27 @@ class ServerCapabilities:
         """The server accepts ``POST [base]`` with a Bundle of type ``batch``."""
         return "batch" in self.system_interactions
 
-    def unfit_because(self) -> str | None:
+    def write_interaction(self, wanted: str = "auto") -> Write | None:
+        """How to write a Patient here for ``FHIR_WRITE`` = ``wanted``: ``auto`` takes
+        ``update`` when listed, else ``patch`` when listed; ``update`` / ``patch`` take that
+        one if listed. None when the server lists no such interaction."""
+        for write in ("update", "patch") if wanted == "auto" else (wanted,):
+            if write == "update" and "update" in self.patient_interactions:
+                return "update"
+            if write == "patch" and "patch" in self.patient_interactions:
+                return "patch"
+        return None
+
+    def unfit_because(self, write: str = "auto") -> str | None:
         """Why phonesync cannot sync against this server; None for FHIR R4 (4.0.x) with Patient
-        search and update (Patient read is only needed after a 412, so not required)."""
+        search and the write ``write`` (``FHIR_WRITE``) asks for: ``auto`` is content with
+        either update or patch (Patient read is only needed after a conflict, so not
+        required)."""
         if not _R4.fullmatch(self.fhir_version):
             return f"fhirVersion is {self.fhir_version[:32] or '(missing)'}, not R4 (4.0.x)"
         missing = [c for c in NEEDED_PATIENT_INTERACTIONS if c not in self.patient_interactions]
+        if self.write_interaction(write) is None:
+            missing.append("update and patch" if write == "auto" else write)
         if missing:
             return "Patient lacks " + " and ".join(missing)
         return None

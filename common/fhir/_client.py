@@ -5,7 +5,9 @@ slot (an adaptive window, ``_concurrency``) → rate limiter → send. Failures 
 error hierarchy of ``_errors``:
 
 - 2xx: success.
-- 409/412 on a PUT: ``FhirConflict`` at once (the caller re-reads; retrying can't help).
+- 409/412 on a PUT or PATCH: ``FhirConflict`` at once (the caller re-reads; retrying can't
+  help). 400/422 on a PATCH: ``FhirPatchRefused`` (a failed ``test`` op, or a refused patch:
+  the caller tells them apart, see ``common.fhir._patch.patch_raced``).
 - 429: every sender is paused for ``Retry-After`` (1 s if absent) and the window of requests in
   flight is halved (restarting at one); this one is resent ahead of new requests. A 429 uses up
   none of the call's attempts: the server is answering, just asking us to slow down. Only once
@@ -45,17 +47,19 @@ import orjson
 
 from common.fhir._auth import FhirAuth, make_auth
 from common.fhir._breaker import CircuitBreaker
-from common.fhir._capabilities import ServerCapabilities, parse_capability_statement
+from common.fhir._capabilities import ServerCapabilities, Write, parse_capability_statement
 from common.fhir._concurrency import AdaptiveConcurrency
 from common.fhir._errors import (
     FhirAuthError,
     FhirBatchRefused,
     FhirConflict,
     FhirError,
+    FhirPatchRefused,
     FhirPermanentError,
     FhirServerUnfit,
     FhirTransientError,
 )
+from common.fhir._patch import JSON_PATCH, PatchOp, patch_body, telecom_patch
 from common.fhir._ratelimit import RateLimiter
 from common.fhir._settings import FhirSettings
 from common.privacy import mask_digit_runs, mask_secrets
@@ -78,6 +82,9 @@ _DEFAULT_429_PAUSE = 1.0
 #: How a server without batch answers ``POST [base]`` (bad request, no such endpoint, method
 #: not allowed, not implemented).
 BATCH_REFUSALS = frozenset({400, 404, 405, 501})
+#: How a server refuses a JSON Patch it cannot apply: a failed ``test`` op (Medplum: 400
+#: "Test failed: …"), a path that is not there, an op it does not take, an invalid result.
+PATCH_REFUSALS = frozenset({400, 422})
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +151,7 @@ def outcome_text(body: object, *, secrets: tuple[str, ...] = ()) -> str:
 
 
 class FhirClient:
-    """Patient search, read and conditional update against one FHIR R4 base.
+    """Patient search, read and conditional update or patch against one FHIR R4 base.
 
     Use as ``async with FhirClient(settings) as client``. Every request carries the credentials
     of ``settings.auth`` (``x-api-key`` or a bearer token) and ``Accept: application/fhir+json``,
@@ -294,6 +301,64 @@ class FhirClient:
             return self._json(response, what)
         return stored_as(resource, response.headers.get("ETag"))
 
+    async def patch(
+        self,
+        patient_id: str,
+        document: list[PatchOp],
+        *,
+        version_id: str | None,
+        result: Resource,
+    ) -> Resource:
+        """PATCH the Patient with a JSON Patch; with ``version_id``, only if the server still
+        holds that version (``FhirConflict`` otherwise).
+
+        Returns the stored resource (the server's answer; if it sent no body, ``result`` — what
+        the patch makes of the patient — with ``meta.versionId`` taken from the ETag). A 400 or
+        422 raises ``FhirPatchRefused`` carrying ``document``.
+        """
+        what = "PATCH Patient patch"
+        headers = {"Content-Type": JSON_PATCH, "Prefer": "return=representation"}
+        if version_id is not None:
+            headers["If-Match"] = if_match(version_id)
+        try:
+            response = await self._send(
+                "PATCH",
+                f"Patient/{_checked_id(patient_id, what)}",
+                what,
+                content=patch_body(document),
+                headers=headers,
+            )
+        except FhirPermanentError as exc:
+            if isinstance(exc, FhirAuthError) or exc.status not in PATCH_REFUSALS:
+                raise
+            raise FhirPatchRefused(what, exc.status, exc.diagnostics, document) from None
+        if response.content.strip():
+            return self._json(response, what)
+        return stored_as(result, response.headers.get("ETag"))
+
+    async def write_interaction(self) -> Write:
+        """How this client writes a Patient: ``FHIR_WRITE`` when it names one; for ``auto``
+        what the CapabilityStatement lists (update before patch). Without a readable
+        CapabilityStatement (the start-up check let the run go on), ``update``: as before."""
+        if self.settings.write != "auto":
+            return self.settings.write
+        try:
+            capabilities = await self.capabilities()
+        except FhirError:
+            return "update"
+        return capabilities.write_interaction() or "update"
+
+    async def write(self, before: Resource, after: Resource, *, version_id: str | None) -> Resource:
+        """Make the Patient ``before`` (as read, at ``version_id``) into ``after``: a PUT of
+        ``after``, or a JSON Patch of the telecom change (:meth:`write_interaction`)."""
+        if await self.write_interaction() == "update":
+            return await self.update(after, version_id=version_id)
+        what = "PATCH Patient patch"
+        document = telecom_patch(before, after, self.settings.patch_ops)
+        return await self.patch(
+            _checked_id(after.get("id"), what), document, version_id=version_id, result=after
+        )
+
     async def batch(self, entries: list[Resource]) -> list[BatchAnswer]:
         """``POST [base]`` a Bundle of type ``batch`` with ``entries``; their answers, in order.
 
@@ -350,7 +415,7 @@ class FhirClient:
 
     async def checked_capabilities(self) -> ServerCapabilities:
         """:meth:`capabilities`, or ``FhirServerUnfit`` unless they show a FHIR R4 server with
-        Patient search and update (an answer that is not a CapabilityStatement, or a 3xx/4xx
+        Patient search and the write ``FHIR_WRITE`` asks for (an answer that is not a CapabilityStatement, or a 3xx/4xx
         other than 401/403, included). ``FhirAuthError`` and ``FhirTransientError`` pass as
         they are: they say nothing about what the base URL leads to."""
         try:
@@ -359,7 +424,7 @@ class FhirClient:
             raise
         except FhirPermanentError as exc:
             raise FhirServerUnfit(self.shown_base_url, exc.status, exc.diagnostics) from None
-        problem = capabilities.unfit_because()
+        problem = capabilities.unfit_because(self.settings.write)
         if problem is not None:
             raise FhirServerUnfit(self.shown_base_url, 200, problem)
         return capabilities
@@ -470,7 +535,7 @@ class FhirClient:
                 self._slots.succeeded()
                 if status < 300:
                     return response, epoch
-                if method == "PUT" and status in (409, 412):
+                if method in ("PUT", "PATCH") and status in (409, 412):
                     raise FhirConflict(what, status)
                 if status < 400:
                     raise FhirPermanentError(what, status, "unexpected redirect; check base_url")

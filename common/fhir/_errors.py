@@ -15,7 +15,8 @@ class FhirError(PhonesyncError):
 
 
 class FhirConflict(FhirError):
-    """A conditional update lost a race: 412 (R4's answer to a stale If-Match) or 409 (HAPI's).
+    """A conditional update or patch lost a race: 412 (R4's answer to a stale If-Match) or 409
+    (HAPI's).
 
     Never retried by the client: the caller re-reads the resource and decides again.
     """
@@ -38,13 +39,32 @@ class FhirPermanentError(FhirError):
         self.diagnostics = diagnostics
 
 
+class FhirPatchRefused(FhirPermanentError):
+    """A JSON Patch answered 400 or 422: its ``test`` ops may have failed (another writer
+    changed the patient: Medplum's "Test failed: …"), or the server refused the patch itself.
+    ``document`` is the patch sent; ``common.fhir.patch_raced`` tells the two apart on a fresh
+    read of the patient."""
+
+    def __init__(
+        self, what: str, status: int, diagnostics: str, document: list[dict[str, object]]
+    ) -> None:
+        super().__init__(what, status, diagnostics)
+        self.document = document
+
+
+class FhirPatchUnexpressible(FhirError):
+    """The change cannot be written with the JSON Patch operations the registry takes
+    (``FHIR_PATCH_OPS=replace-only`` and a patient without telecom). Nothing was sent."""
+
+
 class FhirBatchRefused(FhirPermanentError):
     """``POST [base]`` with a batch Bundle was refused (400/404/405/501), or answered with
     something other than a batch-response: this server does not do batch; send per request."""
 
 
 class FhirServerUnfit(FhirPermanentError):
-    """``GET [base]/metadata`` did not show a FHIR R4 server with Patient search and update: the
+    """``GET [base]/metadata`` did not show a FHIR R4 server with Patient search and a way to
+    write (update, or patch; ``FHIR_WRITE`` may ask for one): the
     base URL leads elsewhere (a web page, another API, another FHIR version). Retrying cannot
     help. Unlike the others, the message names the base URL (without credentials or query): it
     goes to the run's reason and the operator, never into a row's outcome."""

