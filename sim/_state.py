@@ -77,6 +77,8 @@ class SimState:
         self.token_ttl = token_ttl
         self.tokens: dict[str, float] = {}  # token → expiry (time.monotonic())
         self.issued_tokens: list[str] = []
+        #: Every token request: its query string and the names of its form fields.
+        self.token_calls: list[tuple[str, list[str]]] = []
         self.latency_ms = latency_ms
         self.error_rate = error_rate
         self.bucket = TokenBucket(rate_limit) if rate_limit else None

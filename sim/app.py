@@ -61,6 +61,18 @@ def _outcome(status: int, code: str, text: str, headers: dict[str, str] | None =
     return _json(fhir.outcome(status, code, text).body, status, headers)
 
 
+#: What an API gateway in front of the server answers itself, as plain text.
+GATEWAY_TEXT = {502: "Bad Gateway", 504: "Gateway Timeout"}
+
+
+def _failure(status: int, server_says: Response) -> Response:
+    """An injected failure: 502/504 as a gateway answers them (``text/plain``), the rest as the
+    server does."""
+    if status in GATEWAY_TEXT:
+        return Response(GATEWAY_TEXT[status], status_code=status, media_type="text/plain")
+    return server_says
+
+
 def _answer(answer: fhir.Answer) -> Response:
     return _json(answer.body, answer.status, {"ETag": answer.etag} if answer.etag else None)
 
@@ -170,7 +182,7 @@ def create_app(
         failure = sim.injected_failure()
         if failure is not None:
             sim.requests[f"{method} {failure}"] += 1
-            return _outcome(failure, "transient", "simulated server error")
+            return _failure(failure, _outcome(failure, "transient", "simulated server error"))
         return None
 
     def fhir_base(request: Request) -> str:
@@ -256,7 +268,9 @@ def create_app(
         answers a service account's (Application Default Credentials): its ``iss`` must be the
         client id. The simulator does not check the JWT's signature."""
         form = {k: v[-1] for k, v in parse_qs((await request.body()).decode()).items()}
-        grant = form.get("grant_type", "")
+        sim.token_calls.append((request.url.query, sorted(form)))
+        # SATUSEHAT's token URL carries the grant type: ?grant_type=client_credentials
+        grant = form.get("grant_type") or request.query_params.get("grant_type", "")
         client_id, client_secret = form.get("client_id", ""), form.get("client_secret", "")
         basic = request.headers.get("authorization", "")
         if basic.lower().startswith("basic "):
@@ -275,7 +289,7 @@ def create_app(
         failure = sim.injected_failure()
         if failure is not None:
             sim.requests[f"POST token {failure}"] += 1
-            return _json({"error": "temporarily_unavailable"}, failure)
+            return _failure(failure, _json({"error": "temporarily_unavailable"}, failure))
         sim.requests["POST token 200"] += 1
         ttl = sim.token_ttl
         lifetime: float | str = str(int(ttl)) if grant == "client_credentials" else int(ttl)

@@ -21,8 +21,10 @@ from common.fhir import (
     FhirAuthError,
     FhirClient,
     FhirSettings,
+    FhirTransientError,
     OAuth2ClientCredentials,
 )
+from common.fhir._auth import AFTER_FAILED_TOKEN_REQUEST
 from common.store import RunStatus, SqliteStore
 from common.telemetry import LOGGER_NAME, configure_logging
 from jobs.task import run_task
@@ -146,16 +148,128 @@ def test_a_wrong_client_secret_is_an_auth_error_that_does_not_quote_it() -> None
         assert sim.state.requests["GET 200"] == 0
 
 
-def test_a_token_endpoint_outage_is_retried() -> None:
+class Clock:
+    """A clock that the fake sleep moves: waits take no time, and are recorded."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.waits: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.now += seconds
+
+
+def satusehat_auth(sim: RunningSim, clock: Clock, query: str = "") -> OAuth2ClientCredentials:
+    return OAuth2ClientCredentials(
+        f"{sim.url}/oauth2/token{query}",
+        CLIENT_ID,
+        CLIENT_SECRET,
+        clock=clock,
+        sleep=clock.sleep,
+    )
+
+
+def test_a_token_endpoint_outage_is_retried_a_minute_apart() -> None:
+    """SATUSEHAT's docs: one token request per minute after a failed attempt."""
+    clock = Clock()
     with bearer_sim() as sim:
         sim.state.fail_next(2, 503)  # the token endpoint answers 503 twice, then a token
 
         async def go() -> dict[str, Any]:
-            async with FhirClient(oauth2_settings(sim)) as client:
+            auth = satusehat_auth(sim, clock)
+            async with FhirClient(oauth2_settings(sim), auth=auth) as client:
                 return await client.read("patient-001")
 
         assert asyncio.run(go())["id"] == "patient-001"
         assert sim.state.requests["POST token 503"] == 2 and token_requests(sim) == 1
+    assert len(clock.waits) == 2 and min(clock.waits) >= AFTER_FAILED_TOKEN_REQUEST == 60
+
+
+def test_after_a_failed_token_fetch_callers_fail_at_once_until_the_minute_is_over() -> None:
+    clock = Clock()
+    with bearer_sim() as sim:
+        sim.state.fail_next(3, 504)  # every attempt of the first fetch: a gateway's timeout
+
+        async def go() -> tuple[str, str, dict[str, Any]]:
+            auth = satusehat_auth(sim, clock)
+            async with FhirClient(oauth2_settings(sim), auth=auth) as client:
+                with pytest.raises(FhirTransientError) as first:
+                    await client.read("patient-001")
+                clock.now += 30  # within the minute: no request, the same failure
+                with pytest.raises(FhirTransientError) as second:
+                    await client.read("patient-001")
+                asked = sim.state.requests["POST token 504"]
+                clock.now += 31  # the minute is over: asked again
+                patient = await client.read("patient-001")
+                return str(first.value), str(second.value), {"asked": asked, **patient}
+
+        first, second, last = asyncio.run(go())
+    # The gateway's text/plain body is the readable reason.
+    assert first == second == "POST token: 504 (Gateway Timeout) after 3 attempts"
+    assert last["asked"] == 3 and last["id"] == "patient-001"
+    assert sim.state.requests["POST token 504"] == 3 and token_requests(sim) == 1
+
+
+def test_a_refused_token_request_is_not_repeated_within_the_minute() -> None:
+    clock = Clock()
+    with bearer_sim() as sim:
+
+        async def go() -> None:
+            auth = OAuth2ClientCredentials(
+                f"{sim.url}/oauth2/token", CLIENT_ID, "wrong", clock=clock, sleep=clock.sleep
+            )
+            async with FhirClient(oauth2_settings(sim), auth=auth) as client:
+                for _ in range(3):
+                    with pytest.raises(FhirAuthError, match="invalid_client"):
+                        await client.read("patient-001")
+                    clock.now += 20
+
+        asyncio.run(go())
+        assert sim.state.requests["POST token 401"] == 1  # refused: not asked again this run
+
+
+def test_a_token_url_with_the_grant_type_in_its_query_is_used_as_given() -> None:
+    """SATUSEHAT: POST …/oauth2/v1/accesstoken?grant_type=client_credentials, id and secret in
+    the form."""
+    clock = Clock()
+    with bearer_sim() as sim:
+
+        async def go() -> dict[str, Any]:
+            auth = satusehat_auth(sim, clock, "?grant_type=client_credentials")
+            async with FhirClient(oauth2_settings(sim), auth=auth) as client:
+                return await client.read("patient-001")
+
+        assert asyncio.run(go())["id"] == "patient-001"
+        assert sim.state.token_calls == [
+            ("grant_type=client_credentials", ["client_id", "client_secret"])
+        ]
+    with bearer_sim() as sim:  # without it in the URL, the form carries it
+        settings = oauth2_settings(sim)
+
+        async def plain() -> None:
+            async with FhirClient(settings) as client:
+                await client.read("patient-001")
+
+        asyncio.run(plain())
+        assert sim.state.token_calls == [("", ["client_id", "client_secret", "grant_type"])]
+
+
+def test_a_gateways_plain_text_5xx_is_a_readable_reason() -> None:
+    with bearer_sim() as sim:
+
+        async def go() -> str:
+            async with FhirClient(oauth2_settings(sim, max_attempts=2)) as client:
+                await client.read("patient-001")  # the token first
+                sim.state.fail_next(2, 504)
+                with pytest.raises(FhirTransientError) as caught:
+                    await client.read("patient-001")
+                return str(caught.value)
+
+        assert asyncio.run(go()) == "GET Patient read: 504 (Gateway Timeout) after 2 attempts"
 
 
 @pytest.fixture

@@ -173,7 +173,7 @@ def test_the_simulators_root_is_not_a_fhir_base(tmp_path: Path) -> None:
     with simulator() as sim:
         done = local_run(sim.url, state)  # the /fhir left out
         assert sim.state.stats()["requests"] == {}
-    assert_failed_before_any_row(done, state, sim.url, "GET metadata: 404")
+    assert_failed_before_any_row(done, state, sim.url, "GET metadata: 404: Not Found")
 
 
 def test_a_web_page_is_not_a_fhir_base(tmp_path: Path) -> None:

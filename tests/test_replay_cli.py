@@ -136,7 +136,9 @@ def test_direct_replay_against_a_wrong_server_stops_before_any_row(
         unfit = "is not a FHIR R4 server with Patient search and update"
         assert main([*args, "--fhir-url", sim.url]) == 2  # the /fhir left out
         errors = [e for e in capsys.readouterr().err.splitlines() if "error" in e]
-        assert errors == [f"phonesync: error: FHIR_BASE_URL {sim.url} {unfit} (GET metadata: 404)"]
+        assert errors == [
+            f"phonesync: error: FHIR_BASE_URL {sim.url} {unfit} (GET metadata: 404: Not Found)"
+        ]
         sim.state.capability_statement = {
             **capability_statement(batch=True),
             "fhirVersion": "3.0.2",

@@ -4,7 +4,11 @@
 - ``oauth2``: OAuth 2.0 client credentials, as Indonesia's SATUSEHAT platform uses: ``POST`` the
   token URL with the client id and secret (form fields), send ``Authorization: Bearer``; the
   token is cached until shortly before its ``expires_in`` and fetched again once when the FHIR
-  server answers 401 (revoked or rotated early).
+  server answers 401 (revoked or rotated early). SATUSEHAT's token URL carries
+  ``?grant_type=client_credentials``: a URL is used as given (its query kept, the grant type
+  then not repeated in the form). Its documentation allows one token request per minute after
+  a failed one: after any failed token request the next waits at least
+  ``AFTER_FAILED_TOKEN_REQUEST`` seconds, and callers meanwhile get the failure at once.
 - ``google``: Application Default Credentials (google-auth), e.g. for a Cloud Healthcare API FHIR
   store used as staging; refreshed by google-auth before expiry and once after a 401.
 
@@ -25,7 +29,8 @@ import httpx
 import orjson
 
 from common.fhir._errors import FhirAuthError, FhirTransientError
-from common.privacy import mask_secrets
+from common.fhir._outcome import response_text
+from common.privacy import mask_digit_runs, mask_secrets
 from common.retry import backoff_delay, parse_retry_after, retryable_status
 
 if TYPE_CHECKING:
@@ -37,6 +42,8 @@ REFRESH_MARGIN_SECONDS = 60.0
 _TOKEN_ATTEMPTS = 3
 #: The token fetch's backoff (``common.retry.backoff_delay``): base and cap, in seconds.
 _TOKEN_BACKOFF_BASE, _TOKEN_BACKOFF_CAP = 0.5, 10.0
+#: SATUSEHAT: one token request per minute after a failed attempt (the backoff's floor).
+AFTER_FAILED_TOKEN_REQUEST = 60.0
 _WHAT = "POST token"
 
 
@@ -144,8 +151,10 @@ class OAuth2ClientCredentials(_CachedBearer):
     """Client-credentials grant against ``token_url`` (form-encoded id and secret).
 
     A fetch that meets no answer, 408, 429 or 5xx is retried (``_TOKEN_ATTEMPTS`` in all) after
-    the common jittered backoff, ``Retry-After`` honoured; ``rng`` and ``sleep`` are the
-    backoff's (tests pass their own).
+    the common jittered backoff, never sooner than ``AFTER_FAILED_TOKEN_REQUEST`` (nor than
+    ``Retry-After``); a fetch that gave up is answered at once with its error until that minute
+    is over, so rows waiting on a token fail fast instead of queueing a minute each. ``clock``,
+    ``rng`` and ``sleep`` are the backoff's (tests pass their own).
     """
 
     def __init__(
@@ -161,12 +170,14 @@ class OAuth2ClientCredentials(_CachedBearer):
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         super().__init__(clock)
-        self._url = token_url
-        self._form = {
-            "grant_type": "client_credentials",
-            "client_id": client_id,
-            "client_secret": client_secret,
-        }
+        self._url = token_url  # as given: SATUSEHAT's carries ?grant_type=client_credentials
+        self._form = {"client_id": client_id, "client_secret": client_secret}
+        if "grant_type" not in httpx.URL(token_url).params:
+            self._form = {"grant_type": "client_credentials", **self._form}
+        #: No token request before this (``clock()``): a minute after a failed one.
+        self._next_request_at = float("-inf")
+        #: The last fetch's failure, answered at once until ``_next_request_at``.
+        self._failed: FhirTransientError | None = None
         self._secret = client_secret
         self._rng, self._sleep = rng, sleep
         self._http = httpx.AsyncClient(
@@ -180,33 +191,40 @@ class OAuth2ClientCredentials(_CachedBearer):
         await self._http.aclose()
 
     async def _fetch(self) -> tuple[str, float]:
-        status = 0
+        if self._failed is not None and self._clock() < self._next_request_at:
+            raise self._failed  # the minute after a failed request is not over
+        status, detail = 0, ""
         for attempt in range(_TOKEN_ATTEMPTS):
             retry_after = 0.0
             try:
                 response = await self._http.post(
                     self._url, data=self._form, headers={"Accept": "application/json"}
                 )
-            except httpx.RequestError:
-                status = 0
+            except httpx.RequestError as exc:
+                status, detail = 0, type(exc).__name__
             else:
                 status = response.status_code
                 if status == 200:
+                    self._failed = None
                     return _token_of(response)
+                self._next_request_at = self._clock() + AFTER_FAILED_TOKEN_REQUEST
+                detail = _error_text(response, self.secrets())
                 if not retryable_status(status):
-                    raise FhirAuthError(_WHAT, status, _error_text(response, self.secrets()))
+                    raise FhirAuthError(_WHAT, status, detail)
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            self._next_request_at = self._clock() + AFTER_FAILED_TOKEN_REQUEST
             if attempt + 1 < _TOKEN_ATTEMPTS:
                 await self._sleep(
                     backoff_delay(
                         attempt,
                         _TOKEN_BACKOFF_BASE,
                         _TOKEN_BACKOFF_CAP,
-                        floor=retry_after,
+                        floor=max(retry_after, AFTER_FAILED_TOKEN_REQUEST),
                         rng=self._rng,
                     )
                 )
-        raise FhirTransientError(_WHAT, status, _TOKEN_ATTEMPTS)
+        self._failed = FhirTransientError(_WHAT, status, _TOKEN_ATTEMPTS, detail=detail)
+        raise self._failed
 
 
 class GoogleAuth(_CachedBearer):
@@ -263,12 +281,14 @@ def _token_of(response: httpx.Response) -> tuple[str, float]:
 
 
 def _error_text(response: httpx.Response, secrets: tuple[str, ...]) -> str:
-    """``error`` / ``error_description`` of an OAuth error answer, masked and short."""
+    """What a failed token request says, masked and short: ``error`` / ``error_description`` of
+    an OAuth error answer, else an OperationOutcome's text or the first line of a ``text/plain``
+    body (a gateway's "Gateway Timeout")."""
     try:
         body = orjson.loads(response.content)
     except orjson.JSONDecodeError:
-        return ""
-    if not isinstance(body, dict):
-        return ""
-    parts = [str(body[k]) for k in ("error", "error_description") if body.get(k)]
-    return mask_secrets("; ".join(parts)[:200], secrets)
+        body = None
+    if isinstance(body, dict) and (body.get("error") or body.get("error_description")):
+        parts = [str(body[k]) for k in ("error", "error_description") if body.get(k)]
+        return mask_digit_runs(mask_secrets("; ".join(parts)[:200], secrets))
+    return response_text(response.content, response.headers.get("Content-Type"), secrets)

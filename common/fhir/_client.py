@@ -59,10 +59,10 @@ from common.fhir._errors import (
     FhirServerUnfit,
     FhirTransientError,
 )
+from common.fhir._outcome import outcome_text, response_text
 from common.fhir._patch import JSON_PATCH, PatchOp, patch_body, telecom_patch
 from common.fhir._ratelimit import RateLimiter
 from common.fhir._settings import FhirSettings
-from common.privacy import mask_digit_runs, mask_secrets
 from common.retry import backoff_delay, parse_retry_after, retryable_status
 
 NIK_SYSTEM = "https://fhir.kemkes.go.id/id/nik"
@@ -121,33 +121,8 @@ class RequestStats:
 
 
 def diagnostics(response: httpx.Response, *, secrets: tuple[str, ...] = ()) -> str:
-    """The text of an OperationOutcome body (``issue[].diagnostics`` / ``details.text``).
-
-    Runs of 8+ digits (a NIK, a phone number the server echoed) and ``secrets`` are masked.
-    """
-    try:
-        body = orjson.loads(response.content)
-    except orjson.JSONDecodeError:
-        return ""
-    return outcome_text(body, secrets=secrets)
-
-
-def outcome_text(body: object, *, secrets: tuple[str, ...] = ()) -> str:
-    """The redacted text of an OperationOutcome (see :func:`diagnostics`); "" for anything else."""
-    if not isinstance(body, dict) or body.get("resourceType") != "OperationOutcome":
-        return ""
-    texts: list[str] = []
-    for issue in body.get("issue") or ():
-        if not isinstance(issue, dict):
-            continue
-        details = issue.get("details")
-        for text in (
-            issue.get("diagnostics"),
-            details.get("text") if isinstance(details, dict) else None,
-        ):
-            if isinstance(text, str) and text.strip() and text.strip() not in texts:
-                texts.append(text.strip())
-    return mask_digit_runs(mask_secrets("; ".join(texts), secrets))
+    """What an error answer says (see ``common.fhir._outcome.response_text``), redacted."""
+    return response_text(response.content, response.headers.get("Content-Type"), secrets)
 
 
 class FhirClient:
@@ -529,6 +504,7 @@ class FhirClient:
                 self._breaker.record_failure(status)
                 if response is not None:
                     retry_after = self._retry_after(response)
+                    detail = diagnostics(response, secrets=self._auth.secrets())
             else:
                 assert response is not None
                 self._breaker.record_success()
