@@ -102,8 +102,12 @@ class Collect:
         self.results.extend(results)
 
 
-def run(scenario: Scenario, batch_size: int) -> tuple[dict[int, RowOutcome], list[Any], Any]:
-    app = create_app(copy.deepcopy(scenario.patients), batch=scenario.batch_supported)
+def run(
+    scenario: Scenario, batch_size: int, write: str = "update-and-patch"
+) -> tuple[dict[int, RowOutcome], list[Any], Any]:
+    """The shard synced against a fresh simulator serving ``write`` (``patch-only``: PUT answers
+    405 and the CapabilityStatement lists only patch, so FHIR_WRITE=auto patches)."""
+    app = create_app(copy.deepcopy(scenario.patients), batch=scenario.batch_supported, write=write)
     sim = app.state.sim
     sim.set_down(scenario.down)
     for status in scenario.bundle_failures:

@@ -224,6 +224,14 @@ def test_each_local_block_runs_on_its_own(block: Block, tmp_path: Path) -> None:
             f"{block.where} must show that its run was granted a token by the simulator it"
             ' started (its /_sim/stats: "POST token 200":N)'
         )
+    if "--write patch-only" in block.text:  # the run patched: the registry takes no PUT
+        assert re.search(r'"PATCH 200":10\b', done.stdout), (
+            f"{block.where} must show that its run patched each of the sample's 10 patients"
+            ' (its /_sim/stats: "PATCH 200":10)'
+        )
+        assert "succeeded in" in done.stderr and "{'updated': 10}" in done.stderr, done.stderr[
+            -2000:
+        ]
 
 
 @pytest.mark.slow  # ~15 s, not in scripts/test-fast
