@@ -75,6 +75,19 @@ def update(sim: SimState, pid: str, body: object, if_match: str | None) -> Answe
     if not isinstance(body, dict) or body.get("resourceType") != "Patient" or body.get("id") != pid:
         return outcome(400, "invalid", "body must be a Patient whose id matches the URL")
     sim.put_bodies.append(body)
+    current = _before_write(sim, pid)
+    if isinstance(current, Answer):
+        return current
+    if if_match is not None and not sim.ignore_if_match and if_match != etag(current):
+        return outcome(412, "conflict", f"version conflict: current is {etag(current)}")
+    stored = sim.store(pid, body)
+    sim.puts_by_patient[pid] += 1
+    return Answer(200, stored, etag(stored))
+
+
+def _before_write(sim: SimState, pid: str) -> Resource | Answer:
+    """What a PUT and a PATCH of ``pid`` share before their own checks: a refusal the test set
+    (``refuse_puts``), the concurrent writer (``on_before_put``), then the patient or a 404."""
     refused = sim.refused_puts.get(pid)
     if refused is not None:
         return outcome(refused, "invalid", "the server refused this Patient")
@@ -82,12 +95,8 @@ def update(sim: SimState, pid: str, body: object, if_match: str | None) -> Answe
         sim.before_put(pid, sim)
     current = sim.patient(pid)
     if current is None:
-        return outcome(404, "not-found", "no such Patient (this server does not create on PUT)")
-    if if_match is not None and not sim.ignore_if_match and if_match != etag(current):
-        return outcome(412, "conflict", f"version conflict: current is {etag(current)}")
-    stored = sim.store(pid, body)
-    sim.puts_by_patient[pid] += 1
-    return Answer(200, stored, etag(stored))
+        return outcome(404, "not-found", "no such Patient (this server does not create)")
+    return current
 
 
 def patch(sim: SimState, pid: str, document: object, if_match: str | None) -> Answer:
@@ -96,14 +105,9 @@ def patch(sim: SimState, pid: str, document: object, if_match: str | None) -> An
     (unless ``sim.ignore_if_match``): Medplum runs the patch before it checks If-Match."""
     if not sim.writes_patch:
         return outcome(405, "not-supported", "this server does not patch")
-    refused = sim.refused_puts.get(pid)
-    if refused is not None:
-        return outcome(refused, "invalid", "the server refused this Patient")
-    if sim.before_put is not None:
-        sim.before_put(pid, sim)
-    current = sim.patient(pid)
-    if current is None:
-        return outcome(404, "not-found", "Not found")
+    current = _before_write(sim, pid)
+    if isinstance(current, Answer):
+        return current
     try:  # Medplum applies the patch (its test ops) before it checks If-Match
         patched = apply_patch(current, document, replace_only=sim.patch_replace_only)
     except PatchError as exc:

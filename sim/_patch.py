@@ -14,6 +14,8 @@ from typing import Any
 
 import orjson
 
+from common.fhir import resolve_pointer
+
 
 class PatchError(ValueError):
     """The patch cannot be applied; the message is the OperationOutcome's text (a 400)."""
@@ -32,18 +34,18 @@ def apply_patch(resource: dict[str, Any], document: object, *, replace_only: boo
         if replace_only and name not in ("replace", "test"):
             raise PatchError(f"Unsupported patch operation: {name} (only replace)")
         if name == "test":
-            found, value = _get(result, path)
+            found, value = resolve_pointer(result, path)
             if not found or value != op.get("value"):
                 shown = _text(value) if found else "undefined"
                 raise PatchError(f"Test failed: {shown} != {_text(op.get('value'))}")
         elif name == "add":
             result = _put(result, path, _copy(op.get("value")), insert=True)
         elif name == "replace":
-            if not _get(result, path)[0]:
+            if not resolve_pointer(result, path)[0]:
                 raise PatchError(f"Value required at path: {path}")
             result = _put(result, path, _copy(op.get("value")), insert=False)
         elif name == "remove":
-            if not _get(result, path)[0]:
+            if not resolve_pointer(result, path)[0]:
                 raise PatchError(f"Value required at path: {path}")
             parent, key = _parent(result, path)
             del parent[int(key) if isinstance(parent, list) else key]
@@ -56,23 +58,9 @@ def _keys(path: str) -> list[str]:
     return [k.replace("~1", "/").replace("~0", "~") for k in path.removeprefix("/").split("/")]
 
 
-def _get(document: Any, path: str) -> tuple[bool, Any]:
-    if path == "":
-        return True, document
-    current = document
-    for key in _keys(path):
-        if isinstance(current, dict) and key in current:
-            current = current[key]
-        elif isinstance(current, list) and key.isdigit() and int(key) < len(current):
-            current = current[int(key)]
-        else:
-            return False, None
-    return True, current
-
-
 def _parent(document: Any, path: str) -> tuple[Any, str]:
     *parents, last = _keys(path)
-    found, parent = _get(document, "".join(f"/{_escape(k)}" for k in parents))
+    found, parent = resolve_pointer(document, "".join(f"/{_escape(k)}" for k in parents))
     if not found or not isinstance(parent, dict | list):
         raise PatchError(f"Value required at path: {path}")
     return parent, last

@@ -29,6 +29,21 @@ UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}
 pytestmark = pytest.mark.timeout(120)
 
 
+#: A sheet as officers leave it (tests/test_medplum_patch.py runs it in patch mode too).
+MESSY_SHEET = (
+    "Last Updated Date , NIK_Identifier,phone_number,name\n"
+    "23-09-2025,3171044203920001,0812-0000-0000,DEWI\n"
+    "23/09/2025, 3171 0442 0392 0001 ,+62 812 1111 1111,DEWI\n"
+    "23-09-2025,3.57811E+15,6285678901234,MAYA\n"
+    "31-02-2025,3273044812940003,082345678901,RINA\n"
+    "23-09-2025,1275095011890004,021-5551234,LINDA\n"
+    "23-09-2025,9999999999999999,081234567890,NOBODY\n"
+    "\n"
+    "2025-09-23,3578106207900002,0856 7890 1234,MAYA\n"
+    "22-09-2025,3273044812940003,082345678901,RINA\n"
+)
+
+
 def run_job(
     server: MedplumServer,
     state: Path,
@@ -142,19 +157,7 @@ def test_a_rerun_with_a_fresh_ledger_finds_every_patient_unchanged(
 @MODES
 def test_a_messy_sheet(medplum: MedplumServer, tmp_path: Path, batch: str) -> None:
     sheet = tmp_path / "sheet.csv"
-    sheet.write_text(
-        "Last Updated Date , NIK_Identifier,phone_number,name\n"
-        "23-09-2025,3171044203920001,0812-0000-0000,DEWI\n"
-        "23/09/2025, 3171 0442 0392 0001 ,+62 812 1111 1111,DEWI\n"
-        "23-09-2025,3.57811E+15,6285678901234,MAYA\n"
-        "31-02-2025,3273044812940003,082345678901,RINA\n"
-        "23-09-2025,1275095011890004,021-5551234,LINDA\n"
-        "23-09-2025,9999999999999999,081234567890,NOBODY\n"
-        "\n"
-        "2025-09-23,3578106207900002,0856 7890 1234,MAYA\n"
-        "22-09-2025,3273044812940003,082345678901,RINA\n",
-        encoding="utf-8",
-    )
+    sheet.write_text(MESSY_SHEET, encoding="utf-8")
     before = by_id(medplum)
     assert run_job(
         medplum, tmp_path / "s.db", SHEET_CSV=str(sheet), LOOKBACK_DAYS="0", FHIR_BATCH_SIZE=batch

@@ -26,22 +26,10 @@ from common.fhir import (
 )
 from tests.medplum_server import MedplumServer
 from tests.simulator import sample
-from tests.test_medplum import MODES, answered, by_id, outcomes, run_job, without_meta
+from tests.test_medplum import MESSY_SHEET, MODES, answered, by_id, outcomes, run_job, without_meta
 
 pytestmark = pytest.mark.timeout(120)
 
-MESSY = (
-    "Last Updated Date , NIK_Identifier,phone_number,name\n"
-    "23-09-2025,3171044203920001,0812-0000-0000,DEWI\n"
-    "23/09/2025, 3171 0442 0392 0001 ,+62 812 1111 1111,DEWI\n"
-    "23-09-2025,3.57811E+15,6285678901234,MAYA\n"
-    "31-02-2025,3273044812940003,082345678901,RINA\n"
-    "23-09-2025,1275095011890004,021-5551234,LINDA\n"
-    "23-09-2025,9999999999999999,081234567890,NOBODY\n"
-    "\n"
-    "2025-09-23,3578106207900002,0856 7890 1234,MAYA\n"
-    "22-09-2025,3273044812940003,082345678901,RINA\n"
-)
 EMAIL = {"system": "email", "value": "someone@example.org"}
 
 
@@ -97,7 +85,7 @@ def test_the_messy_sheet_ends_as_in_update_mode(
     medplum: MedplumServer, tmp_path: Path, batch: str
 ) -> None:
     sheet = tmp_path / "sheet.csv"
-    sheet.write_text(MESSY, encoding="utf-8")
+    sheet.write_text(MESSY_SHEET, encoding="utf-8")
     env = {"SHEET_CSV": str(sheet), "LOOKBACK_DAYS": "0", "FHIR_BATCH_SIZE": batch}
     ends = []
     for write in ("update", "patch"):

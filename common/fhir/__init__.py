@@ -28,7 +28,13 @@ from common.fhir._errors import (
     FhirTransientError,
     FhirUnavailable,
 )
-from common.fhir._patch import JSON_PATCH, as_binary, patch_raced, telecom_patch
+from common.fhir._patch import (
+    JSON_PATCH,
+    as_binary,
+    patch_raced,
+    resolve_pointer,
+    telecom_patch,
+)
 from common.fhir._settings import AUTH_MODES, PATCH_OPS, WRITE_MODES, FhirSettings
 
 __all__ = [
@@ -61,5 +67,6 @@ __all__ = [
     "as_binary",
     "parse_capability_statement",
     "patch_raced",
+    "resolve_pointer",
     "telecom_patch",
 ]

@@ -100,7 +100,7 @@ def patch_raced(document: list[PatchOp], fresh: Resource) -> bool:
     for op in document:
         if op.get("op") != "test":
             continue
-        found, value = _resolve(fresh, str(op.get("path", "")))
+        found, value = resolve_pointer(fresh, str(op.get("path", "")))
         if not found or value != op.get("value"):
             return True
     return False
@@ -132,7 +132,7 @@ def _without(resource: Resource, *keys: str) -> Resource:
     return {k: v for k, v in resource.items() if k not in keys}
 
 
-def _resolve(document: object, pointer: str) -> tuple[bool, object]:
+def resolve_pointer(document: object, pointer: str) -> tuple[bool, Any]:
     """RFC 6901: (found, value) of ``pointer`` in ``document``."""
     if pointer == "":
         return True, document
