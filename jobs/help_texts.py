@@ -93,6 +93,8 @@ environment (docs/configuration.md lists every variable):
   FHIR_CLIENT_ID          oauth2: the client id
   FHIR_CLIENT_SECRET      oauth2: the client secret, for local use
                           (on Cloud Run: FHIR_CLIENT_SECRET_SECRET)
+  FHIR_WRITE              auto (default): PUT or JSON Patch, as the server's
+                          CapabilityStatement lists; update or patch force one
   SHEET_CSV, SHEET_ID     the sheet: a CSV export (--sheet) or a Google Sheet (--sheet-id)
   SHEETS_API_URL          the Sheets API endpoint; a simulator's (fhir-sim --sheet) to try
                           SHEET_ID and the officers' report tab locally

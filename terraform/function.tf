@@ -8,6 +8,8 @@ locals {
     FHIR_TOKEN_URL            = var.fhir_token_url
     FHIR_CLIENT_ID            = var.fhir_client_id
     FHIR_CLIENT_SECRET_SECRET = google_secret_manager_secret.fhir_client_secret.id
+    FHIR_WRITE                = var.fhir_write
+    FHIR_PATCH_OPS            = var.fhir_patch_ops
     LEDGER_KEY_SECRET         = google_secret_manager_secret.ledger_hmac_key.id
     RETENTION_DAYS            = tostring(var.retention_days)
     FHIR_CONCURRENCY          = "4"

@@ -18,6 +18,8 @@ locals {
     FHIR_CONCURRENCY          = tostring(var.fhir_concurrency)
     FHIR_RATE_LIMIT           = tostring(var.fhir_rate_limit)
     FHIR_BATCH_SIZE           = var.fhir_batch_size
+    FHIR_WRITE                = var.fhir_write
+    FHIR_PATCH_OPS            = var.fhir_patch_ops
     FHIR_TIMEOUT_SECONDS      = tostring(var.fhir_timeout_seconds)
     FHIR_DEADLINE_SECONDS     = tostring(var.fhir_deadline_seconds)
     LOOKBACK_DAYS             = tostring(var.lookback_days)

@@ -187,6 +187,28 @@ variable "fhir_batch_size" {
   }
 }
 
+variable "fhir_write" {
+  description = "How a patient is written: \"auto\" (PUT when the registry's CapabilityStatement lists Patient update, JSON Patch when it lists only patch), \"update\" or \"patch\"."
+  type        = string
+  default     = "auto"
+
+  validation {
+    condition     = contains(["auto", "update", "patch"], var.fhir_write)
+    error_message = "fhir_write must be \"auto\", \"update\" or \"patch\"."
+  }
+}
+
+variable "fhir_patch_ops" {
+  description = "JSON Patch ops the registry takes: \"add-replace\", or \"replace-only\" (SATUSEHAT's reported limit; a patient without telecom is then an error row)."
+  type        = string
+  default     = "add-replace"
+
+  validation {
+    condition     = contains(["add-replace", "replace-only"], var.fhir_patch_ops)
+    error_message = "fhir_patch_ops must be \"add-replace\" or \"replace-only\"."
+  }
+}
+
 variable "fhir_timeout_seconds" {
   description = "Timeout of one FHIR request."
   type        = number
