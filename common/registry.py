@@ -44,7 +44,9 @@ async def open_registry(settings: Settings) -> AsyncIterator[Registry]:
     """The registry of ``settings.fhir`` (its secret read now), closed on exit."""
     fhir = fhir_settings(settings)
     throttles = ThrottleLog()
-    async with FhirClient(fhir, on_retry=log_retry, on_throttle=throttles) as client:
+    async with FhirClient(
+        fhir, on_retry=log_retry, on_throttle=throttles, on_write_fallback=_log_write_fallback
+    ) as client:
         calls = BatchingRegistry(client, fhir.batch_size, on_fallback=_log_batch_refused)
         yield Registry(client, calls, throttles)
 
@@ -123,3 +125,7 @@ class ThrottleLog:
 
 def _log_batch_refused(reason: str) -> None:
     log_event("fhir_batch_refused", reason, severity=logging.WARNING)
+
+
+def _log_write_fallback(reason: str) -> None:
+    log_event("fhir_write_fallback", reason, severity=logging.WARNING)

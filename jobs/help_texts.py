@@ -164,7 +164,7 @@ optionally only --row N ...: --dry-run lists them and needs nothing but the stor
 that server. A row is replayed only if its run planned it, and never over a newer number.
 
 Exit codes: 0 done, 1 the FHIR server did not answer, 2 usage error (or --fhir-url is not
-a FHIR R4 server with Patient search and update), 7 Google Cloud out of reach (the store
+a FHIR R4 server with Patient search and a write (update or patch)), 7 Google Cloud out of reach (the store
 or Pub/Sub: no credentials, or an emulator that does not answer).""",
     epilog=f"""\
 examples:
@@ -198,7 +198,7 @@ shard of the NIKs, as the nightly run splits them; the last to finish logs the c
 
 Exit codes: 0 in sync (format_only included; after --repair: nothing left), 3 drift
 found (or left), 1 failure (NIKs unchecked, a repair failed, FHIR not answering),
-2 usage error (or --fhir-url is not a FHIR R4 server with Patient search and update).
+2 usage error (or --fhir-url is not a FHIR R4 server with Patient search and a write (update or patch)).
 On Cloud Run drift exits 0: the drift metric and its alert report it.""",
     epilog=f"""\
 examples:

@@ -103,10 +103,19 @@ class MedplumServer:
             writes[target] = writes.get(target, 0) + count
         return writes
 
-    def set_mode(self, *, write: str | None = None, ignore_if_match: bool | None = None) -> None:
+    def set_mode(
+        self,
+        *,
+        write: str | None = None,
+        ignore_if_match: bool | None = None,
+        metadata_down: bool | None = None,
+    ) -> None:
         """The deployment around Medplum (reset by :meth:`load`): ``write="patch-only"`` answers
-        PUT with 405 and lists only patch; ``ignore_if_match`` drops If-Match before Medplum."""
+        PUT with 405 and lists only patch; ``ignore_if_match`` drops If-Match before Medplum;
+        ``metadata_down`` answers ``GET metadata`` with 503."""
         wanted: dict[str, Any] = {}
+        if metadata_down is not None:
+            wanted["metadataDown"] = metadata_down
         if write is not None:
             wanted["write"] = write
         if ignore_if_match is not None:

@@ -252,7 +252,7 @@ def test_a_wrong_fhir_server_fails_the_run_before_the_sheet_and_a_retry_recovers
         run = run_doc(gcp_project)
         assert run.status is RunStatus.FAILED
         assert run.reason == (
-            f"FHIR_BASE_URL {sim.fhir} is not a FHIR R4 server with Patient search and update"
+            f"FHIR_BASE_URL {sim.fhir} is not a FHIR R4 server with Patient search and a write (update or patch)"
             " (GET metadata: 200: fhirVersion is 3.0.2, not R4 (4.0.x))"
         )
         assert sim.state.sheet_reads == [] and sim.state.stats()["requests"] == {"GET metadata": 1}

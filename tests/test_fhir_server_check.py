@@ -1,5 +1,5 @@
 """Fail fast on a wrong base URL: task 0 reads ``GET [base]/metadata`` before the sheet, and a
-run against anything but a FHIR R4 server with Patient search and update fails with one line
+run against anything but a FHIR R4 server with Patient search and a write (update or patch) fails with one line
 naming the cause, before any row is touched.
 
 The wrong servers are real HTTP endpoints: the simulator's root, a web page, and the simulator
@@ -37,7 +37,7 @@ from sim.app import capability_statement
 from tests.simulator import API_KEY, SAMPLE_SHEET, run_cli, simulator
 
 DATE = "2025-09-23"
-UNFIT = "is not a FHIR R4 server with Patient search and update"
+UNFIT = "is not a FHIR R4 server with Patient search and a write (update or patch)"
 
 # Slow (~25 s): runs that wait out retries against unfit servers. Not in scripts/test-fast.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,26 @@ def test_fhir_write_update_against_a_patch_only_server_fails_the_run_in_one_line
     run, rows = outcomes(tmp_path / "s.db")
     assert "Patient lacks update" in run.reason and rows == {}
     assert medplum_patch_only.writes() == {}
+
+
+def test_auto_without_a_capability_statement_turns_to_patch_at_the_first_405(
+    medplum_patch_only: MedplumServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An outage of ``GET metadata`` at start leaves ``auto`` without a verdict, so it tries
+    PUT; the registry's 405 turns the task to JSON Patch (one ``fhir_write_fallback`` warning)
+    and no row ends in error."""
+    server = medplum_patch_only
+    server.set_mode(metadata_down=True)
+    with caplog.at_level(logging.WARNING):
+        assert run_job(server, tmp_path / "s.db", tasks=1) == [0]
+    run, _ = outcomes(tmp_path / "s.db")
+    assert run.counts == {"updated": 10}
+    assert without_meta(server.patients()) == without_meta(sample("patients_after_phone_update"))
+    assert server.patches() == {f"Patient/patient-{i:03d}": 1 for i in range(1, 11)}
+    assert 1 <= answered(server, "PUT 405") <= 10  # the rows in flight when the first came back
+    events = [r.json_fields["event"] for r in caplog.records if hasattr(r, "json_fields")]
+    assert "fhir_unchecked" in events
+    assert events.count("fhir_write_fallback") == 1
 
 
 @MODES

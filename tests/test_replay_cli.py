@@ -133,7 +133,7 @@ def test_direct_replay_against_a_wrong_server_stops_before_any_row(
         sim.state.reset_stats()
         capsys.readouterr()
         args = ["replay", "--date", DATE, "--state", str(state), "--via", "direct"]
-        unfit = "is not a FHIR R4 server with Patient search and update"
+        unfit = "is not a FHIR R4 server with Patient search and a write (update or patch)"
         assert main([*args, "--fhir-url", sim.url]) == 2  # the /fhir left out
         errors = [e for e in capsys.readouterr().err.splitlines() if "error" in e]
         assert errors == [

@@ -151,7 +151,11 @@ class BatchingRegistry:
     async def write(self, before: Resource, after: Resource, *, version_id: str | None) -> Resource:
         """``FhirClient.write`` in a batch entry: a PUT of ``after`` or a PATCH ``Binary``."""
         if await self._client.write_interaction() == "update":
-            return await self.update(after, version_id=version_id)
+            try:
+                return await self.update(after, version_id=version_id)
+            except FhirPermanentError as exc:
+                if not self._client.turns_to_patch(exc):
+                    raise
         what = "PATCH Patient patch"
         patient_id = _checked_id(after.get("id"), what)
         document = telecom_patch(before, after, self._client.settings.patch_ops)

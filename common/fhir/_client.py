@@ -145,6 +145,7 @@ class FhirClient:
         *,
         on_retry: RetryHook | None = None,
         on_throttle: ThrottleHook | None = None,
+        on_write_fallback: Callable[[str], None] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         rng: random.Random | None = None,
         auth: FhirAuth | None = None,
@@ -156,6 +157,8 @@ class FhirClient:
         self.stats = RequestStats()
         self._on_retry = on_retry
         self._on_throttle = on_throttle
+        self._on_write_fallback = on_write_fallback
+        self._refused_put = False  # auto without a CapabilityStatement: a PUT answered 405
         self._rng = rng or random.Random()
         self._sleep = sleep
         self._limiter = RateLimiter(settings.rate_limit)
@@ -317,6 +320,8 @@ class FhirClient:
         CapabilityStatement (the start-up check let the run go on), ``update``: as before."""
         if self.settings.write != "auto":
             return self.settings.write
+        if self._refused_put:
+            return "patch"
         try:
             capabilities = await self.capabilities()
         except FhirError:
@@ -327,12 +332,31 @@ class FhirClient:
         """Make the Patient ``before`` (as read, at ``version_id``) into ``after``: a PUT of
         ``after``, or a JSON Patch of the telecom change (:meth:`write_interaction`)."""
         if await self.write_interaction() == "update":
-            return await self.update(after, version_id=version_id)
+            try:
+                return await self.update(after, version_id=version_id)
+            except FhirPermanentError as exc:
+                if not self.turns_to_patch(exc):
+                    raise
         what = "PATCH Patient patch"
         document = telecom_patch(before, after, self.settings.patch_ops)
         return await self.patch(
             _checked_id(after.get("id"), what), document, version_id=version_id, result=after
         )
+
+    def turns_to_patch(self, exc: FhirPermanentError) -> bool:
+        """``auto`` took ``update`` for want of a CapabilityStatement (an outage at start) and
+        the server answered the PUT 405 (Method Not Allowed): a registry that only patches. The
+        client patches from then on, and says so once through ``on_write_fallback``."""
+        if self.settings.write != "auto" or exc.status != 405 or isinstance(exc, FhirAuthError):
+            return False
+        if not self._refused_put:
+            self._refused_put = True
+            if self._on_write_fallback is not None:
+                self._on_write_fallback(
+                    "the FHIR server answered PUT Patient with 405 and FHIR_WRITE is auto: "
+                    "writing with JSON Patch from now on"
+                )
+        return True
 
     async def batch(self, entries: list[Resource]) -> list[BatchAnswer]:
         """``POST [base]`` a Bundle of type ``batch`` with ``entries``; their answers, in order.

@@ -73,7 +73,7 @@ class FhirServerUnfit(FhirPermanentError):
         detail = f": {diagnostics}" if diagnostics else ""
         FhirError.__init__(
             self,
-            f"FHIR_BASE_URL {base_url} is not a FHIR R4 server with Patient search and update"
+            f"FHIR_BASE_URL {base_url} is not a FHIR R4 server with Patient search and a write (update or patch)"
             f" (GET metadata: {status}{detail})",
         )
         self.status = status

@@ -26,7 +26,8 @@
 //   patch-only` (or POST /_test/mode {"write": "patch-only"}) answers PUT, and PUT entries of a
 //   batch Bundle, with 405 and lists only `patch` for writes in the CapabilityStatement (the
 //   registry of the issue); POST /_test/mode {"ignoreIfMatch": true} drops If-Match (and
-//   entries' ifMatch) before Medplum sees them, as a registry that ignores it. JSON Patch itself
+//   entries' ifMatch) before Medplum sees them, as a registry that ignores it; {"metadataDown":
+//   true} answers GET metadata with 503 (an outage at start). JSON Patch itself
 //   (PATCH, and PATCH entries carrying a Binary) is Medplum's.
 
 import {
@@ -62,7 +63,7 @@ if (!['update-and-patch', 'patch-only'].includes(args.write)) {
   throw new Error(`--write must be update-and-patch or patch-only, not ${args.write}`);
 }
 /** Test controls of the deployment around Medplum (see the header); reset by /_test/load. */
-let mode = { write: args.write, ignoreIfMatch: false };
+let mode = { write: args.write, ignoreIfMatch: false, metadataDown: false };
 const pageSize = Number.parseInt(args['page-size'], 10);
 
 // As @medplum/mock's MockClient loads Medplum's definitions.
@@ -85,6 +86,10 @@ let patchesByResource = {};
 /** `Type/id` → fields another writer sets just before our next PUT of that resource. */
 let interpose = {};
 
+const UNAVAILABLE = {
+  resourceType: 'OperationOutcome',
+  issue: [{ severity: 'error', code: 'transient', details: { text: 'Service unavailable' } }],
+};
 const METHOD_NOT_ALLOWED = {
   resourceType: 'OperationOutcome',
   issue: [{ severity: 'error', code: 'not-supported', details: { text: 'Method not allowed' } }],
@@ -180,7 +185,7 @@ function capabilityStatement(origin) {
 async function handleFhir(req, res, url, text) {
   const path = url.pathname.slice(FHIR_BASE.length).replace(/^\/+/, '');
   if (req.method === 'GET' && path === 'metadata') {
-    return [200, capabilityStatement(url.origin)];
+    return mode.metadataDown ? [503, UNAVAILABLE] : [200, capabilityStatement(url.origin)];
   }
   let body;
   if (text) {
@@ -317,7 +322,7 @@ async function handleTest(req, url, text) {
     putsByResource = {};
     patchesByResource = {};
     interpose = {};
-    mode = { write: args.write, ignoreIfMatch: false };
+    mode = { write: args.write, ignoreIfMatch: false, metadataDown: false };
     return [200, { loaded: resources.length }];
   }
   if (req.method === 'POST' && what === 'restore') {
@@ -337,7 +342,7 @@ async function handleTest(req, url, text) {
     putsByResource = {};
     patchesByResource = {};
     interpose = {};
-    mode = { write: args.write, ignoreIfMatch: false };
+    mode = { write: args.write, ignoreIfMatch: false, metadataDown: false };
     return [200, { restored: resources.length }];
   }
   if (req.method === 'GET' && what === 'resources') {
@@ -360,7 +365,11 @@ async function handleTest(req, url, text) {
     if (!['update-and-patch', 'patch-only'].includes(wanted.write)) {
       return [400, { error: `write must be update-and-patch or patch-only` }];
     }
-    mode = { write: wanted.write, ignoreIfMatch: Boolean(wanted.ignoreIfMatch) };
+    mode = {
+      write: wanted.write,
+      ignoreIfMatch: Boolean(wanted.ignoreIfMatch),
+      metadataDown: Boolean(wanted.metadataDown),
+    };
     return [200, mode];
   }
   if (req.method === 'POST' && what === 'interpose') {
