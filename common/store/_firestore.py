@@ -79,6 +79,7 @@ from common.store._model import (
     final_status,
     moved_counts,
 )
+from common.store._transactions import transactional
 
 CHUNK = 2_000
 TRANSACTION_ATTEMPTS = 30
@@ -274,7 +275,7 @@ class FirestoreStore(FirestoreReconciles):
     ) -> LockResult:
         ref = self._run(run_date)
 
-        @firestore.transactional
+        @transactional
         def attempt(transaction: Any) -> tuple[LockResult, bool]:
             """The result, and whether the date's rows, tasks and manifest need clearing."""
             snap = ref.get(transaction=transaction)
@@ -324,7 +325,7 @@ class FirestoreStore(FirestoreReconciles):
     def renew_lease(self, run_date: str, execution: str, lease_seconds: float, now: float) -> bool:
         ref = self._run(run_date)
 
-        @firestore.transactional
+        @transactional
         def attempt(transaction: Any) -> bool:
             snap = ref.get(transaction=transaction)
             if not snap.exists or snap.get("execution") != execution:
@@ -356,7 +357,7 @@ class FirestoreStore(FirestoreReconciles):
         ref = self._run(run_date)
         window = {"first": first, "caught_up": list(caught_up), "unsynced": list(unsynced)}
 
-        @firestore.transactional
+        @transactional
         def attempt(transaction: Any) -> None:
             snap = ref.get(transaction=transaction)
             if snap.exists and snap.get("execution") == execution:
@@ -367,7 +368,7 @@ class FirestoreStore(FirestoreReconciles):
     def fail_run(self, run_date: str, execution: str, reason: str, now: float) -> int:
         ref = self._run(run_date)
 
-        @firestore.transactional
+        @transactional
         def attempt(transaction: Any) -> int:
             snap = ref.get(transaction=transaction)
             if not snap.exists or snap.get("execution") != execution:
@@ -390,7 +391,7 @@ class FirestoreStore(FirestoreReconciles):
     def set_report(self, run_date: str, execution: str, report: str) -> None:
         ref = self._run(run_date)
 
-        @firestore.transactional
+        @transactional
         def attempt(transaction: Any) -> None:
             snap = ref.get(transaction=transaction)
             if snap.exists and snap.get("execution") == execution:
@@ -439,7 +440,7 @@ class FirestoreStore(FirestoreReconciles):
         total = decided + sum(len(items) for items in shards.values()) + sum(counted.values())
         ref = self._run(run_date)
 
-        @firestore.transactional
+        @transactional
         def mark_ready(transaction: Any) -> None:
             snap = ref.get(transaction=transaction)
             if snap.exists and snap.get("execution") == execution:
@@ -557,7 +558,7 @@ class FirestoreStore(FirestoreReconciles):
         row_refs = [rows.document(f"{o.row:07d}") for o in outcomes]
         expire = self._expire()
 
-        @firestore.transactional
+        @transactional
         def attempt(transaction: Any) -> RunState | None:
             run = run_ref.get(transaction=transaction)
             if not run.exists or run.get("execution") != execution:
@@ -591,7 +592,7 @@ class FirestoreStore(FirestoreReconciles):
     ) -> bool:
         run_ref, ref = self._run(run_date), self._sub(run_date, "tasks").document(str(shard))
 
-        @firestore.transactional
+        @transactional
         def attempt(transaction: Any) -> bool:
             run = run_ref.get(transaction=transaction)
             if (
@@ -631,7 +632,7 @@ class FirestoreStore(FirestoreReconciles):
     ) -> bool:
         ref = self._sub(run_date, "tasks").document(str(shard))
 
-        @firestore.transactional
+        @transactional
         def attempt(transaction: Any) -> bool:
             snap = ref.get(transaction=transaction)
             current = self._shard(snap) if snap.exists else None
@@ -680,7 +681,7 @@ class FirestoreStore(FirestoreReconciles):
     ) -> RunState | None:
         ref = self._sub(run_date, "tasks").document(str(shard))
 
-        @firestore.transactional
+        @transactional
         def mark(transaction: Any) -> None:
             snap = ref.get(transaction=transaction)
             current = self._shard(snap) if snap.exists else None
@@ -716,7 +717,7 @@ class FirestoreStore(FirestoreReconciles):
         if finished < task_count:
             return None
 
-        @firestore.transactional
+        @transactional
         def claim(transaction: Any) -> bool:
             """Only the run document is in the transaction: exactly one caller claims it."""
             snap = run_ref.get(transaction=transaction)
@@ -738,7 +739,7 @@ class FirestoreStore(FirestoreReconciles):
         """Give the claimed run its final status and counts, recounted if it moved meanwhile."""
         ref = self._run(run_date)
 
-        @firestore.transactional
+        @transactional
         def close(
             transaction: Any, seen: Any, outcomes: list[RowOutcome], force: bool
         ) -> tuple[bool, RunState | None]:
@@ -830,7 +831,7 @@ class FirestoreStore(FirestoreReconciles):
         refs = [self.db.collection("sheet_reads").document(day) for day in sheet_dates]
         expire = self._expire()
 
-        @firestore.transactional
+        @transactional
         def attempt(transaction: Any) -> None:
             snaps = list(transaction.get_all(refs)) if refs else []
             known = {s.id: _data(s).get("read_at", "") for s in snaps if s.exists}

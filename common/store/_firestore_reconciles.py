@@ -25,6 +25,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
 from common.drift import DriftClass, DriftRow, ReconcileRun, class_counts
+from common.store._transactions import transactional
 
 
 class FirestoreReconciles:
@@ -93,7 +94,7 @@ class FirestoreReconciles:
         if current is None or current.tasks_finished < current.task_count:
             return None
 
-        @firestore.transactional
+        @transactional
         def close(transaction: Any) -> bool:
             snap = ref.get(transaction=transaction)
             if not snap.exists or snap.get("finished_at") is not None:
