@@ -133,31 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="YYYY-MM-DD",
         help="run date (env RUN_DATE; default today, WIB)",
     )
-    r.add_argument(
-        "--sheet",
-        type=Path,
-        metavar="CSV",
-        help="a CSV export instead of the Sheets API (env SHEET_CSV)",
-    )
-    r.add_argument("--sheet-id", metavar="ID", help="Google Sheet id (env SHEET_ID)")
-    r.add_argument("--fhir-url", metavar="URL", help="FHIR base URL (env FHIR_BASE_URL)")
+    add_source_flags(r)
     r.add_argument(
         "--tasks",
         type=int,
         metavar="N",
         help="run N task processes locally, split as on Cloud Run",
-    )
-    r.add_argument(
-        "--concurrency",
-        type=int,
-        metavar="N",
-        help="concurrent FHIR requests per task, at most (env FHIR_CONCURRENCY)",
-    )
-    r.add_argument(
-        "--rate-limit",
-        type=float,
-        metavar="N",
-        help="FHIR requests/s per task, 0 = unlimited (env FHIR_RATE_LIMIT)",
     )
     r.add_argument(
         "--timeout",
@@ -176,11 +157,6 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         metavar="N",
         help="also take unapplied rows of the previous N days (env LOOKBACK_DAYS)",
-    )
-    r.add_argument(
-        "--phone-format",
-        choices=[f.value for f in PhoneFormat],
-        help="national (0812..., default) or e164 (env PHONE_FORMAT)",
     )
     add_state_flags(r)
     r.set_defaults(handler=cmd_run)
@@ -286,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_source_flags(parser: argparse.ArgumentParser) -> None:
-    """The sheet and FHIR flags of a command that reads both (`reconcile`; as `run`'s)."""
+    """The sheet and FHIR flags of a command that reads both (`run`, `reconcile`)."""
     parser.add_argument(
         "--sheet",
         type=Path,
