@@ -847,23 +847,8 @@ class FirestoreStore(FirestoreReconciles):
 
     # -- rows waiting on a field officer ------------------------------------------------------
     def waiting_rows(self) -> list[WaitingRow]:
-        out = []
-        for snap in self.db.collection("waiting").stream():
-            d = _data(snap)
-            out.append(
-                WaitingRow(
-                    d["sheet_date"],
-                    int(d["row"]),
-                    d["nik_key"],
-                    d["nik_masked"],
-                    d["status"],
-                    d["since"],
-                    d["run_date"],
-                    d["execution"],
-                    d["read_at"],
-                )
-            )
-        return sorted(out, key=lambda w: w.key)
+        rows = [_waiting_row(_data(snap)) for snap in self.db.collection("waiting").stream()]
+        return sorted(rows, key=lambda w: w.key)
 
     def update_waiting(self, put: Sequence[WaitingRow] = (), drop: Sequence[str] = ()) -> None:
         waiting = self.db.collection("waiting")
@@ -877,19 +862,7 @@ class FirestoreStore(FirestoreReconciles):
         refs = [waiting.document(key) for key in latest]
         for snap in self.db.get_all(refs):
             if snap.exists:
-                d = _data(snap)
-                stored = WaitingRow(
-                    d["sheet_date"],
-                    int(d["row"]),
-                    d["nik_key"],
-                    d["nik_masked"],
-                    d["status"],
-                    d["since"],
-                    d["run_date"],
-                    d["execution"],
-                    d["read_at"],
-                )
-                latest[snap.id] = _merged(stored, latest[snap.id])
+                latest[snap.id] = _merged(_waiting_row(_data(snap)), latest[snap.id])
         expire = self._expire()
         self._bulk(
             (
@@ -912,6 +885,21 @@ class FirestoreStore(FirestoreReconciles):
 
     def close(self) -> None:
         self.db.close()
+
+
+def _waiting_row(d: Mapping[str, Any]) -> WaitingRow:
+    """A ``waiting/{key}`` document as the row it stores."""
+    return WaitingRow(
+        d["sheet_date"],
+        int(d["row"]),
+        d["nik_key"],
+        d["nik_masked"],
+        d["status"],
+        d["since"],
+        d["run_date"],
+        d["execution"],
+        d["read_at"],
+    )
 
 
 def _merged(stored: WaitingRow | None, new: WaitingRow) -> WaitingRow:
