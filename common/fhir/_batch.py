@@ -33,7 +33,6 @@ from urllib.parse import urlencode
 
 from common.fhir._client import (
     NIK_SYSTEM,
-    PATCH_REFUSALS,
     BatchAnswer,
     FhirClient,
     Resource,
@@ -46,9 +45,9 @@ from common.fhir._errors import (
     FhirBatchRefused,
     FhirConflict,
     FhirError,
-    FhirPatchRefused,
     FhirPermanentError,
     FhirTransientError,
+    patch_refusal,
 )
 from common.fhir._patch import as_binary, telecom_patch
 from common.retry import retryable_status
@@ -172,9 +171,7 @@ class BatchingRegistry:
                 patient_id, document, version_id=version_id, result=after
             )
         except FhirPermanentError as exc:
-            if isinstance(exc, FhirAuthError) or exc.status not in PATCH_REFUSALS:
-                raise
-            raise FhirPatchRefused(what, exc.status, exc.diagnostics, document) from None
+            raise patch_refusal(exc, what, document) from None
         if answer.resource is not None:
             return answer.resource
         return stored_as(after, answer.etag)

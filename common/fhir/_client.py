@@ -54,10 +54,10 @@ from common.fhir._errors import (
     FhirBatchRefused,
     FhirConflict,
     FhirError,
-    FhirPatchRefused,
     FhirPermanentError,
     FhirServerUnfit,
     FhirTransientError,
+    patch_refusal,
 )
 from common.fhir._outcome import outcome_text, response_text
 from common.fhir._patch import JSON_PATCH, PatchOp, patch_body, telecom_patch
@@ -82,9 +82,6 @@ _DEFAULT_429_PAUSE = 1.0
 #: How a server without batch answers ``POST [base]`` (bad request, no such endpoint, method
 #: not allowed, not implemented).
 BATCH_REFUSALS = frozenset({400, 404, 405, 501})
-#: How a server refuses a JSON Patch it cannot apply: a failed ``test`` op (Medplum: 400
-#: "Test failed: …"), a path that is not there, an op it does not take, an invalid result.
-PATCH_REFUSALS = frozenset({400, 422})
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,9 +304,7 @@ class FhirClient:
                 headers=headers,
             )
         except FhirPermanentError as exc:
-            if isinstance(exc, FhirAuthError) or exc.status not in PATCH_REFUSALS:
-                raise
-            raise FhirPatchRefused(what, exc.status, exc.diagnostics, document) from None
+            raise patch_refusal(exc, what, document) from None
         if response.content.strip():
             return self._json(response, what)
         return stored_as(result, response.headers.get("ETag"))

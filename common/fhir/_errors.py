@@ -52,6 +52,22 @@ class FhirPatchRefused(FhirPermanentError):
         self.document = document
 
 
+#: How a server refuses a JSON Patch it cannot apply: a failed ``test`` op (Medplum: 400
+#: "Test failed: …"), a path that is not there, an op it does not take, an invalid result.
+PATCH_REFUSALS = frozenset({400, 422})
+
+
+def patch_refusal(
+    exc: FhirPermanentError, what: str, document: list[dict[str, object]]
+) -> FhirPermanentError:
+    """What a PATCH answered ``exc`` raises, per request and per batch entry alike:
+    ``FhirPatchRefused`` (carrying ``document``) for a refusal in ``PATCH_REFUSALS``, which
+    may be a lost race; ``exc`` itself otherwise (credentials, 404, 405 …)."""
+    if isinstance(exc, FhirAuthError) or exc.status not in PATCH_REFUSALS:
+        return exc
+    return FhirPatchRefused(what, exc.status, exc.diagnostics, document)
+
+
 class FhirPatchUnexpressible(FhirError):
     """The change cannot be written with the JSON Patch operations the registry takes
     (``FHIR_PATCH_OPS=replace-only`` and a patient without telecom). Nothing was sent."""
