@@ -103,7 +103,7 @@ def _simulator_options(work: Path, args: argparse.Namespace) -> list[str]:
 
 def run_mode(work: Path, args: argparse.Namespace, batch_size: int) -> Figures:
     """Sync every row once in one mode against a fresh simulator and state; print its figures."""
-    with simulator(*_simulator_options(work, args)) as base:
+    with simulator(*_simulator_options(work, args), wait_seconds=20) as base:
         plan = plan_rows(read_csv(work / "sheet.csv"))
         items = [
             WorkItem(c.row, c.date.isoformat(), c.nik, c.phone.e164, c.phone.assigned)

@@ -67,7 +67,7 @@ def bench(rows: int, nights: int, work: Path, *, full_run: bool, waiting: int = 
     del grown
     # The simulator holds the window's patients (for the full run); a task 0 alone needs none.
     write_bundle(bundle, patients(window if full_run else 1, first=rows - window))
-    with simulator("--bundle", str(bundle), "--sheet", str(sheet), wait_seconds=300) as url:
+    with simulator("--bundle", str(bundle), "--sheet", str(sheet), wait_seconds=120) as url:
         env = {
             **os.environ,
             "SHEET_ID": "bench",
